@@ -1,0 +1,76 @@
+//! The contract every pool kind implements. What a backend can do is declared
+//! in [`Capabilities`]; the [`crate::StorageManager`] does everything that is
+//! the same for all kinds (validation, locking, idempotency, dependency and
+//! space checks) and calls a backend only for the mechanics.
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::ids::{Name, VolumeId};
+use crate::image::InspectedImage;
+use crate::model::{
+    Capabilities, PoolCapacity, PoolKind, ProgressSink, Provisioning, SnapshotInfo, VolumeFormat, VolumeInfo,
+};
+use crate::xml::{DiskDriver, DiskSource};
+
+/// Where the data of a new volume comes from, resolved and checked by the manager.
+#[derive(Debug, Clone, Copy)]
+pub enum NewVolumeContent<'a> {
+    Empty,
+    /// A copy-on-write child of `base` (requires `linked_clone`).
+    LinkedClone { base: &'a VolumeInfo },
+    /// An independent copy of `source`, or of one of its snapshots.
+    Copy { source: &'a VolumeInfo, snapshot: Option<&'a Name> },
+    Image(&'a InspectedImage),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NewVolume<'a> {
+    pub id: VolumeId,
+    pub format: VolumeFormat,
+    /// Final virtual size, at least the size of the content.
+    pub size_bytes: u64,
+    pub provisioning: Provisioning,
+    pub content: NewVolumeContent<'a>,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    fn kind(&self) -> PoolKind;
+    fn capabilities(&self) -> Capabilities;
+    /// The storage this pool is on (canonical directory, server:export, ...):
+    /// two pools on one node may not share it.
+    fn location(&self) -> String;
+
+    /// Makes the pool usable on this node (mount, connect, check). Idempotent.
+    async fn activate(&self) -> Result<()>;
+    /// Undoes activate; never deletes volumes.
+    async fn deactivate(&self) -> Result<()>;
+
+    async fn capacity(&self) -> Result<PoolCapacity>;
+    /// Space available for new data, cheaper than a full [`Backend::capacity`].
+    async fn free_bytes(&self) -> Result<u64>;
+
+    /// O(1): the volume's backend object is named from its id.
+    async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>>;
+    /// Volumes ordered by id, starting after `after`.
+    async fn list_volumes(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>>;
+    /// Volumes that depend on this one (linked clones).
+    async fn dependents(&self, id: VolumeId) -> Result<Vec<VolumeId>>;
+
+    /// Creates the volume completely or not at all: a failure or a cancelled
+    /// future leaves nothing behind.
+    async fn create_volume(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo>;
+    async fn delete_volume(&self, volume: &VolumeInfo) -> Result<()>;
+    /// Grows the volume (the manager has checked new_size > current size).
+    async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo>;
+
+    async fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<SnapshotInfo>>;
+    async fn create_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<SnapshotInfo>;
+    async fn revert_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()>;
+    /// Deleting a snapshot that does not exist succeeds.
+    async fn delete_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()>;
+
+    /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
+    fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
+}

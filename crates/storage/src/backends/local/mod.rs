@@ -1,0 +1,187 @@
+//! Local-directory pools: a directory on the node's disks holding one image
+//! file per volume (`lq-<uuid>.qcow2` or `.raw`), made and changed by qemu-img.
+
+mod paths;
+mod snapshots;
+mod volumes;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, NewVolume};
+use crate::backends::{EngineContext, OpenMode};
+use crate::error::{Result, StorageError, ToolError};
+use crate::ids::{Name, VolumeId};
+use crate::model::{
+    Capabilities, LocalPoolConfig, PoolCapacity, PoolKind, ProgressSink, SnapshotInfo, VolumeFormat, VolumeInfo,
+};
+use crate::tools::QemuImg;
+use crate::xml::{DiskDriver, DiskSource};
+
+pub use paths::{parse_volume_file_name, volume_file_name};
+
+#[derive(Debug)]
+pub struct LocalBackend {
+    dir: PathBuf,
+    qemu: QemuImg,
+    /// Whether the file system takes O_DIRECT (cache='none'); probed on activate.
+    direct_io: AtomicBool,
+}
+
+impl LocalBackend {
+    pub fn capabilities_of_kind() -> Capabilities {
+        Capabilities {
+            thin_provisioning: true,
+            linked_clone: true,
+            snapshots: true,
+            shared: false,
+            live_resize: true,
+            formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
+        }
+    }
+
+    pub fn open(config: &LocalPoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Self> {
+        let dir = paths::resolve_pool_dir(&config.path, &ctx.local_pool_roots, mode)?;
+        Ok(Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn volume_path(&self, id: VolumeId, format: VolumeFormat) -> PathBuf {
+        self.dir.join(paths::volume_file_name(id, format))
+    }
+
+    fn partial_path(&self, id: VolumeId, format: VolumeFormat) -> PathBuf {
+        self.dir.join(paths::partial_file_name(id, format))
+    }
+
+    /// Turns a qemu-img failure on `volume` into an error that says what to do.
+    fn tool_error(&self, volume: VolumeId, err: ToolError) -> StorageError {
+        let stderr = err.stderr();
+        if stderr.contains("Failed to get") && stderr.contains("lock") {
+            StorageError::precondition(format!(
+                "volume {volume} is in use by a running VM (QEMU holds its lock); stop the VM or detach the disk first"
+            ))
+        } else if stderr.contains("No space left on device") {
+            StorageError::ResourceExhausted(format!(
+                "pool directory {} is full: {}",
+                self.dir.display(),
+                stderr.lines().last().unwrap_or_default()
+            ))
+        } else {
+            StorageError::Tool(err)
+        }
+    }
+
+    fn probe_direct_io(&self) -> Result<bool> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let probe = self.dir.join(".lq-direct-io-probe");
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&probe);
+        let _ = std::fs::remove_file(&probe);
+        match opened {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) => Err(StorageError::io(format!("cannot write in pool directory {}", self.dir.display()), e)),
+        }
+    }
+
+    fn remove_partial_files(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| StorageError::io(format!("cannot read pool directory {}", self.dir.display()), e))?;
+        for entry in entries.flatten() {
+            if paths::is_partial_file_name(&entry.file_name().to_string_lossy()) {
+                tracing::info!(path = %entry.path().display(), "removing a volume left half-made by an interrupted create");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn kind(&self) -> PoolKind {
+        PoolKind::Local
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Self::capabilities_of_kind()
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    async fn activate(&self) -> Result<()> {
+        self.direct_io.store(self.probe_direct_io()?, Ordering::Relaxed);
+        self.remove_partial_files()
+    }
+
+    async fn deactivate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn capacity(&self) -> Result<PoolCapacity> {
+        self.scan_capacity().await
+    }
+
+    async fn free_bytes(&self) -> Result<u64> {
+        Ok(self.statvfs()?.1)
+    }
+
+    async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
+        self.find_volume(id)
+    }
+
+    async fn list_volumes(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
+        self.list_page(after, limit).await
+    }
+
+    async fn dependents(&self, id: VolumeId) -> Result<Vec<VolumeId>> {
+        self.find_dependents(id).await
+    }
+
+    async fn create_volume(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        self.create(new, progress).await
+    }
+
+    async fn delete_volume(&self, volume: &VolumeInfo) -> Result<()> {
+        self.delete(volume).await
+    }
+
+    async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo> {
+        self.resize(volume, new_size_bytes).await
+    }
+
+    async fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<SnapshotInfo>> {
+        self.snapshots_of(volume).await
+    }
+
+    async fn create_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<SnapshotInfo> {
+        self.snapshot_create(volume, name).await
+    }
+
+    async fn revert_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
+        self.snapshot_revert(volume, name).await
+    }
+
+    async fn delete_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
+        self.snapshot_delete(volume, name).await
+    }
+
+    fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
+        Ok((
+            DiskSource::File { path: self.volume_path(volume.id, volume.format) },
+            DiskDriver::file(volume.format, self.direct_io.load(Ordering::Relaxed)),
+        ))
+    }
+}

@@ -1,0 +1,250 @@
+//! Volume files of a local pool: lookup, listing, capacity, create, delete, resize.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::LocalBackend;
+use super::paths;
+use crate::backend::{NewVolume, NewVolumeContent};
+use crate::error::{Result, StorageError};
+use crate::fsutil::{PartialFile, fsync_dir};
+use crate::ids::VolumeId;
+use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
+use crate::qcow2_header;
+use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, Preallocation};
+
+impl LocalBackend {
+    /// (total, free) bytes of the pool's file system.
+    pub(super) fn statvfs(&self) -> Result<(u64, u64)> {
+        let st = rustix::fs::statvfs(&self.dir)
+            .map_err(|e| StorageError::io(format!("statvfs {}", self.dir.display()), e.into()))?;
+        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+    }
+
+    pub(super) fn find_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
+        for format in [VolumeFormat::Qcow2, VolumeFormat::Raw] {
+            if let Some(v) = describe(&self.dir, id, format)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every volume file in the pool (one directory read, no file opened).
+    fn scan_ids(dir: &Path) -> Result<Vec<(VolumeId, VolumeFormat)>> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| StorageError::io(format!("cannot read {}", dir.display()), e))?;
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io(format!("cannot read {}", dir.display()), e))?;
+            if let Some(parsed) = paths::parse_volume_file_name(&entry.file_name().to_string_lossy()) {
+                ids.push(parsed);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Runs `f` over every volume of the pool on the blocking thread pool.
+    async fn with_all_volumes<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Vec<VolumeInfo>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let dir = Arc::new(self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            for (id, format) in Self::scan_ids(&dir)? {
+                // A volume deleted between the directory read and now is skipped.
+                if let Some(v) = describe(&dir, id, format)? {
+                    all.push(v);
+                }
+            }
+            Ok(f(all))
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("volume scan panicked: {e}")))?
+    }
+
+    pub(super) async fn scan_capacity(&self) -> Result<PoolCapacity> {
+        let (total, free) = self.statvfs()?;
+        self.with_all_volumes(move |all| PoolCapacity {
+            total_bytes: total,
+            free_bytes: free,
+            provisioned_bytes: all.iter().map(|v| v.size_bytes).sum(),
+            allocated_bytes: all.iter().map(|v| v.allocated_bytes).sum(),
+            volume_count: all.len() as u64,
+        })
+        .await
+    }
+
+    pub(super) async fn list_page(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ids = Self::scan_ids(&dir)?;
+            ids.sort_unstable_by_key(|(id, _)| *id);
+            ids.dedup_by_key(|(id, _)| *id);
+            let mut page = Vec::with_capacity(limit.min(ids.len()));
+            for (id, format) in ids.into_iter().filter(|(id, _)| after.is_none_or(|a| *id > a)) {
+                if page.len() == limit {
+                    break;
+                }
+                if let Some(v) = describe(&dir, id, format)? {
+                    page.push(v);
+                }
+            }
+            Ok(page)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("volume listing panicked: {e}")))?
+    }
+
+    pub(super) async fn find_dependents(&self, id: VolumeId) -> Result<Vec<VolumeId>> {
+        self.with_all_volumes(move |all| {
+            let mut deps: Vec<VolumeId> = all.iter().filter(|v| v.backing == Some(id)).map(|v| v.id).collect();
+            deps.sort_unstable();
+            deps
+        })
+        .await
+    }
+
+    pub(super) async fn create(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        let final_path = self.volume_path(new.id, new.format);
+        let partial = PartialFile::new(self.partial_path(new.id, new.format))?;
+        let preallocation = match new.provisioning {
+            Provisioning::Thin => Preallocation::Off,
+            Provisioning::Thick => Preallocation::Falloc,
+        };
+        let tool_err = |e| self.tool_error(new.id, e);
+        let copied_size = match new.content {
+            NewVolumeContent::Empty => {
+                let opts = CreateOptions {
+                    format: new.format.into(),
+                    size_bytes: Some(new.size_bytes),
+                    preallocation,
+                    backing: None,
+                };
+                self.qemu.create(partial.path(), &opts).await.map_err(tool_err)?;
+                new.size_bytes
+            }
+            NewVolumeContent::LinkedClone { base } => {
+                let base_name = paths::volume_file_name(base.id, base.format);
+                let opts = CreateOptions {
+                    format: ImageFormat::Qcow2,
+                    size_bytes: Some(new.size_bytes),
+                    preallocation: Preallocation::Off,
+                    backing: Some(Backing { file: &base_name, format: base.format.into() }),
+                };
+                self.qemu.create(partial.path(), &opts).await.map_err(|e| self.tool_error(base.id, e))?;
+                new.size_bytes
+            }
+            NewVolumeContent::Copy { source, snapshot } => {
+                let source_path = self.volume_path(source.id, source.format);
+                let opts = ConvertOptions {
+                    source: &source_path,
+                    source_format: source.format.into(),
+                    snapshot: snapshot.map(|s| s.as_str()),
+                    target: partial.path(),
+                    target_format: new.format.into(),
+                    preallocation,
+                };
+                self.copy(&opts, source.size_bytes, progress).await.map_err(|e| match e {
+                    StorageError::Tool(t) => self.tool_error(source.id, t),
+                    other => other,
+                })?;
+                source.size_bytes
+            }
+            NewVolumeContent::Image(image) => {
+                let opts = ConvertOptions {
+                    source: &image.path,
+                    source_format: image.format,
+                    snapshot: None,
+                    target: partial.path(),
+                    target_format: new.format.into(),
+                    preallocation,
+                };
+                self.copy(&opts, image.virtual_size, progress).await.map_err(|e| match e {
+                    StorageError::Tool(t) => self.tool_error(new.id, t),
+                    other => other,
+                })?;
+                image.virtual_size
+            }
+        };
+        if new.size_bytes > copied_size {
+            self.qemu
+                .resize(partial.path(), new.format.into(), new.size_bytes, preallocation)
+                .await
+                .map_err(tool_err)?;
+        }
+        partial.commit(&final_path)?;
+        describe(&self.dir, new.id, new.format)?
+            .ok_or_else(|| StorageError::Internal(format!("volume {} vanished right after it was created", new.id)))
+    }
+
+    async fn copy(&self, opts: &ConvertOptions<'_>, total: u64, progress: ProgressSink<'_>) -> Result<()> {
+        progress(Progress { phase: "copying", done_bytes: 0, total_bytes: total });
+        self.qemu
+            .convert(opts, |fraction| {
+                progress(Progress { phase: "copying", done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
+            })
+            .await?;
+        progress(Progress { phase: "copying", done_bytes: total, total_bytes: total });
+        Ok(())
+    }
+
+    pub(super) async fn delete(&self, volume: &VolumeInfo) -> Result<()> {
+        let path = self.volume_path(volume.id, volume.format);
+        // qemu-img info without --force-share fails while a VM holds the image.
+        self.qemu.info(&path, volume.format.into(), false).await.map_err(|e| self.tool_error(volume.id, e))?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io(format!("cannot delete {}", path.display()), e)),
+        }
+    }
+
+    pub(super) async fn resize(&self, volume: &VolumeInfo, new_size: u64) -> Result<VolumeInfo> {
+        let path = self.volume_path(volume.id, volume.format);
+        // A volume whose space is all allocated was made thick: keep it so.
+        let preallocation = if volume.allocated_bytes >= volume.size_bytes && volume.backing.is_none() {
+            Preallocation::Falloc
+        } else {
+            Preallocation::Off
+        };
+        self.qemu
+            .resize(&path, volume.format.into(), new_size, preallocation)
+            .await
+            .map_err(|e| self.tool_error(volume.id, e))?;
+        describe(&self.dir, volume.id, volume.format)?
+            .ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during resize", volume.id)))
+    }
+}
+
+/// Reads a volume's facts from its file: the size from the qcow2 header (or
+/// the file length for raw), the space used from the file's blocks.
+fn describe(dir: &Path, id: VolumeId, format: VolumeFormat) -> Result<Option<VolumeInfo>> {
+    let path = dir.join(paths::volume_file_name(id, format));
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io(format!("cannot open {}", path.display()), e)),
+    };
+    let meta = file.metadata().map_err(|e| StorageError::io(format!("cannot stat {}", path.display()), e))?;
+    let (size_bytes, backing, snapshot_count) = match format {
+        VolumeFormat::Raw => (meta.len(), None, 0),
+        VolumeFormat::Qcow2 => {
+            let h = qcow2_header::read_header(&mut file)
+                .map_err(|e| StorageError::io(format!("cannot read the qcow2 header of {}", path.display()), e))?;
+            let backing = h.backing_file.as_deref().and_then(paths::parse_volume_file_name).map(|(id, _)| id);
+            (h.virtual_size, backing, h.snapshot_count)
+        }
+    };
+    Ok(Some(VolumeInfo {
+        id,
+        format,
+        size_bytes,
+        allocated_bytes: meta.blocks() * 512,
+        backing,
+        snapshot_count,
+        location: path.display().to_string(),
+    }))
+}

@@ -1,0 +1,50 @@
+//! One folder per pool kind. [`open`] builds the backend for a pool config;
+//! kinds whose backend does not exist yet are refused with `Unimplemented`.
+
+pub mod local;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::error::{Result, StorageError};
+use crate::model::{Capabilities, PoolConfig, PoolKind};
+use crate::tools::QemuImg;
+
+/// What backends get from the node: tools and the node's path policy.
+#[derive(Debug, Clone)]
+pub struct EngineContext {
+    pub qemu_img: QemuImg,
+    /// Local pools must lie inside one of these (after resolving symlinks).
+    pub local_pool_roots: Vec<PathBuf>,
+    /// Images may only be imported from inside these.
+    pub import_dirs: Vec<PathBuf>,
+}
+
+/// Whether a pool is opened for the first time (its directory may be created)
+/// or re-opened after a restart (a missing directory is an error: its disk may
+/// not be mounted, and creating it would put VMs on the wrong disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    Create,
+    Reopen,
+}
+
+pub fn open(config: &PoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Arc<dyn Backend>> {
+    match config {
+        PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
+        other => Err(not_yet(other.kind())),
+    }
+}
+
+/// The kinds this node can serve, with what each can do.
+pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
+    vec![(PoolKind::Local, local::LocalBackend::capabilities_of_kind())]
+}
+
+fn not_yet(kind: PoolKind) -> StorageError {
+    StorageError::Unimplemented(format!(
+        "{kind} pools are not supported by this node yet; supported kinds: {}",
+        supported_kinds().iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(", ")
+    ))
+}

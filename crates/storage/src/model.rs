@@ -1,0 +1,320 @@
+//! Domain types of the storage engine: pool configs, volume specs and what the
+//! engine reports back. The node daemon converts its wire types to and from these.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::ids::{Name, VolumeId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    Local,
+    Nfs,
+    Ceph,
+    Iscsi,
+}
+
+impl fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Local => "local",
+            Self::Nfs => "nfs",
+            Self::Ceph => "ceph",
+            Self::Iscsi => "iscsi",
+        })
+    }
+}
+
+/// A pool's configuration as the node persists it. Secrets are held apart
+/// (see [`Secret`]) and are never serialized with the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PoolConfig {
+    Local(LocalPoolConfig),
+    Nfs(NfsPoolConfig),
+    Ceph(CephPoolConfig),
+    Iscsi(IscsiPoolConfig),
+}
+
+impl PoolConfig {
+    pub fn kind(&self) -> PoolKind {
+        match self {
+            Self::Local(_) => PoolKind::Local,
+            Self::Nfs(_) => PoolKind::Nfs,
+            Self::Ceph(_) => PoolKind::Ceph,
+            Self::Iscsi(_) => PoolKind::Iscsi,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalPoolConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfsPoolConfig {
+    pub server: String,
+    pub export_path: String,
+    pub version: String,
+    pub mount_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CephPoolConfig {
+    pub monitors: Vec<String>,
+    pub ceph_pool: String,
+    pub client_id: String,
+    pub rados_namespace: String,
+    pub create_if_missing: bool,
+    #[serde(skip)]
+    pub key: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IscsiPoolConfig {
+    pub portal: String,
+    pub target_iqn: String,
+    pub lun: u32,
+    pub initiator_iqn: String,
+    pub chap_username: String,
+    #[serde(skip)]
+    pub chap_password: Secret,
+}
+
+/// A secret value (Ceph key, CHAP password): its Debug output is redacted so it
+/// cannot reach a log by accident.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "<none>" } else { "<redacted>" })
+    }
+}
+
+/// What a backend can do; callers ask this instead of switching on the kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub thin_provisioning: bool,
+    pub linked_clone: bool,
+    pub snapshots: bool,
+    pub shared: bool,
+    pub live_resize: bool,
+    pub formats: Vec<VolumeFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolCapacity {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub provisioned_bytes: u64,
+    pub allocated_bytes: u64,
+    pub volume_count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeFormat {
+    Qcow2,
+    Raw,
+}
+
+impl VolumeFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qcow2 => "qcow2",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+impl fmt::Display for VolumeFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Disk image formats the engine reads (imports) or writes (volumes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageFormat {
+    Qcow2,
+    Raw,
+    Vmdk,
+    Vhdx,
+    Vdi,
+}
+
+impl ImageFormat {
+    /// The QEMU block driver name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qcow2 => "qcow2",
+            Self::Raw => "raw",
+            Self::Vmdk => "vmdk",
+            Self::Vhdx => "vhdx",
+            Self::Vdi => "vdi",
+        }
+    }
+
+    pub fn from_driver_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "qcow2" => Self::Qcow2,
+            "raw" => Self::Raw,
+            "vmdk" => Self::Vmdk,
+            "vhdx" => Self::Vhdx,
+            "vdi" => Self::Vdi,
+            _ => return None,
+        })
+    }
+}
+
+impl From<VolumeFormat> for ImageFormat {
+    fn from(f: VolumeFormat) -> Self {
+        match f {
+            VolumeFormat::Qcow2 => Self::Qcow2,
+            VolumeFormat::Raw => Self::Raw,
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Provisioning {
+    #[default]
+    Thin,
+    Thick,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneMode {
+    Linked,
+    Full,
+}
+
+/// The largest volume any pool accepts (1 PiB); backends may refuse less.
+pub const MAX_VOLUME_BYTES: u64 = 1 << 50;
+pub const SECTOR_BYTES: u64 = 512;
+
+/// A validated volume size in bytes: > 0, a multiple of 512, at most 1 PiB.
+pub fn validate_size(what: &str, bytes: u64) -> Result<u64> {
+    if bytes == 0 {
+        return Err(StorageError::invalid(format!("{what} must be greater than 0 bytes")));
+    }
+    if bytes > MAX_VOLUME_BYTES {
+        return Err(StorageError::invalid(format!(
+            "{what} {bytes} bytes is larger than the maximum volume size of {MAX_VOLUME_BYTES} bytes (1 PiB)"
+        )));
+    }
+    if bytes % SECTOR_BYTES != 0 {
+        return Err(StorageError::invalid(format!(
+            "{what} {bytes} bytes is not a multiple of {SECTOR_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// What a new volume should look like. `size_bytes` None means "the size of
+/// the source" (required for empty volumes), `format` None the pool's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeSpec {
+    pub size_bytes: Option<u64>,
+    pub format: Option<VolumeFormat>,
+    pub provisioning: Provisioning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSource {
+    Empty,
+    Clone { source: VolumeId, mode: Option<CloneMode> },
+    Image { path: PathBuf, format: ImageFormat },
+    Snapshot { volume: VolumeId, name: Name },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub id: VolumeId,
+    pub format: VolumeFormat,
+    pub size_bytes: u64,
+    pub allocated_bytes: u64,
+    pub backing: Option<VolumeId>,
+    pub snapshot_count: u32,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub created_unix_seconds: i64,
+    pub vm_state_bytes: u64,
+}
+
+/// Progress of a long operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Where progress reports go. Implementations must be cheap: copies call it often.
+pub type ProgressSink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskBus {
+    #[default]
+    Scsi,
+    Virtio,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked() {
+        assert_eq!(validate_size("size", 512).unwrap(), 512);
+        assert_eq!(validate_size("size", 10 << 30).unwrap(), 10 << 30);
+        assert_eq!(validate_size("size", MAX_VOLUME_BYTES).unwrap(), MAX_VOLUME_BYTES);
+        for bad in [0, 1, 1000, MAX_VOLUME_BYTES + 512, (1 << 63) + 512, u64::MAX] {
+            assert!(matches!(validate_size("size", bad), Err(StorageError::InvalidArgument(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let s = Secret::new("AQBsupersecretkey==".into());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        let cfg = CephPoolConfig {
+            monitors: vec!["127.0.0.1:6789".into()],
+            ceph_pool: "rbd".into(),
+            client_id: "admin".into(),
+            rados_namespace: String::new(),
+            create_if_missing: false,
+            key: s,
+        };
+        assert!(!format!("{cfg:?}").contains("supersecret"));
+        assert!(!serde_json::to_string(&PoolConfig::Ceph(cfg)).unwrap().contains("supersecret"));
+    }
+}

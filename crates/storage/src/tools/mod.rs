@@ -1,0 +1,8 @@
+//! Typed wrappers over external tools. Each tool gets one module that builds its
+//! argv and parses its structured output; backends call these, never a process.
+
+pub mod exec;
+pub mod qemu_img;
+
+pub use exec::{ResourceLimits, ToolCommand, ToolOutput};
+pub use qemu_img::QemuImg;

@@ -1,0 +1,310 @@
+//! Typed API over `qemu-img`: create, info, check, convert (with progress),
+//! resize and internal snapshots. JSON output is parsed into structs; nothing
+//! is scraped from human-readable text except convert's progress meter, which
+//! has no other form and only feeds progress bars.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::exec::{ResourceLimits, ToolCommand};
+use crate::error::ToolError;
+use crate::model::ImageFormat;
+
+const PROGRAM: &str = "qemu-img";
+
+/// Limits for inspecting an untrusted image (as OpenStack does): enough for
+/// any real image header, far below what a crafted one would need to hurt.
+const UNTRUSTED_LIMITS: ResourceLimits = ResourceLimits { address_space_bytes: 1 << 30, cpu_seconds: 30 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolTimeouts {
+    /// create, info, resize, snapshot: metadata-only operations.
+    pub metadata: Duration,
+    /// Inspection of an untrusted image (info, check).
+    pub inspect: Duration,
+    /// Data copies (convert).
+    pub copy: Duration,
+}
+
+impl Default for ToolTimeouts {
+    fn default() -> Self {
+        Self {
+            metadata: Duration::from_secs(60),
+            inspect: Duration::from_secs(120),
+            copy: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preallocation {
+    Off,
+    /// Allocate the space up front (fallocate), without writing zeroes.
+    Falloc,
+}
+
+impl Preallocation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Falloc => "falloc",
+        }
+    }
+}
+
+/// The backing file of a new overlay: a name relative to the overlay's
+/// directory, and its format (always recorded, so nothing is probed).
+#[derive(Debug, Clone, Copy)]
+pub struct Backing<'a> {
+    pub file: &'a str,
+    pub format: ImageFormat,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions<'a> {
+    pub format: ImageFormat,
+    /// None for an overlay that takes its backing file's size.
+    pub size_bytes: Option<u64>,
+    pub preallocation: Preallocation,
+    pub backing: Option<Backing<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConvertOptions<'a> {
+    pub source: &'a Path,
+    pub source_format: ImageFormat,
+    /// Copy the state of this internal snapshot instead of the current one.
+    pub snapshot: Option<&'a str>,
+    pub target: &'a Path,
+    pub target_format: ImageFormat,
+    pub preallocation: Preallocation,
+}
+
+/// `qemu-img info --output=json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ImageInfo {
+    pub format: String,
+    pub virtual_size: u64,
+    pub actual_size: Option<u64>,
+    pub backing_filename: Option<String>,
+    pub backing_filename_format: Option<String>,
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub snapshots: Vec<SnapshotEntry>,
+    pub format_specific: Option<FormatSpecific>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SnapshotEntry {
+    pub id: String,
+    pub name: String,
+    pub vm_state_size: u64,
+    pub date_sec: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FormatSpecific {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: FormatSpecificData,
+}
+
+/// The parts of format-specific info the engine looks at.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FormatSpecificData {
+    /// qcow2: an external data file (refused for untrusted images).
+    pub data_file: Option<String>,
+    /// qcow2: the image was marked corrupt by QEMU.
+    #[serde(default)]
+    pub corrupt: bool,
+    /// vmdk: monolithicSparse, streamOptimized, monolithicFlat...
+    pub create_type: Option<String>,
+    /// vmdk: the files holding the data.
+    #[serde(default)]
+    pub extents: Vec<VmdkExtent>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VmdkExtent {
+    pub filename: String,
+}
+
+/// `qemu-img check --output=json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckReport {
+    #[serde(default)]
+    pub check_errors: u64,
+    #[serde(default)]
+    pub corruptions: u64,
+    #[serde(default)]
+    pub leaks: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuImg {
+    timeouts: ToolTimeouts,
+}
+
+impl QemuImg {
+    pub fn new(timeouts: ToolTimeouts) -> Self {
+        Self { timeouts }
+    }
+
+    pub fn timeouts(&self) -> ToolTimeouts {
+        self.timeouts
+    }
+
+    fn command(&self, timeout: Duration) -> ToolCommand {
+        ToolCommand::new(PROGRAM, timeout)
+    }
+
+    pub async fn create(&self, path: &Path, opts: &CreateOptions<'_>) -> Result<(), ToolError> {
+        let mut options = vec![format!("preallocation={}", opts.preallocation.as_str())];
+        let mut cmd = self.command(self.timeouts.metadata).args(["create", "-q", "-f", opts.format.as_str()]);
+        if let Some(b) = opts.backing {
+            cmd = cmd.args(["-b", b.file, "-F", b.format.as_str()]);
+            // An overlay never preallocates: its point is to share the base's data.
+            options.clear();
+        }
+        if !options.is_empty() {
+            cmd = cmd.arg("-o").arg(options.join(","));
+        }
+        cmd = cmd.arg("--").arg(path);
+        if let Some(size) = opts.size_bytes {
+            cmd = cmd.arg(size.to_string());
+        }
+        cmd.run().await.map(drop)
+    }
+
+    /// Info on an image the node made. `force_share` reads it even while a VM
+    /// holds it open (sizes and snapshot lists stay meaningful).
+    pub async fn info(&self, path: &Path, format: ImageFormat, force_share: bool) -> Result<ImageInfo, ToolError> {
+        let mut cmd = self.command(self.timeouts.metadata).args(["info", "--output=json", "-f", format.as_str()]);
+        if force_share {
+            cmd = cmd.arg("--force-share");
+        }
+        parse_json(cmd.arg("--").arg(path).run().await?.stdout)
+    }
+
+    /// Info on an image from outside, under resource limits. `format` None lets
+    /// qemu-img probe (used only to compare against the declared format).
+    pub async fn info_untrusted(&self, path: &Path, format: Option<ImageFormat>) -> Result<ImageInfo, ToolError> {
+        let mut cmd = self.command(self.timeouts.inspect).args(["info", "--output=json"]).limits(UNTRUSTED_LIMITS);
+        if let Some(f) = format {
+            cmd = cmd.args(["-f", f.as_str()]);
+        }
+        parse_json(cmd.arg("--").arg(path).run().await?.stdout)
+    }
+
+    /// Consistency check. Exit status 2 (corruptions) and 3 (leaks) still
+    /// produce a report; status 1 (could not check) is an error.
+    pub async fn check(&self, path: &Path, format: ImageFormat) -> Result<CheckReport, ToolError> {
+        let cmd = self
+            .command(self.timeouts.inspect)
+            .args(["check", "--output=json", "-f", format.as_str(), "--"])
+            .arg(path)
+            .limits(UNTRUSTED_LIMITS);
+        parse_json(cmd.accept_exit_codes(&[0, 2, 3]).run().await?.stdout)
+    }
+
+    /// Copies an image, reporting progress as a fraction in [0, 1].
+    pub async fn convert(&self, opts: &ConvertOptions<'_>, mut on_progress: impl FnMut(f64)) -> Result<(), ToolError> {
+        let mut cmd = self.command(self.timeouts.copy).args([
+            "convert",
+            "-p",
+            "-W", // out-of-order writes: faster, and fine for a new target
+            "-f",
+            opts.source_format.as_str(),
+            "-O",
+            opts.target_format.as_str(),
+        ]);
+        if let Some(snap) = opts.snapshot {
+            cmd = cmd.arg("-l").arg(format!("snapshot.name={snap}"));
+        }
+        if opts.preallocation != Preallocation::Off {
+            cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
+        }
+        cmd = cmd.arg("--").arg(opts.source).arg(opts.target);
+        cmd.run_streaming(|line| {
+            if let Some(fraction) = parse_progress(line) {
+                on_progress(fraction);
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn resize(
+        &self,
+        path: &Path,
+        format: ImageFormat,
+        size_bytes: u64,
+        preallocation: Preallocation,
+    ) -> Result<(), ToolError> {
+        self.command(self.timeouts.metadata)
+            .args(["resize", "-q", "-f", format.as_str()])
+            .arg(format!("--preallocation={}", preallocation.as_str()))
+            .arg("--")
+            .arg(path)
+            .arg(size_bytes.to_string())
+            .run()
+            .await
+            .map(drop)
+    }
+
+    pub async fn snapshot_create(&self, path: &Path, name: &str) -> Result<(), ToolError> {
+        self.snapshot("-c", path, name).await
+    }
+
+    pub async fn snapshot_apply(&self, path: &Path, name: &str) -> Result<(), ToolError> {
+        self.snapshot("-a", path, name).await
+    }
+
+    pub async fn snapshot_delete(&self, path: &Path, name: &str) -> Result<(), ToolError> {
+        self.snapshot("-d", path, name).await
+    }
+
+    async fn snapshot(&self, action: &str, path: &Path, name: &str) -> Result<(), ToolError> {
+        self.command(self.timeouts.metadata)
+            .args(["snapshot", "-q", "-f", "qcow2", action, name, "--"])
+            .arg(path)
+            .run()
+            .await
+            .map(drop)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(stdout: Vec<u8>) -> Result<T, ToolError> {
+    serde_json::from_slice(&stdout)
+        .map_err(|e| ToolError::BadOutput { program: PROGRAM.into(), detail: e.to_string() })
+}
+
+/// `    (42.17/100%)` → 0.4217.
+fn parse_progress(line: &str) -> Option<f64> {
+    let inner = line.trim().strip_prefix('(')?.strip_suffix("/100%)")?;
+    let pct: f64 = inner.parse().ok()?;
+    (0.0..=100.0).contains(&pct).then_some(pct / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_meter_is_parsed_strictly() {
+        assert_eq!(parse_progress("    (0.00/100%)"), Some(0.0));
+        assert_eq!(parse_progress("    (42.50/100%)"), Some(0.425));
+        assert_eq!(parse_progress("(100.00/100%)"), Some(1.0));
+        assert_eq!(parse_progress("(101.00/100%)"), None);
+        assert_eq!(parse_progress("error: something"), None);
+        assert_eq!(parse_progress("(abc/100%)"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! libvirt XML: the `<disk>` elements the node hands out and the target-device
+//! choice for a domain. Written with quick-xml (every value escaped), never by
+//! string formatting.
+
+pub mod disk;
+pub mod target;
+
+pub use disk::{DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef};
+pub use target::{pick_target, targets_in_domain};

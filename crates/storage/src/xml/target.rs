@@ -1,0 +1,120 @@
+//! Picking a free target device (`sdX` on virtio-scsi, `vdX` on virtio-blk)
+//! from the targets a domain already uses, never a literal.
+
+use std::collections::HashSet;
+
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+use crate::error::{Result, StorageError};
+use crate::model::DiskBus;
+
+/// sda..sdz, sdaa..sdzz: far more than one controller can hold.
+const MAX_TARGETS: usize = 26 * 27;
+
+/// The libvirt name of the disk at `index` (0 → "a", 25 → "z", 26 → "aa").
+fn disk_suffix(mut index: usize) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'a' + (index % 26) as u8);
+        if index < 26 {
+            break;
+        }
+        index = index / 26 - 1;
+    }
+    letters.reverse();
+    String::from_utf8(letters).expect("ASCII letters")
+}
+
+pub fn pick_target<S: AsRef<str>>(bus: DiskBus, used: &[S]) -> Result<String> {
+    let prefix = match bus {
+        DiskBus::Scsi => "sd",
+        DiskBus::Virtio => "vd",
+    };
+    let used: HashSet<&str> = used.iter().map(|s| s.as_ref()).collect();
+    (0..MAX_TARGETS)
+        .map(|i| format!("{prefix}{}", disk_suffix(i)))
+        .find(|t| !used.contains(t.as_str()))
+        .ok_or_else(|| {
+            StorageError::ResourceExhausted(format!("the domain has no free {prefix}X target left; detach a disk first"))
+        })
+}
+
+/// The `<target dev=...>` of every `<disk>` in a domain's XML.
+pub fn targets_in_domain(domain_xml: &str) -> Result<Vec<String>> {
+    let bad = |e: String| StorageError::invalid(format!("domain XML cannot be parsed: {e}"));
+    let mut reader = Reader::from_str(domain_xml);
+    let mut depth_in_disk: Option<usize> = None;
+    let mut depth = 0usize;
+    let mut targets = Vec::new();
+    loop {
+        let event = reader.read_event().map_err(|e| bad(e.to_string()))?;
+        match &event {
+            Event::Start(e) | Event::Empty(e) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let name = e.name();
+                if name.0 == "disk" && !is_empty {
+                    depth_in_disk = Some(depth);
+                } else if name.0 == "target" && depth_in_disk.is_some_and(|d| depth == d + 1) {
+                    for attr in e.attributes() {
+                        let attr = attr.map_err(|e| bad(e.to_string()))?;
+                        if attr.key.0 == "dev" {
+                            let value = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| bad(e.to_string()))?;
+                            targets.push(value.into_owned());
+                        }
+                    }
+                }
+                if !is_empty {
+                    depth += 1;
+                }
+            }
+            Event::End(e) => {
+                depth = depth.saturating_sub(1);
+                if e.name().0 == "disk" && depth_in_disk == Some(depth) {
+                    depth_in_disk = None;
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_follow_libvirt_naming() {
+        assert_eq!(disk_suffix(0), "a");
+        assert_eq!(disk_suffix(25), "z");
+        assert_eq!(disk_suffix(26), "aa");
+        assert_eq!(disk_suffix(51), "az");
+        assert_eq!(disk_suffix(52), "ba");
+        assert_eq!(disk_suffix(701), "zz");
+    }
+
+    #[test]
+    fn picks_the_first_free_target_on_the_bus() {
+        assert_eq!(pick_target::<&str>(DiskBus::Scsi, &[]).unwrap(), "sda");
+        assert_eq!(pick_target(DiskBus::Scsi, &["sda", "sdc", "vdb"]).unwrap(), "sdb");
+        assert_eq!(pick_target(DiskBus::Virtio, &["sda", "vda"]).unwrap(), "vdb");
+        let all: Vec<String> = (0..MAX_TARGETS).map(|i| format!("sd{}", disk_suffix(i))).collect();
+        assert!(matches!(pick_target(DiskBus::Scsi, &all), Err(StorageError::ResourceExhausted(_))));
+    }
+
+    #[test]
+    fn reads_disk_targets_only() {
+        let xml = r#"<domain type='qemu'><name>vm</name><devices>
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+              <source file='/a.qcow2'/><target dev='sda' bus='scsi'/></disk>
+            <disk type='file' device='cdrom'><target dev='sdc' bus='scsi'/><readonly/></disk>
+            <interface type='network'><target dev='vnet0'/></interface>
+            <console type='pty'><target type='serial' port='0'/></console>
+          </devices></domain>"#;
+        assert_eq!(targets_in_domain(xml).unwrap(), ["sda", "sdc"]);
+        let err = targets_in_domain("<domain><devices></disk></devices></domain>").unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
+    }
+}
