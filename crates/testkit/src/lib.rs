@@ -1,1 +1,12 @@
-//! placeholder-free stub replaced below
+//! Real servers for tests, started in a temp dir on loopback and stopped by
+//! pid when dropped. Nothing here touches the machine's own daemons.
+//!
+//! Start servers from the test's own thread (not from a runtime's blocking
+//! pool): each child is tied to the thread that spawned it (PR_SET_PDEATHSIG),
+//! so a test process that dies does not leave servers behind.
+
+pub mod libvirt;
+pub mod process;
+
+pub use libvirt::Libvirtd;
+pub use process::{ChildGuard, wait_until};

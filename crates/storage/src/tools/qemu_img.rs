@@ -273,13 +273,27 @@ impl QemuImg {
     }
 
     async fn snapshot(&self, action: &str, path: &Path, name: &str) -> Result<(), ToolError> {
+        // `qemu-img snapshot` has no -f: the format is forced through --image-opts.
         self.command(self.timeouts.metadata)
-            .args(["snapshot", "-q", "-f", "qcow2", action, name, "--"])
-            .arg(path)
+            .args(["snapshot", "-q", action, name, "--image-opts"])
+            .arg(qcow2_image_opts(path))
             .run()
             .await
             .map(drop)
     }
+}
+
+/// `driver=qcow2,file.filename=PATH` with commas in PATH doubled (QEMU's escape).
+fn qcow2_image_opts(path: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut opts = b"driver=qcow2,file.filename=".to_vec();
+    for &b in path.as_os_str().as_bytes() {
+        opts.push(b);
+        if b == b',' {
+            opts.push(b',');
+        }
+    }
+    std::ffi::OsString::from_vec(opts)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(stdout: Vec<u8>) -> Result<T, ToolError> {
@@ -297,6 +311,11 @@ fn parse_progress(line: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_opts_escape_commas() {
+        assert_eq!(qcow2_image_opts(Path::new("/p/a,b.qcow2")), "driver=qcow2,file.filename=/p/a,,b.qcow2");
+    }
 
     #[test]
     fn progress_meter_is_parsed_strictly() {

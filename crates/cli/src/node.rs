@@ -1,0 +1,452 @@
+//! `lqctl node --addr URL ...`: pools, volumes and snapshots on one node.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::node_storage_client::NodeStorageClient;
+use tonic::transport::Channel;
+
+use crate::output::{
+    AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, print_list, print_one,
+};
+use crate::units::parse_size;
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node daemon's gRPC address.
+    #[arg(long, env = "LQ_NODE_ADDR", default_value = "http://127.0.0.1:7701")]
+    addr: String,
+    #[command(subcommand)]
+    command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Host name, version and the pool kinds the node supports.
+    Info,
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCommand {
+    /// Initialise a pool on the node (idempotent for the same id and config).
+    Init {
+        /// Pool id (a UUID); a new one is generated if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// A local directory (inside the node's local pool roots).
+        #[arg(long)]
+        local_path: PathBuf,
+    },
+    List,
+    Info { pool: String },
+    /// Forget the pool on this node. Volumes are kept.
+    Destroy { pool: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Qcow2,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ImageFormat {
+    Qcow2,
+    Raw,
+    Vmdk,
+    Vhdx,
+    Vdi,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Bus {
+    Scsi,
+    Virtio,
+}
+
+#[derive(Debug, Args)]
+struct PoolArg {
+    /// The pool's id.
+    #[arg(long)]
+    pool: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeCommand {
+    /// Create an empty volume.
+    Create {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// Volume id (a UUID); a new one is generated if omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Virtual size, e.g. 10G.
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Reserve the space up front.
+        #[arg(long)]
+        thick: bool,
+    },
+    List {
+        #[command(flatten)]
+        pool: PoolArg,
+        /// Volumes per page.
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Continue after this token (printed by the previous page).
+        #[arg(long)]
+        page_token: Option<String>,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+    },
+    Info {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+    },
+    /// Grow a volume (volumes never shrink).
+    Resize {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+    },
+    /// Clone a volume: linked (copy-on-write) by default, --full for a copy.
+    Clone {
+        #[command(flatten)]
+        pool: PoolArg,
+        source: String,
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        full: bool,
+        /// Grow the clone to this size.
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        /// Format of a full clone (default: the source's).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    Delete {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+    },
+    /// Import a disk image file that is on the node, under an import directory.
+    Import {
+        #[command(flatten)]
+        pool: PoolArg,
+        #[arg(long)]
+        id: Option<String>,
+        /// Path of the image on the node.
+        #[arg(long)]
+        file: PathBuf,
+        /// The image's format (checked against its content).
+        #[arg(long, value_enum)]
+        image_format: ImageFormat,
+        /// Format of the new volume (default qcow2).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+    },
+    /// The libvirt <disk> XML to attach the volume to a VM.
+    AttachInfo {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+        #[arg(long, value_enum, default_value = "scsi")]
+        bus: Bus,
+        /// Targets the domain already uses, e.g. --used sda --used sdb.
+        #[arg(long)]
+        used: Vec<String>,
+        /// A file with the domain's XML (virsh dumpxml); its disk targets are avoided.
+        #[arg(long)]
+        domain_xml: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    Create {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+        name: String,
+    },
+    List {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+    },
+    Revert {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+        name: String,
+    },
+    Delete {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+        name: String,
+    },
+}
+
+fn new_id(id: Option<String>) -> String {
+    id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn format_pb(f: Option<Format>) -> i32 {
+    match f {
+        None => pb::VolumeFormat::Unspecified as i32,
+        Some(Format::Qcow2) => pb::VolumeFormat::Qcow2 as i32,
+        Some(Format::Raw) => pb::VolumeFormat::Raw as i32,
+    }
+}
+
+fn image_format_pb(f: ImageFormat) -> i32 {
+    (match f {
+        ImageFormat::Qcow2 => pb::ImageFormat::Qcow2,
+        ImageFormat::Raw => pb::ImageFormat::Raw,
+        ImageFormat::Vmdk => pb::ImageFormat::Vmdk,
+        ImageFormat::Vhdx => pb::ImageFormat::Vhdx,
+        ImageFormat::Vdi => pb::ImageFormat::Vdi,
+    }) as i32
+}
+
+pub async fn run(args: NodeArgs, out: OutputFormat) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(args.addr.clone())
+        .with_context(|| format!("invalid node address {}", args.addr))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the node daemon at {}", args.addr))?;
+    let mut client = NodeStorageClient::new(channel).max_decoding_message_size(64 << 20);
+    match args.command {
+        NodeCommand::Info => {
+            let info = client.get_node_info(pb::GetNodeInfoRequest {}).await?.into_inner();
+            print_one(out, &NodeInfoView::from_pb(&info));
+        }
+        NodeCommand::Pool(cmd) => pool(&mut client, cmd, out).await?,
+        NodeCommand::Volume(cmd) => volume(&mut client, cmd, out).await?,
+        NodeCommand::Snapshot(cmd) => snapshot(&mut client, cmd, out).await?,
+    }
+    Ok(())
+}
+
+type Client = NodeStorageClient<Channel>;
+
+async fn pool(client: &mut Client, cmd: PoolCommand, out: OutputFormat) -> anyhow::Result<()> {
+    match cmd {
+        PoolCommand::Init { id, local_path } => {
+            let config = pb::PoolConfig {
+                backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig {
+                    path: local_path.display().to_string(),
+                })),
+            };
+            let req = pb::InitStoragePoolRequest { pool_id: new_id(id), config: Some(config) };
+            let info = client.init_storage_pool(req).await?.into_inner();
+            print_one(out, &PoolView::from_pb(&info));
+        }
+        PoolCommand::List => {
+            let pools = client.list_storage_pools(pb::ListStoragePoolsRequest {}).await?.into_inner().pools;
+            print_list(out, &pools.iter().map(PoolView::from_pb).collect::<Vec<_>>());
+        }
+        PoolCommand::Info { pool } => {
+            let info = client.get_storage_pool_info(pb::GetStoragePoolInfoRequest { pool_id: pool }).await?.into_inner();
+            print_one(out, &PoolView::from_pb(&info));
+        }
+        PoolCommand::Destroy { pool } => {
+            client.destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: pool.clone() }).await?;
+            if out == OutputFormat::Table {
+                println!("pool {pool} forgotten on this node (its volumes are kept)");
+            } else {
+                println!("{}", serde_json::json!({ "pool_id": pool, "destroyed": true }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a volume operation's stream, drawing a progress bar on the terminal
+/// for copies, and returns the resulting volume.
+async fn follow(stream: tonic::Streaming<pb::VolumeOperationEvent>, out: OutputFormat) -> anyhow::Result<pb::Volume> {
+    let mut stream = stream;
+    let mut bar: Option<ProgressBar> = None;
+    while let Some(event) = stream.message().await? {
+        match event.event {
+            Some(pb::volume_operation_event::Event::Progress(p)) if out == OutputFormat::Table => {
+                let bar = bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(p.total_bytes);
+                    b.set_style(
+                        ProgressStyle::with_template("{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    b
+                });
+                bar.set_length(p.total_bytes);
+                bar.set_position(p.done_bytes);
+                bar.set_message(p.phase);
+            }
+            Some(pb::volume_operation_event::Event::Progress(_)) => {}
+            Some(pb::volume_operation_event::Event::Volume(v)) => {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                return Ok(v);
+            }
+            None => {}
+        }
+    }
+    bail!("the node closed the operation without a result")
+}
+
+async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCommand::Create { pool, id, size, format, thick } => {
+            let provisioning = if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin };
+            let req = pb::CreateVolumeRequest {
+                pool_id: pool.pool,
+                volume_id: new_id(id),
+                spec: Some(pb::VolumeSpec { size_bytes: size, format: format_pb(format), provisioning: provisioning as i32 }),
+                source: None,
+            };
+            let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        VolumeCommand::List { pool, page_size, page_token, all } => {
+            let mut token = page_token.unwrap_or_default();
+            let mut volumes = Vec::new();
+            loop {
+                let req = pb::ListVolumesRequest { pool_id: pool.pool.clone(), page_size, page_token: token };
+                let page = client.list_volumes(req).await?.into_inner();
+                volumes.extend(page.volumes.iter().map(VolumeView::from_pb));
+                token = page.next_page_token;
+                if !all || token.is_empty() {
+                    break;
+                }
+            }
+            print_list(out, &volumes);
+            if !token.is_empty() && out == OutputFormat::Table {
+                eprintln!("more volumes: --page-token {token} (or --all)");
+            }
+        }
+        VolumeCommand::Info { pool, volume } => {
+            let v = client.get_volume(pb::GetVolumeRequest { pool_id: pool.pool, volume_id: volume }).await?.into_inner();
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        VolumeCommand::Resize { pool, volume, size } => {
+            let req = pb::ResizeVolumeRequest { pool_id: pool.pool, volume_id: volume, new_size_bytes: size };
+            let v = client.resize_volume(req).await?.into_inner();
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        VolumeCommand::Clone { pool, source, id, full, size, format } => {
+            let mode = if full { pb::CloneMode::Full } else { pb::CloneMode::Linked };
+            let req = pb::CloneVolumeRequest {
+                pool_id: pool.pool,
+                source_volume_id: source,
+                volume_id: new_id(id),
+                mode: mode as i32,
+                spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+            };
+            let v = follow(client.clone_volume(req).await?.into_inner(), out).await?;
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        VolumeCommand::Delete { pool, volume } => {
+            client.delete_volume(pb::DeleteVolumeRequest { pool_id: pool.pool, volume_id: volume.clone() }).await?;
+            if out == OutputFormat::Table {
+                println!("volume {volume} deleted");
+            } else {
+                println!("{}", serde_json::json!({ "volume_id": volume, "deleted": true }));
+            }
+        }
+        VolumeCommand::Import { pool, id, file, image_format, format, size } => {
+            let file = std::path::absolute(&file).with_context(|| format!("invalid path {}", file.display()))?;
+            let source = pb::VolumeSource {
+                source: Some(pb::volume_source::Source::Image(pb::ImageSource {
+                    path: file.display().to_string(),
+                    format: image_format_pb(image_format),
+                })),
+            };
+            let req = pb::CreateVolumeRequest {
+                pool_id: pool.pool,
+                volume_id: new_id(id),
+                spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                source: Some(source),
+            };
+            let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        VolumeCommand::AttachInfo { pool, volume, bus, used, domain_xml } => {
+            let domain_xml = match domain_xml {
+                Some(p) => std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
+                None => String::new(),
+            };
+            let bus = match bus {
+                Bus::Scsi => pb::DiskBus::Scsi,
+                Bus::Virtio => pb::DiskBus::Virtio,
+            };
+            let req = pb::GetVolumeAttachInfoRequest {
+                pool_id: pool.pool,
+                volume_id: volume,
+                bus: bus as i32,
+                used_targets: used,
+                domain_xml,
+            };
+            let info = client.get_volume_attach_info(req).await?.into_inner();
+            match out {
+                // The XML itself, ready for `virsh attach-device DOMAIN FILE`.
+                OutputFormat::Table => println!("{}", info.disk_xml),
+                OutputFormat::Json => print_one(
+                    out,
+                    &AttachInfoView { target_dev: info.target_dev, serial: info.serial, disk_xml: info.disk_xml },
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn snapshot(client: &mut Client, cmd: SnapshotCommand, out: OutputFormat) -> anyhow::Result<()> {
+    match cmd {
+        SnapshotCommand::Create { pool, volume, name } => {
+            let req = pb::CreateVolumeSnapshotRequest { pool_id: pool.pool, volume_id: volume, name };
+            let s = client.create_volume_snapshot(req).await?.into_inner();
+            print_one(out, &SnapshotView::from_pb(&s));
+        }
+        SnapshotCommand::List { pool, volume } => {
+            let req = pb::ListVolumeSnapshotsRequest { pool_id: pool.pool, volume_id: volume };
+            let snaps = client.list_volume_snapshots(req).await?.into_inner().snapshots;
+            print_list(out, &snaps.iter().map(SnapshotView::from_pb).collect::<Vec<_>>());
+        }
+        SnapshotCommand::Revert { pool, volume, name } => {
+            let req = pb::RevertVolumeSnapshotRequest { pool_id: pool.pool, volume_id: volume, name };
+            let v = client.revert_volume_snapshot(req).await?.into_inner();
+            print_one(out, &VolumeView::from_pb(&v));
+        }
+        SnapshotCommand::Delete { pool, volume, name } => {
+            let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool.pool, volume_id: volume.clone(), name: name.clone() };
+            client.delete_volume_snapshot(req).await?;
+            if out == OutputFormat::Table {
+                println!("snapshot {name} of volume {volume} deleted");
+            } else {
+                println!("{}", serde_json::json!({ "volume_id": volume, "snapshot": name, "deleted": true }));
+            }
+        }
+    }
+    Ok(())
+}

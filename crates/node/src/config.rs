@@ -1,0 +1,121 @@
+//! The node daemon's TOML configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use limiquantix_storage::{EngineConfig, ToolTimeouts};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7701";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// gRPC listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the node keeps its pool records.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Local-directory pools must lie inside one of these.
+    #[serde(default = "default_pool_roots")]
+    pub local_pool_roots: Vec<PathBuf>,
+    /// Disk images may only be imported from inside these.
+    #[serde(default)]
+    pub import_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// qemu-img create/info/resize/snapshot.
+    #[serde(default = "default_metadata_secs")]
+    pub metadata_secs: u64,
+    /// Inspection of an image to import.
+    #[serde(default = "default_inspect_secs")]
+    pub inspect_secs: u64,
+    /// Data copies (full clone, import).
+    #[serde(default = "default_copy_secs")]
+    pub copy_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default address")
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/limiquantix/node".into()
+}
+fn default_pool_roots() -> Vec<PathBuf> {
+    vec!["/var/lib/limiquantix/pools".into()]
+}
+fn default_metadata_secs() -> u64 {
+    ToolTimeouts::default().metadata.as_secs()
+}
+fn default_inspect_secs() -> u64 {
+    ToolTimeouts::default().inspect.as_secs()
+}
+fn default_copy_secs() -> u64 {
+    ToolTimeouts::default().copy.as_secs()
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self { metadata_secs: default_metadata_secs(), inspect_secs: default_inspect_secs(), copy_secs: default_copy_secs() }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config takes every default")
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid node config {}", path.display()))
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            state_dir: self.state_dir.clone(),
+            local_pool_roots: self.local_pool_roots.clone(),
+            import_dirs: self.import_dirs.clone(),
+            timeouts: ToolTimeouts {
+                metadata: Duration::from_secs(self.timeouts.metadata_secs),
+                inspect: Duration::from_secs(self.timeouts.inspect_secs),
+                copy: Duration::from_secs(self.timeouts.copy_secs),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config_and_rejects_typos() {
+        let cfg: NodeConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            state_dir = "/tmp/s"
+            local_pool_roots = ["/a", "/b"]
+            import_dirs = ["/img"]
+            [timeouts]
+            metadata_secs = 5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.local_pool_roots.len(), 2);
+        assert_eq!(cfg.engine().timeouts.metadata, Duration::from_secs(5));
+        assert_eq!(cfg.engine().timeouts.copy, ToolTimeouts::default().copy);
+        assert!(toml::from_str::<NodeConfig>("listne = \"x\"").is_err());
+        assert_eq!(NodeConfig::default().listen.to_string(), DEFAULT_LISTEN);
+    }
+}

@@ -1,0 +1,79 @@
+//! limiquantix-node: the storage daemon of one hypervisor.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use limiquantix_node::{NodeConfig, serve};
+use limiquantix_storage::StorageManager;
+use tracing_subscriber::EnvFilter;
+
+/// The LimiQuantix node storage daemon (gRPC NodeStorage).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// TOML config file; without it, defaults apply (see README).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// State directory, overriding the config.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A directory local pools may live in (repeatable), replacing the config's list.
+    #[arg(long = "local-pool-root")]
+    local_pool_roots: Vec<PathBuf>,
+    /// A directory images may be imported from (repeatable), replacing the config's list.
+    #[arg(long = "import-dir")]
+    import_dirs: Vec<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    if !args.local_pool_roots.is_empty() {
+        config.local_pool_roots = args.local_pool_roots;
+    }
+    if !args.import_dirs.is_empty() {
+        config.import_dirs = args.import_dirs;
+    }
+
+    let manager = Arc::new(
+        StorageManager::open(config.engine())
+            .await
+            .with_context(|| format!("cannot open the node state in {}", config.state_dir.display()))?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, state_dir = %config.state_dir.display(), "limiquantix-node serving");
+    serve(manager, listener, shutdown_signal()).await?;
+    tracing::info!("limiquantix-node stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight calls");
+}

@@ -1,0 +1,24 @@
+//! Engine errors to gRPC status codes (DESIGN.md rule 9).
+
+use limiquantix_storage::{ErrorClass, StorageError};
+use tonic::{Code, Status};
+
+pub fn to_status(err: StorageError) -> Status {
+    let code = match err.class() {
+        ErrorClass::InvalidArgument => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::AlreadyExists => Code::AlreadyExists,
+        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
+        ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        ErrorClass::Unavailable => Code::Unavailable,
+        ErrorClass::Unimplemented => Code::Unimplemented,
+        ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::Cancelled => Code::Cancelled,
+        ErrorClass::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorClass::Internal => Code::Internal,
+    };
+    if code == Code::Internal {
+        tracing::error!(error = %err, "internal error");
+    }
+    Status::new(code, err.to_string())
+}

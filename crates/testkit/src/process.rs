@@ -1,0 +1,91 @@
+//! Child processes owned by a test: stopped (SIGTERM, then SIGKILL) and reaped
+//! by pid on drop.
+
+use std::io;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A spawned server. Dropping it stops it.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`; the child also gets SIGTERM if the spawning thread dies.
+    pub fn spawn(name: &str, cmd: &mut Command) -> io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing is allocated in the hook.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {name}: {e}")))?;
+        Ok(Self { name: name.to_owned(), child: Some(child) })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Whether the process is still running (it is our child: try_wait is exact).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; always reaped.
+    pub fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: plain kill(2) on our own child's pid, which is not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("testkit: {} did not stop on SIGTERM within {grace:?}; killing it", self.name);
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// Polls `ready` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{what} not ready after {timeout:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills a process we did not spawn (QEMU under libvirtd) by its pid file.
+pub fn kill_pid_file(path: &std::path::Path) {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            if pid > 1 {
+                // SAFETY: plain kill(2); the pid comes from the daemon's own pid file.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+}
