@@ -1,0 +1,102 @@
+//! lqctl as a user runs it: a real process against an in-process node daemon.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use limiquantix_node::NodeConfig;
+use limiquantix_storage::StorageManager;
+
+/// Starts a node on a runtime thread of its own; returns its address.
+fn start_node(root: &Path) -> (String, tokio::runtime::Runtime) {
+    for d in ["pools", "images"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let mut cfg = NodeConfig::default();
+    cfg.state_dir = root.join("state");
+    cfg.local_pool_roots = vec![root.join("pools")];
+    cfg.import_dirs = vec![root.join("images")];
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let addr = rt.block_on(async {
+        let manager = Arc::new(StorageManager::open(cfg.engine()).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(limiquantix_node::serve(manager, listener, std::future::pending()));
+        addr
+    });
+    (format!("http://{addr}"), rt)
+}
+
+fn lqctl(addr: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lqctl")).args(["node", "--addr", addr]).args(args).output().unwrap()
+}
+
+fn json(addr: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = lqctl(addr, &all);
+    assert!(out.status.success(), "lqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn a_user_session_with_lqctl() {
+    let root = tempfile::tempdir().unwrap();
+    let (addr, _rt) = start_node(root.path());
+    let pool_dir = root.path().join("pools/store");
+
+    let pool = json(&addr, &["pool", "init", "--local-path", pool_dir.to_str().unwrap()]);
+    let pool_id = pool["pool_id"].as_str().unwrap().to_owned();
+    assert_eq!(pool["phase"], "ready");
+    assert_eq!(pool["kind"], "local");
+
+    let vol = json(&addr, &["volume", "create", "--pool", &pool_id, "--size", "10G"]);
+    assert_eq!(vol["size_bytes"], 10u64 << 30);
+    assert_eq!(vol["format"], "qcow2");
+    let vol_id = vol["volume_id"].as_str().unwrap().to_owned();
+
+    let clone = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id]);
+    assert_eq!(clone["backing_volume_id"], vol_id.as_str());
+    let full = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id, "--full", "--format", "raw"]);
+    assert_eq!(full["backing_volume_id"], serde_json::Value::Null);
+    assert_eq!(full["format"], "raw");
+
+    let grown = json(&addr, &["volume", "resize", "--pool", &pool_id, &vol_id, "--size", "12G"]);
+    assert_eq!(grown["size_bytes"], 12u64 << 30);
+    json(&addr, &["snapshot", "create", "--pool", &pool_id, &vol_id, "before-patch"]);
+    let snaps = json(&addr, &["snapshot", "list", "--pool", &pool_id, &vol_id]);
+    assert_eq!(snaps[0]["name"], "before-patch");
+
+    let image = root.path().join("images/disk.raw");
+    std::fs::write(&image, vec![7u8; 1 << 20]).unwrap();
+    let imported = json(&addr, &["volume", "import", "--pool", &pool_id, "--file", image.to_str().unwrap(), "--image-format", "raw"]);
+    assert_eq!(imported["size_bytes"], 1u64 << 20);
+
+    let list = json(&addr, &["volume", "list", "--pool", &pool_id, "--all", "--page-size", "2"]);
+    assert_eq!(list.as_array().unwrap().len(), 4);
+
+    let attach = json(&addr, &["volume", "attach-info", "--pool", &pool_id, &vol_id, "--used", "sda"]);
+    assert_eq!(attach["target_dev"], "sdb");
+    assert!(attach["disk_xml"].as_str().unwrap().contains(&format!("<serial>{vol_id}</serial>")));
+
+    // People get tables; errors exit non-zero with the code and the message.
+    let table = lqctl(&addr, &["volume", "list", "--pool", &pool_id]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.contains("VOLUME") && text.contains("12.0 GiB"), "{text}");
+    let refused = lqctl(&addr, &["volume", "delete", "--pool", &pool_id, &vol_id]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8(refused.stderr).unwrap();
+    assert!(err.contains("FailedPrecondition") && err.contains(clone["volume_id"].as_str().unwrap()), "{err}");
+    let bad = lqctl(&addr, &["volume", "create", "--pool", &pool_id, "--size", "10X"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown size unit"));
+    let shrink = lqctl(&addr, &["volume", "resize", "--pool", &pool_id, &vol_id, "--size", "1G"]);
+    assert!(String::from_utf8_lossy(&shrink.stderr).contains("InvalidArgument"));
+}
+
+#[test]
+fn an_unreachable_node_is_a_clear_error() {
+    let out = lqctl("http://127.0.0.1:1", &["pool", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node daemon at http://127.0.0.1:1"));
+}
