@@ -14,7 +14,7 @@ use limiquantix_api::v1::FILE_DESCRIPTOR_SET;
 use limiquantix_api::v1::node_storage_server::NodeStorageServer;
 use limiquantix_storage::StorageManager;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use config::NodeConfig;
 pub use service::NodeService;
@@ -36,7 +36,9 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(NodeStorageServer::new(NodeService::new(manager)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // No Nagle: a streamed reply (headers, event, trailers) would otherwise
+        // wait for the client's delayed ACK, 40 ms per call.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await?;
     Ok(())
 }

@@ -107,6 +107,26 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
+        let copy = pb::CloneVolumeRequest {
+            pool_id: pool.clone(),
+            source_volume_id: clone_id.clone(),
+            volume_id: new_id(),
+            mode: pb::CloneMode::Full as i32,
+            spec: None,
+        };
+        let (_, copied) = finish(node.client.clone_volume(copy).await).await;
+        assert_eq!(copied.unwrap_err().code(), tonic::Code::FailedPrecondition, "no copy of a disk a VM writes to");
+        // The base is only read by QEMU: copying it is fine.
+        let copy = pb::CloneVolumeRequest {
+            pool_id: pool.clone(),
+            source_volume_id: base_id.clone(),
+            volume_id: new_id(),
+            mode: pb::CloneMode::Full as i32,
+            spec: None,
+        };
+        let (_, copied) = finish(node.client.clone_volume(copy).await).await;
+        assert_eq!(copied.unwrap().size_bytes, GIB);
+
         libvirtd.virsh(&["destroy", "lq-e2e"]).unwrap();
         node.client
             .delete_volume(pb::DeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })

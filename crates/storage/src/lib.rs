@@ -13,6 +13,7 @@ pub mod manager;
 pub mod model;
 pub mod pool_store;
 pub mod qcow2_header;
+pub mod sparse_copy;
 pub mod tools;
 pub mod xml;
 

@@ -228,15 +228,22 @@ async fn full_clone_is_an_independent_sparse_copy_with_progress() {
     assert!(has_pattern(&f.path_of(&copy), "qcow2", 0x78, GIB, 4 * MIB));
     assert!(has_pattern(&f.path_of(&copy), "qcow2", 0, 512 * MIB, MIB), "holes stay zero");
 
-    let events = rec.events();
-    assert!(events.len() >= 2, "{events:?}");
-    assert!(events.iter().all(|p| p.total_bytes == 2 * GIB && p.done_bytes <= p.total_bytes));
-    assert_eq!(events.last().unwrap().done_bytes, 2 * GIB);
-    assert!(events.windows(2).all(|w| w[0].done_bytes <= w[1].done_bytes), "progress never goes back");
+    assert_progress_completes(&rec, 8 * MIB);
 
     // Independent: the base can go, the copy keeps its data.
     f.manager.delete_volume(f.pool, base.id).await.unwrap();
     assert!(has_pattern(&f.path_of(&copy), "qcow2", 0x77, 0, 4 * MIB));
+}
+
+/// Progress reports a constant total of at least `min_total`, never goes back, and ends done.
+fn assert_progress_completes(rec: &Recorder, min_total: u64) {
+    let events = rec.events();
+    assert!(events.len() >= 2, "{events:?}");
+    let total = events[0].total_bytes;
+    assert!(total >= min_total, "{events:?}");
+    assert!(events.iter().all(|p| p.total_bytes == total && p.done_bytes <= total && p.phase == "copying"), "{events:?}");
+    assert!(events.windows(2).all(|w| w[0].done_bytes <= w[1].done_bytes), "progress never goes back: {events:?}");
+    assert_eq!(events.last().unwrap().done_bytes, total, "{events:?}");
 }
 
 #[tokio::test]
@@ -249,7 +256,10 @@ async fn full_clone_of_a_linked_clone_flattens_it_and_may_change_format() {
     write_pattern(&f.path_of(&linked), "qcow2", 0x22, MIB, MIB);
     let spec = VolumeSpec { format: Some(VolumeFormat::Raw), ..Default::default() };
     let source = VolumeSource::Clone { source: linked.id, mode: Some(CloneMode::Full) };
-    let flat = f.manager.create_volume(f.pool, VolumeId::new_random(), spec, source, &|_| {}).await.unwrap();
+    let rec = Recorder::default();
+    let sink = rec.sink();
+    let flat = f.manager.create_volume(f.pool, VolumeId::new_random(), spec, source, &sink).await.unwrap();
+    assert_progress_completes(&rec, GIB);
     assert_eq!(flat.format, VolumeFormat::Raw);
     assert_eq!(flat.backing, None);
     assert!(has_pattern(&f.path_of(&flat), "raw", 0x21, 0, MIB));

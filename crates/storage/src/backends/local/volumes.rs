@@ -3,6 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::LocalBackend;
 use super::paths;
@@ -12,6 +13,7 @@ use crate::fsutil::{PartialFile, fsync_dir};
 use crate::ids::VolumeId;
 use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::qcow2_header;
+use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, Preallocation};
 
 impl LocalBackend {
@@ -139,18 +141,31 @@ impl LocalBackend {
             }
             NewVolumeContent::Copy { source, snapshot } => {
                 let source_path = self.volume_path(source.id, source.format);
-                let opts = ConvertOptions {
-                    source: &source_path,
-                    source_format: source.format.into(),
-                    snapshot: snapshot.map(|s| s.as_str()),
-                    target: partial.path(),
-                    target_format: new.format.into(),
-                    preallocation,
-                };
-                self.copy(&opts, source.size_bytes, progress).await.map_err(|e| match e {
+                let as_tool_error = |e| match e {
                     StorageError::Tool(t) => self.tool_error(source.id, t),
                     other => other,
-                })?;
+                };
+                // A self-contained image copied as it is: the file itself, sparse, in the kernel.
+                let whole_file = snapshot.is_none()
+                    && source.backing.is_none()
+                    && source.snapshot_count == 0
+                    && new.format == source.format
+                    && preallocation == Preallocation::Off;
+                if whole_file {
+                    // QEMU's lock tells whether a running VM writes to it: never copy a disk mid-write.
+                    self.qemu.info(&source_path, source.format.into(), false).await.map_err(|e| self.tool_error(source.id, e))?;
+                    copy_file(&source_path, partial.path(), progress).await?;
+                } else {
+                    let opts = ConvertOptions {
+                        source: &source_path,
+                        source_format: source.format.into(),
+                        snapshot: snapshot.map(|s| s.as_str()),
+                        target: partial.path(),
+                        target_format: new.format.into(),
+                        preallocation,
+                    };
+                    self.convert_with_progress(&opts, source.size_bytes, progress).await.map_err(as_tool_error)?;
+                }
                 source.size_bytes
             }
             NewVolumeContent::Image(image) => {
@@ -162,7 +177,7 @@ impl LocalBackend {
                     target_format: new.format.into(),
                     preallocation,
                 };
-                self.copy(&opts, image.virtual_size, progress).await.map_err(|e| match e {
+                self.convert_with_progress(&opts, image.virtual_size, progress).await.map_err(|e| match e {
                     StorageError::Tool(t) => self.tool_error(new.id, t),
                     other => other,
                 })?;
@@ -180,7 +195,7 @@ impl LocalBackend {
             .ok_or_else(|| StorageError::Internal(format!("volume {} vanished right after it was created", new.id)))
     }
 
-    async fn copy(&self, opts: &ConvertOptions<'_>, total: u64, progress: ProgressSink<'_>) -> Result<()> {
+    async fn convert_with_progress(&self, opts: &ConvertOptions<'_>, total: u64, progress: ProgressSink<'_>) -> Result<()> {
         progress(Progress { phase: "copying", done_bytes: 0, total_bytes: total });
         self.qemu
             .convert(opts, |fraction| {
@@ -216,6 +231,44 @@ impl LocalBackend {
             .map_err(|e| self.tool_error(volume.id, e))?;
         describe(&self.dir, volume.id, volume.format)?
             .ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during resize", volume.id)))
+    }
+}
+
+/// Copies `src` into the new file `dst` with [`sparse_copy::copy_sparse`] on a
+/// blocking thread, forwarding progress (data bytes). Dropping the future
+/// stops the copy at its next chunk.
+async fn copy_file(src: &Path, dst: &Path, progress: ProgressSink<'_>) -> Result<()> {
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
+    let (src, dst) = (src.to_owned(), dst.to_owned());
+    let mut copy = tokio::task::spawn_blocking(move || -> Result<()> {
+        let io = |what: &str, p: &Path, e| StorageError::io(format!("cannot {what} {}", p.display()), e);
+        let from = std::fs::File::open(&src).map_err(|e| io("open", &src, e))?;
+        let to = std::fs::OpenOptions::new().write(true).create_new(true).open(&dst).map_err(|e| io("create", &dst, e))?;
+        sparse_copy::copy_sparse(&from, &to, &cancel, |done, total| {
+            tx.send_replace((done, total));
+        })
+        .map_err(|e| io("copy into", &dst, e))
+    });
+    loop {
+        tokio::select! {
+            result = &mut copy => {
+                let (done, total) = *rx.borrow();
+                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
+                return result.map_err(|e| StorageError::Internal(format!("copy thread failed: {e}")))?;
+            }
+            Ok(()) = rx.changed() => {
+                let (done, total) = *rx.borrow_and_update();
+                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
+            }
+        }
     }
 }
 

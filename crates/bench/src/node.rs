@@ -1,0 +1,139 @@
+//! An in-process node daemon and the gRPC calls the benchmark makes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::node_storage_client::NodeStorageClient;
+use limiquantix_node::NodeConfig;
+use limiquantix_storage::StorageManager;
+use tonic::transport::Channel;
+
+pub struct BenchNode {
+    root: PathBuf,
+    pub addr: SocketAddr,
+    client: NodeStorageClient<Channel>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl BenchNode {
+    pub async fn start(root: &Path) -> anyhow::Result<Self> {
+        let mut cfg = NodeConfig::default();
+        cfg.state_dir = root.join("state");
+        cfg.local_pool_roots = vec![root.join("pools")];
+        std::fs::create_dir_all(root.join("pools"))?;
+        let manager = Arc::new(StorageManager::open(cfg.engine()).await?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(limiquantix_node::serve(manager, listener, async {
+            let _ = rx.await;
+        }));
+        let client = NodeStorageClient::connect(format!("http://{addr}")).await?;
+        Ok(Self { root: root.to_owned(), addr, client, shutdown: Some(tx), server: Some(server) })
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+
+    pub async fn init_pool(&mut self, name: &str) -> anyhow::Result<String> {
+        let id = new_id();
+        let path = self.root.join("pools").join(name).display().to_string();
+        let config = pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path })) };
+        self.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: id.clone(), config: Some(config) }).await?;
+        Ok(id)
+    }
+
+    async fn finish(&self, mut stream: tonic::Streaming<pb::VolumeOperationEvent>) -> anyhow::Result<pb::Volume> {
+        while let Some(e) = stream.message().await? {
+            if let Some(pb::volume_operation_event::Event::Volume(v)) = e.event {
+                return Ok(v);
+            }
+        }
+        bail!("operation ended without a volume")
+    }
+
+    pub async fn create(&mut self, pool: &str, size: u64) -> anyhow::Result<pb::Volume> {
+        let req = pb::CreateVolumeRequest {
+            pool_id: pool.into(),
+            volume_id: new_id(),
+            spec: Some(pb::VolumeSpec { size_bytes: size, format: pb::VolumeFormat::Qcow2 as i32, provisioning: 0 }),
+            source: None,
+        };
+        let stream = self.client.create_volume(req).await?.into_inner();
+        self.finish(stream).await
+    }
+
+    async fn clone(&mut self, pool: &str, source: &pb::Volume, mode: pb::CloneMode) -> anyhow::Result<pb::Volume> {
+        let req = pb::CloneVolumeRequest {
+            pool_id: pool.into(),
+            source_volume_id: source.volume_id.clone(),
+            volume_id: new_id(),
+            mode: mode as i32,
+            spec: None,
+        };
+        let stream = self.client.clone_volume(req).await?.into_inner();
+        self.finish(stream).await
+    }
+
+    pub async fn linked_clone(&mut self, pool: &str, source: &pb::Volume) -> anyhow::Result<pb::Volume> {
+        self.clone(pool, source, pb::CloneMode::Linked).await
+    }
+
+    pub async fn full_clone(&mut self, pool: &str, source: &pb::Volume) -> anyhow::Result<pb::Volume> {
+        self.clone(pool, source, pb::CloneMode::Full).await
+    }
+
+    pub async fn delete(&mut self, pool: &str, volume: &pb::Volume) -> anyhow::Result<()> {
+        let req = pb::DeleteVolumeRequest { pool_id: pool.into(), volume_id: volume.volume_id.clone() };
+        self.client.delete_volume(req).await?;
+        Ok(())
+    }
+
+    /// Fills a pool with `count` small qcow2 volumes (copies of one made by
+    /// the node, so every file is a real volume); returns their ids.
+    pub async fn fill_pool(&mut self, pool: &str, count: usize) -> anyhow::Result<Vec<String>> {
+        let template = self.create(pool, 1 << 30).await?;
+        let dir = Path::new(&template.location).parent().context("volume path")?.to_owned();
+        let mut ids = vec![template.volume_id.clone()];
+        for _ in 1..count {
+            let id = new_id();
+            std::fs::copy(&template.location, dir.join(format!("lq-{id}.qcow2")))?;
+            ids.push(id);
+        }
+        let listed = self.pool_info(pool).await?.capacity.map(|c| c.volume_count).unwrap_or(0);
+        if listed != count as u64 {
+            bail!("pool holds {listed} volumes, expected {count}");
+        }
+        Ok(ids)
+    }
+
+    pub async fn get(&mut self, pool: &str, id: &str) -> anyhow::Result<pb::Volume> {
+        Ok(self.client.get_volume(pb::GetVolumeRequest { pool_id: pool.into(), volume_id: id.into() }).await?.into_inner())
+    }
+
+    /// The first page of 100 volumes.
+    pub async fn list_first_page(&mut self, pool: &str) -> anyhow::Result<Vec<pb::Volume>> {
+        let req = pb::ListVolumesRequest { pool_id: pool.into(), page_size: 100, page_token: String::new() };
+        Ok(self.client.list_volumes(req).await?.into_inner().volumes)
+    }
+
+    /// The pool's capacity report (a scan of every volume).
+    pub async fn pool_info(&mut self, pool: &str) -> anyhow::Result<pb::PoolInfo> {
+        let req = pb::GetStoragePoolInfoRequest { pool_id: pool.into() };
+        Ok(self.client.get_storage_pool_info(req).await?.into_inner())
+    }
+}
