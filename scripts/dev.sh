@@ -11,10 +11,8 @@ cargo build --bins
 ADDR=${LQ_NODE_LISTEN:-127.0.0.1:7701}
 DATA=$PWD/lq-data
 POOL_ID=0d0d0d0d-0000-4000-8000-000000000001   # fixed, so re-runs reuse the pool
-mkdir -p "$DATA/pools" "$DATA/images" "$DATA/state"
 
-target/debug/limiquantix-node --listen "$ADDR" --state-dir "$DATA/state" \
-  --local-pool-root "$DATA/pools" --import-dir "$DATA/images" &
+target/debug/limiquantix-node --listen "$ADDR" --data-dir "$DATA" &
 NODE_PID=$!
 trap 'kill -TERM $NODE_PID 2>/dev/null; wait $NODE_PID 2>/dev/null' EXIT INT TERM
 

@@ -143,10 +143,10 @@ fn main() -> anyhow::Result<()> {
     rows.push((format!("ListVolumes first page (100) of {}", ids.len()), list.summary()));
     rows.push((format!("GetStoragePoolInfo (capacity) of {}", ids.len()), info.summary()));
 
-    rt.block_on(node.stop());
+    rt.block_on(node.stop())?;
     drop(libvirtd);
 
-    println!("{:<44} {}", "operation", "median / p99 (ms, n)");
+    println!("{:<44} median / p99 (ms, n)", "operation");
     for (name, figure) in &rows {
         println!("{name:<44} {figure}");
     }

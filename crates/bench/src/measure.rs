@@ -24,7 +24,7 @@ impl Stats {
             return f64::NAN;
         }
         let mid = s.len() / 2;
-        if s.len() % 2 == 0 { (s[mid - 1] + s[mid]) / 2.0 } else { s[mid] }
+        if s.len().is_multiple_of(2) { (s[mid - 1] + s[mid]) / 2.0 } else { s[mid] }
     }
 
     pub fn p99_ms(&self) -> f64 {

@@ -2,21 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_client::NodeStorageClient;
-use limiquantix_node::NodeConfig;
-use limiquantix_storage::StorageManager;
+use limiquantix_node::{NodeConfig, RunningNode};
 use tonic::transport::Channel;
 
 pub struct BenchNode {
     root: PathBuf,
     pub addr: SocketAddr,
     client: NodeStorageClient<Channel>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    node: Option<RunningNode>,
 }
 
 fn new_id() -> String {
@@ -25,27 +22,18 @@ fn new_id() -> String {
 
 impl BenchNode {
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
-        let mut cfg = NodeConfig::default();
-        cfg.state_dir = root.join("state");
-        cfg.local_pool_roots = vec![root.join("pools")];
-        std::fs::create_dir_all(root.join("pools"))?;
-        let manager = Arc::new(StorageManager::open(cfg.engine()).await?);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(limiquantix_node::serve(manager, listener, async {
-            let _ = rx.await;
-        }));
-        let client = NodeStorageClient::connect(format!("http://{addr}")).await?;
-        Ok(Self { root: root.to_owned(), addr, client, shutdown: Some(tx), server: Some(server) })
+        let mut cfg = NodeConfig::default().with_data_dir(root);
+        cfg.listen = "127.0.0.1:0".parse()?;
+        cfg.create_dirs()?;
+        let node = RunningNode::start(&cfg).await?;
+        let client = NodeStorageClient::connect(node.url()).await?;
+        Ok(Self { root: root.to_owned(), addr: node.addr, client, node: Some(node) })
     }
 
-    pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(s) = self.server.take() {
-            let _ = s.await;
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        match self.node.take() {
+            Some(node) => node.stop().await,
+            None => Ok(()),
         }
     }
 

@@ -2,29 +2,16 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use limiquantix_node::{NodeConfig, RunningNode};
 
-use limiquantix_node::NodeConfig;
-use limiquantix_storage::StorageManager;
-
-/// Starts a node on a runtime thread of its own; returns its address.
-fn start_node(root: &Path) -> (String, tokio::runtime::Runtime) {
-    for d in ["pools", "images"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let mut cfg = NodeConfig::default();
-    cfg.state_dir = root.join("state");
-    cfg.local_pool_roots = vec![root.join("pools")];
-    cfg.import_dirs = vec![root.join("images")];
+/// Starts a node on a runtime of its own; it serves until both are dropped.
+fn start_node(root: &Path) -> (RunningNode, tokio::runtime::Runtime) {
+    let mut cfg = NodeConfig::default().with_data_dir(root);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.create_dirs().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let addr = rt.block_on(async {
-        let manager = Arc::new(StorageManager::open(cfg.engine()).await.unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(limiquantix_node::serve(manager, listener, std::future::pending()));
-        addr
-    });
-    (format!("http://{addr}"), rt)
+    let node = rt.block_on(RunningNode::start(&cfg)).unwrap();
+    (node, rt)
 }
 
 fn lqctl(addr: &str, args: &[&str]) -> Output {
@@ -42,7 +29,8 @@ fn json(addr: &str, args: &[&str]) -> serde_json::Value {
 #[test]
 fn a_user_session_with_lqctl() {
     let root = tempfile::tempdir().unwrap();
-    let (addr, _rt) = start_node(root.path());
+    let (node, _rt) = start_node(root.path());
+    let addr = node.url();
     let pool_dir = root.path().join("pools/store");
 
     let pool = json(&addr, &["pool", "init", "--local-path", pool_dir.to_str().unwrap()]);

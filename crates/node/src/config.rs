@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub import_dirs: Vec<PathBuf>,
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// On SIGTERM/SIGINT, how long running calls may take to finish.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +54,9 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_pool_roots() -> Vec<PathBuf> {
     vec!["/var/lib/limiquantix/pools".into()]
+}
+fn default_shutdown_grace_secs() -> u64 {
+    30
 }
 fn default_metadata_secs() -> u64 {
     ToolTimeouts::default().metadata.as_secs()
@@ -78,6 +84,23 @@ impl NodeConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid node config {}", path.display()))
+    }
+
+    /// Every directory under one data dir: `state/`, `pools/` (the only local
+    /// pool root) and `images/` (the only import dir).
+    pub fn with_data_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = dir.join("state");
+        self.local_pool_roots = vec![dir.join("pools")];
+        self.import_dirs = vec![dir.join("images")];
+        self
+    }
+
+    /// Creates the pool roots and import dirs that do not exist yet.
+    pub fn create_dirs(&self) -> anyhow::Result<()> {
+        for dir in self.local_pool_roots.iter().chain(&self.import_dirs) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     pub fn engine(&self) -> EngineConfig {

@@ -8,7 +8,11 @@ pub mod service;
 pub mod status;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use limiquantix_api::v1::FILE_DESCRIPTOR_SET;
 use limiquantix_api::v1::node_storage_server::NodeStorageServer;
@@ -41,4 +45,63 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await?;
     Ok(())
+}
+
+/// A node daemon running inside this process (tests, benchmarks, and the
+/// control plane's all-in-one dev mode).
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningNode {
+    /// Opens the node state and serves on `config.listen` (port 0 picks a free one).
+    pub async fn start(config: &NodeConfig) -> anyhow::Result<Self> {
+        let manager = Arc::new(
+            StorageManager::open(config.engine())
+                .await
+                .with_context(|| format!("cannot open the node state in {}", config.state_dir.display()))?,
+        );
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(manager, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, stop: Some(stop), task })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until `signal` completes, then stops (see [`RunningNode::stop_within`]).
+    pub async fn serve_until(mut self, signal: impl Future<Output = ()>, grace: Duration) -> anyhow::Result<()> {
+        tokio::select! {
+            result = &mut self.task => return result.context("node server task")?,
+            _ = signal => {}
+        }
+        self.stop_within(grace).await
+    }
+
+    /// Stops accepting calls and gives running ones `grace` to finish; after
+    /// that the server is dropped (an idle client cannot hold the daemon up).
+    pub async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(result) => result.context("node server task")?,
+            Err(_) => {
+                tracing::warn!(?grace, "calls still running after the grace period; stopping anyway");
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_within(Duration::from_secs(3600)).await
+    }
 }

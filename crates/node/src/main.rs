@@ -2,12 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use limiquantix_node::{NodeConfig, serve};
-use limiquantix_storage::StorageManager;
+use limiquantix_node::{NodeConfig, RunningNode};
 use tracing_subscriber::EnvFilter;
 
 /// The LimiQuantix node storage daemon (gRPC NodeStorage).
@@ -17,6 +15,10 @@ struct Args {
     /// TOML config file; without it, defaults apply (see README).
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Keep state, local pools and importable images under this one directory
+    /// (state/, pools/, images/), overriding the config's directories.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Listen address, overriding the config.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -44,6 +46,10 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => NodeConfig::load(path)?,
         None => NodeConfig::default(),
     };
+    if let Some(dir) = &args.data_dir {
+        config = config.with_data_dir(dir);
+        config.create_dirs()?;
+    }
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -57,16 +63,9 @@ async fn main() -> anyhow::Result<()> {
         config.import_dirs = args.import_dirs;
     }
 
-    let manager = Arc::new(
-        StorageManager::open(config.engine())
-            .await
-            .with_context(|| format!("cannot open the node state in {}", config.state_dir.display()))?,
-    );
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, state_dir = %config.state_dir.display(), "limiquantix-node serving");
-    serve(manager, listener, shutdown_signal()).await?;
+    let node = RunningNode::start(&config).await?;
+    tracing::info!(listen = %node.addr, state_dir = %config.state_dir.display(), "limiquantix-node serving");
+    node.serve_until(shutdown_signal(), Duration::from_secs(config.shutdown_grace_secs)).await?;
     tracing::info!("limiquantix-node stopped");
     Ok(())
 }

@@ -78,13 +78,11 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.committed {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
+        if !self.committed
+            && let Err(e) = std::fs::remove_file(&self.path)
+                && e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot remove partial file");
                 }
-            }
-        }
     }
 }
 

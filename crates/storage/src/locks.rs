@@ -72,12 +72,11 @@ impl VolumeLocks {
 impl Drop for VolumeGuard {
     fn drop(&mut self) {
         let mut held = self.locks.held.lock().expect("lock table poisoned");
-        if let Some(Hold::Shared { count, .. }) = held.get_mut(&self.key) {
-            if *count > 1 {
+        if let Some(Hold::Shared { count, .. }) = held.get_mut(&self.key)
+            && *count > 1 {
                 *count -= 1;
                 return;
             }
-        }
         held.remove(&self.key);
     }
 }

@@ -292,11 +292,10 @@ impl StorageManager {
         }
         let backend = self.backend(pool).await?;
         let caps = backend.capabilities();
-        if let Some(format) = spec.format {
-            if !caps.formats.contains(&format) {
+        if let Some(format) = spec.format
+            && !caps.formats.contains(&format) {
                 return Err(StorageError::invalid(format!("{} pools do not store {format} volumes", backend.kind())));
             }
-        }
         if spec.provisioning == Provisioning::Thin && !caps.thin_provisioning {
             return Err(StorageError::invalid(format!("{} pools only make thick volumes", backend.kind())));
         }

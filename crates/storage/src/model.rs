@@ -227,7 +227,7 @@ pub fn validate_size(what: &str, bytes: u64) -> Result<u64> {
             "{what} {bytes} bytes is larger than the maximum volume size of {MAX_VOLUME_BYTES} bytes (1 PiB)"
         )));
     }
-    if bytes % SECTOR_BYTES != 0 {
+    if !bytes.is_multiple_of(SECTOR_BYTES) {
         return Err(StorageError::invalid(format!(
             "{what} {bytes} bytes is not a multiple of {SECTOR_BYTES} bytes"
         )));

@@ -105,7 +105,7 @@ mod tests {
         assert!(a == b, "identical content");
         let (done, total) = *reports.last().unwrap();
         assert_eq!(done, total);
-        assert!(total >= 4 << 20 && total < 16 << 20, "{total}");
+        assert!((4 << 20..16 << 20).contains(&total), "{total}");
     }
 
     #[test]

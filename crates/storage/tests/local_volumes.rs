@@ -293,7 +293,7 @@ async fn capacity_reports_statvfs_and_sums_of_volumes() {
     let spec = VolumeSpec { size_bytes: Some(16 * MIB), format: Some(VolumeFormat::Raw), provisioning: Provisioning::Thick };
     let b = f.create_spec(spec).await;
     let cap = f.manager.pool_report(f.pool).await.unwrap().capacity.unwrap();
-    let st = rustix::fs::statvfs(&f.pool_dir()).unwrap();
+    let st = rustix::fs::statvfs(f.pool_dir()).unwrap();
     assert_eq!(cap.total_bytes, st.f_blocks * st.f_frsize);
     let free_now = st.f_bavail * st.f_frsize;
     assert!(cap.free_bytes.abs_diff(free_now) < 64 * MIB, "free {} vs statvfs {free_now}", cap.free_bytes);

@@ -80,12 +80,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool
 
 /// Kills a process we did not spawn (QEMU under libvirtd) by its pid file.
 pub fn kill_pid_file(path: &std::path::Path) {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            if pid > 1 {
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(pid) = text.trim().parse::<i32>()
+            && pid > 1 {
                 // SAFETY: plain kill(2); the pid comes from the daemon's own pid file.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
-        }
-    }
 }

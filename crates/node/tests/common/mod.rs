@@ -2,57 +2,33 @@
 //! gRPC client for it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_client::NodeStorageClient;
-use limiquantix_node::NodeConfig;
-use limiquantix_storage::StorageManager;
+use limiquantix_node::{NodeConfig, RunningNode};
 use tonic::transport::Channel;
 
 pub struct TestNode {
     pub root: PathBuf,
-    pub addr: SocketAddr,
+    pub addr: std::net::SocketAddr,
     pub client: NodeStorageClient<Channel>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-pub fn node_config(root: &Path) -> NodeConfig {
-    let mut cfg = NodeConfig::default();
-    cfg.state_dir = root.join("state");
-    cfg.local_pool_roots = vec![root.join("pools")];
-    cfg.import_dirs = vec![root.join("images")];
-    cfg
+    node: RunningNode,
 }
 
 impl TestNode {
-    /// Starts a node whose pools and images live under `root`.
+    /// Starts a node whose state, pools and images live under `root`.
     pub async fn start(root: &Path) -> Self {
-        for d in ["pools", "images"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let cfg = node_config(root);
-        let manager = Arc::new(StorageManager::open(cfg.engine()).await.unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(limiquantix_node::serve(manager, listener, async {
-            let _ = rx.await;
-        }));
-        let client = NodeStorageClient::connect(format!("http://{addr}")).await.unwrap();
-        Self { root: root.to_owned(), addr, client, shutdown: Some(tx), server: Some(server) }
+        let mut cfg = NodeConfig::default().with_data_dir(root);
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.create_dirs().unwrap();
+        let node = RunningNode::start(&cfg).await.unwrap();
+        let client = NodeStorageClient::connect(node.url()).await.unwrap();
+        Self { root: root.to_owned(), addr: node.addr, client, node }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
+    pub async fn stop(self) {
+        self.node.stop().await.unwrap();
     }
 
     pub async fn init_local_pool(&mut self, name: &str) -> String {
