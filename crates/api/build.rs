@@ -7,7 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["types.proto", "node.proto"]
+    let files = ["types.proto", "node.proto", "control.proto"]
         .map(|f| root.join("limiquantix/storage/v1").join(f));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()

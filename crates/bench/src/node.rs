@@ -45,7 +45,7 @@ impl BenchNode {
         Ok(id)
     }
 
-    async fn finish(&self, mut stream: tonic::Streaming<pb::VolumeOperationEvent>) -> anyhow::Result<pb::Volume> {
+    async fn finish(&self, mut stream: tonic::Streaming<pb::VolumeOperationEvent>) -> anyhow::Result<pb::VolumeInfo> {
         while let Some(e) = stream.message().await? {
             if let Some(pb::volume_operation_event::Event::Volume(v)) = e.event {
                 return Ok(v);
@@ -54,8 +54,8 @@ impl BenchNode {
         bail!("operation ended without a volume")
     }
 
-    pub async fn create(&mut self, pool: &str, size: u64) -> anyhow::Result<pb::Volume> {
-        let req = pb::CreateVolumeRequest {
+    pub async fn create(&mut self, pool: &str, size: u64) -> anyhow::Result<pb::VolumeInfo> {
+        let req = pb::NodeCreateVolumeRequest {
             pool_id: pool.into(),
             volume_id: new_id(),
             spec: Some(pb::VolumeSpec { size_bytes: size, format: pb::VolumeFormat::Qcow2 as i32, provisioning: 0 }),
@@ -65,8 +65,8 @@ impl BenchNode {
         self.finish(stream).await
     }
 
-    async fn clone(&mut self, pool: &str, source: &pb::Volume, mode: pb::CloneMode) -> anyhow::Result<pb::Volume> {
-        let req = pb::CloneVolumeRequest {
+    async fn clone(&mut self, pool: &str, source: &pb::VolumeInfo, mode: pb::CloneMode) -> anyhow::Result<pb::VolumeInfo> {
+        let req = pb::NodeCloneVolumeRequest {
             pool_id: pool.into(),
             source_volume_id: source.volume_id.clone(),
             volume_id: new_id(),
@@ -77,16 +77,16 @@ impl BenchNode {
         self.finish(stream).await
     }
 
-    pub async fn linked_clone(&mut self, pool: &str, source: &pb::Volume) -> anyhow::Result<pb::Volume> {
+    pub async fn linked_clone(&mut self, pool: &str, source: &pb::VolumeInfo) -> anyhow::Result<pb::VolumeInfo> {
         self.clone(pool, source, pb::CloneMode::Linked).await
     }
 
-    pub async fn full_clone(&mut self, pool: &str, source: &pb::Volume) -> anyhow::Result<pb::Volume> {
+    pub async fn full_clone(&mut self, pool: &str, source: &pb::VolumeInfo) -> anyhow::Result<pb::VolumeInfo> {
         self.clone(pool, source, pb::CloneMode::Full).await
     }
 
-    pub async fn delete(&mut self, pool: &str, volume: &pb::Volume) -> anyhow::Result<()> {
-        let req = pb::DeleteVolumeRequest { pool_id: pool.into(), volume_id: volume.volume_id.clone() };
+    pub async fn delete(&mut self, pool: &str, volume: &pb::VolumeInfo) -> anyhow::Result<()> {
+        let req = pb::NodeDeleteVolumeRequest { pool_id: pool.into(), volume_id: volume.volume_id.clone() };
         self.client.delete_volume(req).await?;
         Ok(())
     }
@@ -109,13 +109,13 @@ impl BenchNode {
         Ok(ids)
     }
 
-    pub async fn get(&mut self, pool: &str, id: &str) -> anyhow::Result<pb::Volume> {
-        Ok(self.client.get_volume(pb::GetVolumeRequest { pool_id: pool.into(), volume_id: id.into() }).await?.into_inner())
+    pub async fn get(&mut self, pool: &str, id: &str) -> anyhow::Result<pb::VolumeInfo> {
+        Ok(self.client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.into(), volume_id: id.into() }).await?.into_inner())
     }
 
     /// The first page of 100 volumes.
-    pub async fn list_first_page(&mut self, pool: &str) -> anyhow::Result<Vec<pb::Volume>> {
-        let req = pb::ListVolumesRequest { pool_id: pool.into(), page_size: 100, page_token: String::new() };
+    pub async fn list_first_page(&mut self, pool: &str) -> anyhow::Result<Vec<pb::VolumeInfo>> {
+        let req = pb::NodeListVolumesRequest { pool_id: pool.into(), page_size: 100, page_token: String::new() };
         Ok(self.client.list_volumes(req).await?.into_inner().volumes)
     }
 

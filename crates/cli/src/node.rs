@@ -283,7 +283,7 @@ async fn pool(client: &mut Client, cmd: PoolCommand, out: OutputFormat) -> anyho
 
 /// Reads a volume operation's stream, drawing a progress bar on the terminal
 /// for copies, and returns the resulting volume.
-async fn follow(stream: tonic::Streaming<pb::VolumeOperationEvent>, out: OutputFormat) -> anyhow::Result<pb::Volume> {
+async fn follow(stream: tonic::Streaming<pb::VolumeOperationEvent>, out: OutputFormat) -> anyhow::Result<pb::VolumeInfo> {
     let mut stream = stream;
     let mut bar: Option<ProgressBar> = None;
     while let Some(event) = stream.message().await? {
@@ -319,7 +319,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
     match cmd {
         VolumeCommand::Create { pool, id, size, format, thick } => {
             let provisioning = if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin };
-            let req = pb::CreateVolumeRequest {
+            let req = pb::NodeCreateVolumeRequest {
                 pool_id: pool.pool,
                 volume_id: new_id(id),
                 spec: Some(pb::VolumeSpec { size_bytes: size, format: format_pb(format), provisioning: provisioning as i32 }),
@@ -332,7 +332,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             let mut token = page_token.unwrap_or_default();
             let mut volumes = Vec::new();
             loop {
-                let req = pb::ListVolumesRequest { pool_id: pool.pool.clone(), page_size, page_token: token };
+                let req = pb::NodeListVolumesRequest { pool_id: pool.pool.clone(), page_size, page_token: token };
                 let page = client.list_volumes(req).await?.into_inner();
                 volumes.extend(page.volumes.iter().map(VolumeView::from_pb));
                 token = page.next_page_token;
@@ -346,17 +346,17 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             }
         }
         VolumeCommand::Info { pool, volume } => {
-            let v = client.get_volume(pb::GetVolumeRequest { pool_id: pool.pool, volume_id: volume }).await?.into_inner();
+            let v = client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.pool, volume_id: volume }).await?.into_inner();
             print_one(out, &VolumeView::from_pb(&v));
         }
         VolumeCommand::Resize { pool, volume, size } => {
-            let req = pb::ResizeVolumeRequest { pool_id: pool.pool, volume_id: volume, new_size_bytes: size };
+            let req = pb::NodeResizeVolumeRequest { pool_id: pool.pool, volume_id: volume, new_size_bytes: size };
             let v = client.resize_volume(req).await?.into_inner();
             print_one(out, &VolumeView::from_pb(&v));
         }
         VolumeCommand::Clone { pool, source, id, full, size, format } => {
             let mode = if full { pb::CloneMode::Full } else { pb::CloneMode::Linked };
-            let req = pb::CloneVolumeRequest {
+            let req = pb::NodeCloneVolumeRequest {
                 pool_id: pool.pool,
                 source_volume_id: source,
                 volume_id: new_id(id),
@@ -367,7 +367,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             print_one(out, &VolumeView::from_pb(&v));
         }
         VolumeCommand::Delete { pool, volume } => {
-            client.delete_volume(pb::DeleteVolumeRequest { pool_id: pool.pool, volume_id: volume.clone() }).await?;
+            client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.pool, volume_id: volume.clone() }).await?;
             if out == OutputFormat::Table {
                 println!("volume {volume} deleted");
             } else {
@@ -382,7 +382,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
                     format: image_format_pb(image_format),
                 })),
             };
-            let req = pb::CreateVolumeRequest {
+            let req = pb::NodeCreateVolumeRequest {
                 pool_id: pool.pool,
                 volume_id: new_id(id),
                 spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),

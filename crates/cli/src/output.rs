@@ -187,7 +187,7 @@ pub struct VolumeView {
 }
 
 impl VolumeView {
-    pub fn from_pb(v: &pb::Volume) -> Self {
+    pub fn from_pb(v: &pb::VolumeInfo) -> Self {
         Self {
             volume_id: v.volume_id.clone(),
             pool_id: v.pool_id.clone(),
@@ -225,7 +225,7 @@ pub struct SnapshotView {
 }
 
 impl SnapshotView {
-    pub fn from_pb(s: &pb::Snapshot) -> Self {
+    pub fn from_pb(s: &pb::SnapshotInfo) -> Self {
         Self {
             name: s.name.clone(),
             volume_id: s.volume_id.clone(),

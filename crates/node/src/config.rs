@@ -27,6 +27,12 @@ pub struct NodeConfig {
     pub import_dirs: Vec<PathBuf>,
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// libvirt connection for hot-plug and live resize.
+    #[serde(default = "default_libvirt_uri")]
+    pub libvirt_uri: String,
+    /// How long a detach waits for the guest to release the disk.
+    #[serde(default = "default_detach_timeout_secs")]
+    pub detach_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long running calls may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
@@ -54,6 +60,12 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_pool_roots() -> Vec<PathBuf> {
     vec!["/var/lib/limiquantix/pools".into()]
+}
+fn default_libvirt_uri() -> String {
+    "qemu:///system".into()
+}
+fn default_detach_timeout_secs() -> u64 {
+    30
 }
 fn default_shutdown_grace_secs() -> u64 {
     30

@@ -139,8 +139,8 @@ pub fn pool_info(r: &PoolReport) -> pb::PoolInfo {
     }
 }
 
-pub fn volume_out(pool: PoolId, v: &VolumeInfo) -> pb::Volume {
-    pb::Volume {
+pub fn volume_out(pool: PoolId, v: &VolumeInfo) -> pb::VolumeInfo {
+    pb::VolumeInfo {
         volume_id: v.id.to_string(),
         pool_id: pool.to_string(),
         format: volume_format_out(v.format) as i32,
@@ -152,8 +152,8 @@ pub fn volume_out(pool: PoolId, v: &VolumeInfo) -> pb::Volume {
     }
 }
 
-pub fn snapshot_out(volume: VolumeId, s: &model::SnapshotInfo) -> pb::Snapshot {
-    pb::Snapshot {
+pub fn snapshot_out(volume: VolumeId, s: &model::SnapshotInfo) -> pb::SnapshotInfo {
+    pb::SnapshotInfo {
         name: s.name.clone(),
         volume_id: volume.to_string(),
         created_unix_seconds: s.created_unix_seconds,

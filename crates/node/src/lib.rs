@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod convert;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod service;
 pub mod status;
 
@@ -27,6 +29,7 @@ pub use service::NodeService;
 /// calls are allowed to finish.
 pub async fn serve(
     manager: Arc<StorageManager>,
+    hypervisor: service::Hypervisor,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -39,7 +42,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
-        .add_service(NodeStorageServer::new(NodeService::new(manager)))
+        .add_service(NodeStorageServer::new(NodeService::new(manager, hypervisor)))
         // No Nagle: a streamed reply (headers, event, trailers) would otherwise
         // wait for the client's delayed ACK, 40 ms per call.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
@@ -66,7 +69,8 @@ impl RunningNode {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve(manager, listener, async {
+        let hypervisor = service::Hypervisor::from_config(config);
+        let task = tokio::spawn(serve(manager, hypervisor, listener, async {
             let _ = stopped.await;
         }));
         Ok(Self { addr, stop: Some(stop), task })

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_server::NodeStorage;
-use limiquantix_storage::model::{Progress, VolumeInfo, VolumeSource};
-use limiquantix_storage::{PoolId, Result as StorageResult, StorageManager};
+use limiquantix_storage::model::{DiskBus, Progress, VolumeInfo, VolumeSource};
+#[cfg(feature = "libvirt")]
+use limiquantix_storage::xml::disk_with_serial;
+use limiquantix_storage::{PoolId, Result as StorageResult, StorageManager, VolumeId};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,13 +23,67 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::VolumeOperationEvent
 /// Progress events that may queue up for a slow client before newer ones are dropped.
 const PROGRESS_BUFFER: usize = 64;
 
+/// The node's hypervisor connection for hot-plug; absent without the
+/// `libvirt` feature, and then the hot-plug calls answer UNIMPLEMENTED.
+pub struct Hypervisor {
+    #[cfg(feature = "libvirt")]
+    libvirt: crate::libvirt::Libvirt,
+    detach_timeout: std::time::Duration,
+    /// One hot-plug at a time per domain: two would pick the same target.
+    domain_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Hypervisor {
+    pub fn from_config(config: &crate::NodeConfig) -> Self {
+        Self {
+            #[cfg(feature = "libvirt")]
+            libvirt: crate::libvirt::Libvirt::new(&config.libvirt_uri),
+            detach_timeout: std::time::Duration::from_secs(config.detach_timeout_secs),
+            domain_locks: Default::default(),
+        }
+    }
+
+    fn domain_lock(&self, domain: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.domain_locks.lock().expect("domain lock table poisoned");
+        locks.entry(domain.to_owned()).or_default().clone()
+    }
+}
+
+/// Grows an attached volume through libvirt so the guest sees the new size.
+#[cfg(feature = "libvirt")]
+struct LiveDomain<'a> {
+    libvirt: &'a crate::libvirt::Libvirt,
+    domain: &'a str,
+}
+
+#[cfg(feature = "libvirt")]
+#[tonic::async_trait]
+impl limiquantix_storage::LiveResize for LiveDomain<'_> {
+    async fn grow(&self, volume: &VolumeInfo, new_size_bytes: u64) -> StorageResult<()> {
+        let live = self.libvirt.domain_xml(self.domain).await?;
+        let disk = limiquantix_storage::xml::disk_with_serial(&live, &volume.id.to_string())?.ok_or_else(|| {
+            limiquantix_storage::StorageError::precondition(format!("volume {} is not attached to VM {}", volume.id, self.domain))
+        })?;
+        self.libvirt.block_resize(self.domain, &disk.target_dev, new_size_bytes).await
+    }
+}
+
+fn domain_name(domain: &str) -> Result<&str, Status> {
+    // libvirt accepts any name; refuse what could not be one of ours.
+    if domain.is_empty() || domain.len() > 255 || domain.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Status::invalid_argument(format!("{domain:?} is not a valid VM (domain) name")));
+    }
+    Ok(domain)
+}
+
 pub struct NodeService {
     manager: Arc<StorageManager>,
+    hypervisor: Hypervisor,
 }
 
 impl NodeService {
-    pub fn new(manager: Arc<StorageManager>) -> Self {
-        Self { manager }
+    pub fn new(manager: Arc<StorageManager>, hypervisor: Hypervisor) -> Self {
+        Self { manager, hypervisor }
     }
 
     /// Runs a volume-producing operation, streaming its progress and then the
@@ -121,7 +177,7 @@ impl NodeStorage for NodeService {
 
     type CreateVolumeStream = EventStream;
 
-    async fn create_volume(&self, req: Request<pb::CreateVolumeRequest>) -> Rpc<EventStream> {
+    async fn create_volume(&self, req: Request<pb::NodeCreateVolumeRequest>) -> Rpc<EventStream> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
@@ -134,7 +190,7 @@ impl NodeStorage for NodeService {
 
     type CloneVolumeStream = EventStream;
 
-    async fn clone_volume(&self, req: Request<pb::CloneVolumeRequest>) -> Rpc<EventStream> {
+    async fn clone_volume(&self, req: Request<pb::NodeCloneVolumeRequest>) -> Rpc<EventStream> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let source = convert::volume_id(&req.source_volume_id).map_err(to_status)?;
@@ -147,7 +203,7 @@ impl NodeStorage for NodeService {
         })))
     }
 
-    async fn get_volume(&self, req: Request<pb::GetVolumeRequest>) -> Rpc<pb::Volume> {
+    async fn get_volume(&self, req: Request<pb::NodeGetVolumeRequest>) -> Rpc<pb::VolumeInfo> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
@@ -155,7 +211,7 @@ impl NodeStorage for NodeService {
         Ok(Response::new(convert::volume_out(pool, &v)))
     }
 
-    async fn list_volumes(&self, req: Request<pb::ListVolumesRequest>) -> Rpc<pb::ListVolumesResponse> {
+    async fn list_volumes(&self, req: Request<pb::NodeListVolumesRequest>) -> Rpc<pb::NodeListVolumesResponse> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let after = if req.page_token.is_empty() {
@@ -165,26 +221,30 @@ impl NodeStorage for NodeService {
         };
         let (page, next) =
             self.manager.list_volumes(pool, after, req.page_size as usize).await.map_err(to_status)?;
-        Ok(Response::new(pb::ListVolumesResponse {
+        Ok(Response::new(pb::NodeListVolumesResponse {
             volumes: page.iter().map(|v| convert::volume_out(pool, v)).collect(),
             next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 
-    async fn resize_volume(&self, req: Request<pb::ResizeVolumeRequest>) -> Rpc<pb::Volume> {
+    async fn resize_volume(&self, req: Request<pb::NodeResizeVolumeRequest>) -> Rpc<pb::VolumeInfo> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
-        let v = self.manager.resize_volume(pool, id, req.new_size_bytes).await.map_err(to_status)?;
-        Ok(Response::new(convert::volume_out(pool, &v)))
+        let v = if req.live_domain.is_empty() {
+            self.manager.resize_volume(pool, id, req.new_size_bytes, None).await
+        } else {
+            self.live_resize(pool, id, req.new_size_bytes, domain_name(&req.live_domain)?).await
+        };
+        Ok(Response::new(convert::volume_out(pool, &v.map_err(to_status)?)))
     }
 
-    async fn delete_volume(&self, req: Request<pb::DeleteVolumeRequest>) -> Rpc<pb::DeleteVolumeResponse> {
+    async fn delete_volume(&self, req: Request<pb::NodeDeleteVolumeRequest>) -> Rpc<pb::NodeDeleteVolumeResponse> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
         self.manager.delete_volume(pool, id).await.map_err(to_status)?;
-        Ok(Response::new(pb::DeleteVolumeResponse {}))
+        Ok(Response::new(pb::NodeDeleteVolumeResponse {}))
     }
 
     async fn get_volume_attach_info(&self, req: Request<pb::GetVolumeAttachInfoRequest>) -> Rpc<pb::VolumeAttachInfo> {
@@ -205,7 +265,29 @@ impl NodeStorage for NodeService {
         }))
     }
 
-    async fn create_volume_snapshot(&self, req: Request<pb::CreateVolumeSnapshotRequest>) -> Rpc<pb::Snapshot> {
+    async fn attach_volume(&self, req: Request<pb::NodeAttachVolumeRequest>) -> Rpc<pb::NodeAttachVolumeResponse> {
+        let req = req.into_inner();
+        let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        let bus = convert::disk_bus(req.bus).map_err(to_status)?;
+        let domain = domain_name(&req.domain)?;
+        let (target_dev, disk_xml) = self.attach(pool, id, domain, bus).await.map_err(to_status)?;
+        Ok(Response::new(pb::NodeAttachVolumeResponse { target_dev, disk_xml }))
+    }
+
+    async fn detach_volume(&self, req: Request<pb::NodeDetachVolumeRequest>) -> Rpc<pb::NodeDetachVolumeResponse> {
+        let req = req.into_inner();
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        let domain = domain_name(&req.domain)?;
+        let timeout = match req.timeout_seconds {
+            0 => self.hypervisor.detach_timeout,
+            s => std::time::Duration::from_secs(s.into()),
+        };
+        self.detach(id, domain, timeout).await.map_err(to_status)?;
+        Ok(Response::new(pb::NodeDetachVolumeResponse {}))
+    }
+
+    async fn create_volume_snapshot(&self, req: Request<pb::CreateVolumeSnapshotRequest>) -> Rpc<pb::SnapshotInfo> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
@@ -226,7 +308,7 @@ impl NodeStorage for NodeService {
         }))
     }
 
-    async fn revert_volume_snapshot(&self, req: Request<pb::RevertVolumeSnapshotRequest>) -> Rpc<pb::Volume> {
+    async fn revert_volume_snapshot(&self, req: Request<pb::RevertVolumeSnapshotRequest>) -> Rpc<pb::VolumeInfo> {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
@@ -243,5 +325,68 @@ impl NodeStorage for NodeService {
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
         self.manager.delete_snapshot(pool, id, &req.name).await.map_err(to_status)?;
         Ok(Response::new(pb::DeleteVolumeSnapshotResponse {}))
+    }
+}
+
+#[cfg(feature = "libvirt")]
+impl NodeService {
+    async fn live_resize(&self, pool: PoolId, id: VolumeId, size: u64, domain: &str) -> StorageResult<VolumeInfo> {
+        let live = LiveDomain { libvirt: &self.hypervisor.libvirt, domain };
+        self.manager.resize_volume(pool, id, size, Some(&live)).await
+    }
+
+    /// Returns (target, disk XML). An attach repeated on the same domain finds
+    /// the disk already there and succeeds.
+    async fn attach(&self, pool: PoolId, id: VolumeId, domain: &str, bus: DiskBus) -> StorageResult<(String, String)> {
+        let libvirt = &self.hypervisor.libvirt;
+        let lock = self.hypervisor.domain_lock(domain);
+        let _domain = lock.lock().await;
+        let serial = id.to_string();
+        let live = libvirt.domain_xml(domain).await?;
+        if let Some(disk) = disk_with_serial(&live, &serial)? {
+            return Ok((disk.target_dev, disk.xml));
+        }
+        let _volume = self.manager.hold_volume(pool, id, "an attach")?;
+        let disk = self.manager.attach_info(pool, id, bus, &[], Some(&live)).await?;
+        let xml = disk.to_xml();
+        libvirt.attach(domain, &xml).await?;
+        let live = libvirt.domain_xml(domain).await?;
+        match disk_with_serial(&live, &serial)? {
+            Some(found) => {
+                tracing::info!(volume = %id, %domain, target = %found.target_dev, "volume attached");
+                Ok((found.target_dev, found.xml))
+            }
+            None => Err(limiquantix_storage::StorageError::Internal(format!(
+                "libvirt accepted the disk of volume {id} but VM {domain} does not show it"
+            ))),
+        }
+    }
+
+    async fn detach(&self, id: VolumeId, domain: &str, timeout: std::time::Duration) -> StorageResult<()> {
+        let libvirt = &self.hypervisor.libvirt;
+        let lock = self.hypervisor.domain_lock(domain);
+        let _domain = lock.lock().await;
+        let serial = id.to_string();
+        let live = libvirt.domain_xml(domain).await?;
+        let Some(disk) = disk_with_serial(&live, &serial)? else { return Ok(()) };
+        libvirt.detach(domain, disk, &serial, timeout).await?;
+        tracing::info!(volume = %id, %domain, "volume detached");
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "libvirt"))]
+impl NodeService {
+    fn no_libvirt() -> limiquantix_storage::StorageError {
+        limiquantix_storage::StorageError::Unimplemented("this node was built without libvirt support".into())
+    }
+    async fn live_resize(&self, _: PoolId, _: VolumeId, _: u64, _: &str) -> StorageResult<VolumeInfo> {
+        Err(Self::no_libvirt())
+    }
+    async fn attach(&self, _: PoolId, _: VolumeId, _: &str, _: DiskBus) -> StorageResult<(String, String)> {
+        Err(Self::no_libvirt())
+    }
+    async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {
+        Err(Self::no_libvirt())
     }
 }

@@ -14,8 +14,8 @@ fn local_config(path: &str) -> Option<pb::PoolConfig> {
     Some(pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: path.into() })) })
 }
 
-async fn create(node: &mut TestNode, pool: &str, id: &str, s: Option<pb::VolumeSpec>) -> Result<pb::Volume, tonic::Status> {
-    let req = pb::CreateVolumeRequest { pool_id: pool.into(), volume_id: id.into(), spec: s, source: None };
+async fn create(node: &mut TestNode, pool: &str, id: &str, s: Option<pb::VolumeSpec>) -> Result<pb::VolumeInfo, tonic::Status> {
+    let req = pb::NodeCreateVolumeRequest { pool_id: pool.into(), volume_id: id.into(), spec: s, source: None };
     finish(node.client.create_volume(req).await).await.1
 }
 
@@ -82,7 +82,7 @@ async fn bad_ids_names_and_sizes_are_invalid_arguments() {
     }
     let err = node
         .client
-        .resize_volume(pb::ResizeVolumeRequest { pool_id: pool.clone(), volume_id: v.volume_id.clone(), new_size_bytes: GIB / 2 })
+        .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: v.volume_id.clone(), new_size_bytes: GIB / 2 })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -102,15 +102,15 @@ async fn unknown_pools_and_volumes_are_not_found_and_conflicts_are_reported() {
     assert_eq!(err.code(), Code::NotFound);
     let err = create(&mut node, &new_id(), &new_id(), spec(GIB)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = node.client.get_volume(pb::GetVolumeRequest { pool_id: pool.clone(), volume_id: new_id() }).await.unwrap_err();
+    let err = node.client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.clone(), volume_id: new_id() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     let id = new_id();
     create(&mut node, &pool, &id, spec(GIB)).await.unwrap();
     assert_eq!(create(&mut node, &pool, &id, spec(GIB)).await.unwrap().volume_id, id, "same spec: success");
     assert_eq!(create(&mut node, &pool, &id, spec(2 * GIB)).await.unwrap_err().code(), Code::AlreadyExists);
-    node.client.delete_volume(pb::DeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
-    node.client.delete_volume(pb::DeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
+    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
+    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
 
     let thick = Some(pb::VolumeSpec { size_bytes: 1 << 50, format: pb::VolumeFormat::Raw as i32, provisioning: pb::Provisioning::Thick as i32 });
     assert_eq!(create(&mut node, &pool, &new_id(), thick).await.unwrap_err().code(), Code::ResourceExhausted);
@@ -135,7 +135,7 @@ async fn pools_come_back_after_a_daemon_restart() {
     assert_eq!(pools[0].pool_id, pool);
     assert_eq!(pools[0].phase, pb::PoolPhase::Ready as i32);
     assert_eq!(pools[0].capacity.unwrap().volume_count, 1);
-    let v = node.client.get_volume(pb::GetVolumeRequest { pool_id: pool, volume_id: id }).await.unwrap().into_inner();
+    let v = node.client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool, volume_id: id }).await.unwrap().into_inner();
     assert_eq!(v.size_bytes, GIB);
 }
 
@@ -154,7 +154,7 @@ async fn a_client_that_goes_away_cancels_its_copy() {
     assert!(out.status.success());
 
     let copy_id = new_id();
-    let req = pb::CloneVolumeRequest {
+    let req = pb::NodeCloneVolumeRequest {
         pool_id: pool.clone(),
         source_volume_id: base.volume_id.clone(),
         volume_id: copy_id.clone(),
@@ -177,7 +177,7 @@ async fn a_client_that_goes_away_cancels_its_copy() {
         assert!(tokio::time::Instant::now() < deadline, "the cancelled copy's partial file is still there");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let err = node.client.get_volume(pb::GetVolumeRequest { pool_id: pool.clone(), volume_id: copy_id }).await.unwrap_err();
+    let err = node.client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.clone(), volume_id: copy_id }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let names: Vec<_> = std::fs::read_dir(&pool_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 1, "only the base is left: {names:?}");

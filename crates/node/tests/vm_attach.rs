@@ -49,12 +49,12 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
                 format: pb::ImageFormat::Qcow2 as i32,
             })),
         };
-        let req = pb::CreateVolumeRequest { pool_id: pool.clone(), volume_id: base_id.clone(), spec: None, source: Some(source) };
+        let req = pb::NodeCreateVolumeRequest { pool_id: pool.clone(), volume_id: base_id.clone(), spec: None, source: Some(source) };
         let (_, base) = finish(node.client.create_volume(req).await).await;
         assert_eq!(base.unwrap().size_bytes, GIB);
 
         let clone_id = new_id();
-        let req = pb::CloneVolumeRequest {
+        let req = pb::NodeCloneVolumeRequest {
             pool_id: pool.clone(),
             source_volume_id: base_id.clone(),
             volume_id: clone_id.clone(),
@@ -95,19 +95,19 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
         // While QEMU holds the disk, the node refuses to change it.
         let err = node
             .client
-            .delete_volume(pb::DeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
+            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
         assert!(err.message().contains("in use by a running VM"), "{err:?}");
         let err = node
             .client
-            .resize_volume(pb::ResizeVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), new_size_bytes: 3 * GIB })
+            .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), new_size_bytes: 3 * GIB })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
-        let copy = pb::CloneVolumeRequest {
+        let copy = pb::NodeCloneVolumeRequest {
             pool_id: pool.clone(),
             source_volume_id: clone_id.clone(),
             volume_id: new_id(),
@@ -117,7 +117,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
         let (_, copied) = finish(node.client.clone_volume(copy).await).await;
         assert_eq!(copied.unwrap_err().code(), tonic::Code::FailedPrecondition, "no copy of a disk a VM writes to");
         // The base is only read by QEMU: copying it is fine.
-        let copy = pb::CloneVolumeRequest {
+        let copy = pb::NodeCloneVolumeRequest {
             pool_id: pool.clone(),
             source_volume_id: base_id.clone(),
             volume_id: new_id(),
@@ -129,7 +129,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
 
         libvirtd.virsh(&["destroy", "lq-e2e"]).unwrap();
         node.client
-            .delete_volume(pb::DeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
+            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
             .await
             .expect("deletable once the VM is gone");
         node.stop().await;

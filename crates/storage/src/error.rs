@@ -30,6 +30,9 @@ pub enum StorageError {
     PermissionDenied(String),
     #[error("operation cancelled")]
     Cancelled,
+    /// Waited for something (a guest, a server) that did not happen in time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error("{context}: {source}")]
@@ -70,6 +73,7 @@ impl StorageError {
             Self::Unimplemented(_) => ErrorClass::Unimplemented,
             Self::PermissionDenied(_) => ErrorClass::PermissionDenied,
             Self::Cancelled => ErrorClass::Cancelled,
+            Self::DeadlineExceeded(_) => ErrorClass::DeadlineExceeded,
             Self::Tool(ToolError::Timeout { .. }) => ErrorClass::DeadlineExceeded,
             Self::Tool(_) | Self::Io { .. } | Self::Internal(_) => ErrorClass::Internal,
         }

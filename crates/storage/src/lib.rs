@@ -20,5 +20,5 @@ pub mod xml;
 pub use backend::Backend;
 pub use error::{ErrorClass, Result, StorageError, ToolError};
 pub use ids::{Name, PoolId, VolumeId};
-pub use manager::{EngineConfig, PoolPhase, PoolReport, StorageManager};
+pub use manager::{EngineConfig, LiveResize, PoolPhase, PoolReport, StorageManager};
 pub use tools::qemu_img::ToolTimeouts;

@@ -69,6 +69,12 @@ pub struct StorageManager {
     admin: tokio::sync::Mutex<()>,
 }
 
+/// Grows a volume a VM has open, through the hypervisor.
+#[async_trait::async_trait]
+pub trait LiveResize: Send + Sync {
+    async fn grow(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<()>;
+}
+
 /// What an existing volume must look like for a repeated create to succeed.
 struct Expected {
     format: Option<VolumeFormat>,
@@ -440,7 +446,15 @@ impl StorageManager {
         Ok(())
     }
 
-    pub async fn resize_volume(&self, pool: PoolId, id: VolumeId, new_size: u64) -> Result<VolumeInfo> {
+    /// Grows a volume. With `live`, a VM has it open and the growth goes
+    /// through the hypervisor (so the guest sees it) instead of the backend.
+    pub async fn resize_volume(
+        &self,
+        pool: PoolId,
+        id: VolumeId,
+        new_size: u64,
+        live: Option<&dyn LiveResize>,
+    ) -> Result<VolumeInfo> {
         validate_size("new size", new_size)?;
         let backend = self.backend(pool).await?;
         let _guard = self.locks.exclusive(pool, id, "a resize")?;
@@ -454,7 +468,25 @@ impl StorageManager {
         if new_size == volume.size_bytes {
             return Ok(volume);
         }
-        backend.resize_volume(&volume, new_size).await
+        match live {
+            None => backend.resize_volume(&volume, new_size).await,
+            Some(live) => {
+                if !backend.capabilities().live_resize {
+                    return Err(StorageError::precondition(format!(
+                        "{} pools cannot grow a volume while a VM uses it; detach it first",
+                        backend.kind()
+                    )));
+                }
+                live.grow(&volume, new_size).await?;
+                self.volume(backend.as_ref(), id).await
+            }
+        }
+    }
+
+    /// Holds a volume for an operation done outside the engine (hot-plug):
+    /// other operations on it are refused until the guard is dropped.
+    pub fn hold_volume(&self, pool: PoolId, id: VolumeId, operation: &'static str) -> Result<crate::locks::VolumeGuard> {
+        self.locks.exclusive(pool, id, operation)
     }
 
     pub async fn delete_volume(&self, pool: PoolId, id: VolumeId) -> Result<()> {

@@ -55,7 +55,7 @@ async fn a_second_operation_on_a_busy_volume_is_refused_naming_the_first() {
     // The copy runs: the new volume is held exclusively...
     for err in [
         f.manager.delete_volume(f.pool, copy_id).await.unwrap_err(),
-        f.manager.resize_volume(f.pool, copy_id, 512 * MIB).await.unwrap_err(),
+        f.manager.resize_volume(f.pool, copy_id, 512 * MIB, None).await.unwrap_err(),
         f.manager.create_snapshot(f.pool, copy_id, "s").await.unwrap_err(),
     ] {
         assert!(matches!(err, StorageError::FailedPrecondition(_)), "{err}");
@@ -64,7 +64,7 @@ async fn a_second_operation_on_a_busy_volume_is_refused_naming_the_first() {
     // ...and its source is shared: no delete, resize or revert, but other clones may start.
     let err = f.manager.delete_volume(f.pool, base.id).await.unwrap_err();
     assert!(err.to_string().contains("clone"), "{err}");
-    assert!(matches!(f.manager.resize_volume(f.pool, base.id, 512 * MIB).await, Err(StorageError::FailedPrecondition(_))));
+    assert!(matches!(f.manager.resize_volume(f.pool, base.id, 512 * MIB, None).await, Err(StorageError::FailedPrecondition(_))));
     let source = VolumeSource::Clone { source: base.id, mode: Some(CloneMode::Linked) };
     f.manager.create_volume(f.pool, VolumeId::new_random(), VolumeSpec::default(), source, &|_| {}).await.unwrap();
 
@@ -72,7 +72,7 @@ async fn a_second_operation_on_a_busy_volume_is_refused_naming_the_first() {
     let copy = task.await.unwrap().unwrap();
     assert_eq!(copy.size_bytes, 256 * MIB);
     // Once done, the volumes are free again.
-    f.manager.resize_volume(f.pool, copy_id, 512 * MIB).await.unwrap();
+    f.manager.resize_volume(f.pool, copy_id, 512 * MIB, None).await.unwrap();
 }
 
 #[tokio::test]

@@ -100,22 +100,22 @@ async fn resize_grows_and_never_shrinks() {
     for format in [VolumeFormat::Qcow2, VolumeFormat::Raw] {
         let v = f.create(GIB, format).await;
         write_pattern(&f.path_of(&v), format.as_str(), 0x11, 0, MIB);
-        let grown = f.manager.resize_volume(f.pool, v.id, 3 * GIB).await.unwrap();
+        let grown = f.manager.resize_volume(f.pool, v.id, 3 * GIB, None).await.unwrap();
         assert_eq!(grown.size_bytes, 3 * GIB);
         assert_eq!(image_info(&f.path_of(&v))["virtual-size"], 3 * GIB);
         assert!(has_pattern(&f.path_of(&v), format.as_str(), 0x11, 0, MIB));
 
-        let same = f.manager.resize_volume(f.pool, v.id, 3 * GIB).await.unwrap();
+        let same = f.manager.resize_volume(f.pool, v.id, 3 * GIB, None).await.unwrap();
         assert_eq!(same.size_bytes, 3 * GIB);
 
         let before = f.listing();
-        let err = f.manager.resize_volume(f.pool, v.id, GIB).await.unwrap_err();
+        let err = f.manager.resize_volume(f.pool, v.id, GIB, None).await.unwrap_err();
         assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
         assert!(err.to_string().contains("shrink"), "{err}");
         assert_eq!(image_info(&f.path_of(&v))["virtual-size"], 3 * GIB);
         assert_eq!(f.listing(), before);
         for bad in [0, 1000, u64::MAX] {
-            assert!(matches!(f.manager.resize_volume(f.pool, v.id, bad).await, Err(StorageError::InvalidArgument(_))));
+            assert!(matches!(f.manager.resize_volume(f.pool, v.id, bad, None).await, Err(StorageError::InvalidArgument(_))));
         }
     }
 }
@@ -125,7 +125,7 @@ async fn thick_volumes_stay_thick_when_grown() {
     let f = Fixture::new().await;
     let spec = VolumeSpec { size_bytes: Some(32 * MIB), format: Some(VolumeFormat::Raw), provisioning: Provisioning::Thick };
     let v = f.create_spec(spec).await;
-    let grown = f.manager.resize_volume(f.pool, v.id, 96 * MIB).await.unwrap();
+    let grown = f.manager.resize_volume(f.pool, v.id, 96 * MIB, None).await.unwrap();
     assert!(grown.allocated_bytes >= 96 * MIB, "grown thick volume allocated {}", grown.allocated_bytes);
 }
 
@@ -277,7 +277,7 @@ async fn unknown_pool_and_unknown_volumes_are_not_found() {
     assert!(matches!(err, StorageError::NotFound(_)), "{err}");
 
     let ghost = VolumeId::new_random();
-    assert!(matches!(f.manager.resize_volume(f.pool, ghost, GIB).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(f.manager.resize_volume(f.pool, ghost, GIB, None).await, Err(StorageError::NotFound(_))));
     assert!(matches!(f.manager.create_snapshot(f.pool, ghost, "s").await, Err(StorageError::NotFound(_))));
     assert!(matches!(f.manager.list_snapshots(f.pool, ghost).await, Err(StorageError::NotFound(_))));
     let source = VolumeSource::Clone { source: ghost, mode: None };

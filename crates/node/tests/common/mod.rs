@@ -19,8 +19,14 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node whose state, pools and images live under `root`.
     pub async fn start(root: &Path) -> Self {
+        Self::start_with(root, |_| {}).await
+    }
+
+    /// As [`TestNode::start`], with the config adjusted by `adjust`.
+    pub async fn start_with(root: &Path, adjust: impl FnOnce(&mut NodeConfig)) -> Self {
         let mut cfg = NodeConfig::default().with_data_dir(root);
         cfg.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut cfg);
         cfg.create_dirs().unwrap();
         let node = RunningNode::start(&cfg).await.unwrap();
         let client = NodeStorageClient::connect(node.url()).await.unwrap();
@@ -46,7 +52,7 @@ impl TestNode {
 /// Drains a volume operation stream: (progress events, final result).
 pub async fn finish(
     resp: Result<tonic::Response<tonic::Streaming<pb::VolumeOperationEvent>>, tonic::Status>,
-) -> (Vec<pb::Progress>, Result<pb::Volume, tonic::Status>) {
+) -> (Vec<pb::Progress>, Result<pb::VolumeInfo, tonic::Status>) {
     let mut stream = match resp {
         Ok(r) => r.into_inner(),
         Err(s) => return (vec![], Err(s)),

@@ -6,4 +6,4 @@ pub mod disk;
 pub mod target;
 
 pub use disk::{DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef};
-pub use target::{pick_target, targets_in_domain};
+pub use target::{DomainDisk, disk_with_serial, pick_target, targets_in_domain};

@@ -81,9 +81,93 @@ pub fn targets_in_domain(domain_xml: &str) -> Result<Vec<String>> {
     Ok(targets)
 }
 
+/// A disk found in a domain's XML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainDisk {
+    pub target_dev: String,
+    /// libvirt's device alias (e.g. "scsi0-0-0-1"), named in device-removed events.
+    pub alias: Option<String>,
+    /// The `<disk>` element exactly as the domain has it.
+    pub xml: String,
+}
+
+/// The disk whose `<serial>` is `serial`, if the domain has one.
+pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainDisk>> {
+    let bad = |e: String| StorageError::invalid(format!("domain XML cannot be parsed: {e}"));
+    let mut reader = Reader::from_str(domain_xml);
+    let mut depth = 0usize;
+    // Inside a disk: (its depth, start offset, target, alias, serial text).
+    let mut current: Option<(usize, usize, Option<String>, Option<String>, String)> = None;
+    let mut in_serial = false;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = reader.read_event().map_err(|e| bad(e.to_string()))?;
+        match &event {
+            Event::Start(e) | Event::Empty(e) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let name = e.name().0;
+                if name == "disk" && !is_empty && current.is_none() {
+                    current = Some((depth, before, None, None, String::new()));
+                } else if let Some((d, _, target, alias, _)) = current.as_mut() {
+                    if depth == *d + 1 && (name == "target" || name == "alias") {
+                        for attr in e.attributes() {
+                            let attr = attr.map_err(|e| bad(e.to_string()))?;
+                            let value = || attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map(|v| v.into_owned());
+                            match (name, attr.key.0) {
+                                ("target", "dev") => *target = Some(value().map_err(|e| bad(e.to_string()))?),
+                                ("alias", "name") => *alias = Some(value().map_err(|e| bad(e.to_string()))?),
+                                _ => {}
+                            }
+                        }
+                    }
+                    in_serial = depth == *d + 1 && name == "serial" && !is_empty;
+                }
+                if !is_empty {
+                    depth += 1;
+                }
+            }
+            Event::Text(t) if in_serial => {
+                if let Some((_, _, _, _, text)) = current.as_mut() {
+                    text.push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0));
+                }
+            }
+            Event::End(e) => {
+                depth = depth.saturating_sub(1);
+                in_serial = false;
+                if e.name().0 == "disk" {
+                    if let Some((d, start, target, alias, found)) = current.take() {
+                        if d == depth && found.trim() == serial {
+                            let end = reader.buffer_position() as usize;
+                            let target_dev = target.ok_or_else(|| bad("a disk has no target".into()))?;
+                            return Ok(Some(DomainDisk { target_dev, alias, xml: domain_xml[start..end].trim().to_owned() }));
+                        }
+                    }
+                }
+            }
+            Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_disk_by_serial_with_its_alias_and_xml() {
+        let xml = r#"<domain type='qemu'><devices>
+            <disk type='file' device='disk'><source file='/a.qcow2'/><target dev='sda' bus='scsi'/>
+              <serial>vol-a</serial><alias name='scsi0-0-0-0'/></disk>
+            <disk type='file' device='disk'><source file='/b.qcow2'/><target dev='sdb' bus='scsi'/>
+              <serial>vol-b</serial><alias name='scsi0-0-0-1'/></disk>
+          </devices></domain>"#;
+        let disk = disk_with_serial(xml, "vol-b").unwrap().unwrap();
+        assert_eq!(disk.target_dev, "sdb");
+        assert_eq!(disk.alias.as_deref(), Some("scsi0-0-0-1"));
+        assert!(disk.xml.starts_with("<disk") && disk.xml.ends_with("</disk>") && disk.xml.contains("/b.qcow2"), "{}", disk.xml);
+        assert_eq!(disk_with_serial(xml, "vol-c").unwrap(), None);
+    }
 
     #[test]
     fn suffixes_follow_libvirt_naming() {
