@@ -123,6 +123,10 @@ enum VolumeCommand {
         volume: String,
         #[arg(long, value_parser = parse_size)]
         size: u64,
+        /// The running VM (libvirt domain) the volume is attached to: it then
+        /// grows through libvirt so the guest sees the new size.
+        #[arg(long)]
+        live_domain: Option<String>,
     },
     /// Clone a volume: linked (copy-on-write) by default, --full for a copy.
     Clone {
@@ -349,8 +353,13 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             let v = client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.pool, volume_id: volume }).await?.into_inner();
             print_one(out, &VolumeView::from_pb(&v));
         }
-        VolumeCommand::Resize { pool, volume, size } => {
-            let req = pb::NodeResizeVolumeRequest { pool_id: pool.pool, volume_id: volume, new_size_bytes: size };
+        VolumeCommand::Resize { pool, volume, size, live_domain } => {
+            let req = pb::NodeResizeVolumeRequest {
+                pool_id: pool.pool,
+                volume_id: volume,
+                new_size_bytes: size,
+                live_domain: live_domain.unwrap_or_default(),
+            };
             let v = client.resize_volume(req).await?.into_inner();
             print_one(out, &VolumeView::from_pb(&v));
         }

@@ -82,7 +82,7 @@ async fn bad_ids_names_and_sizes_are_invalid_arguments() {
     }
     let err = node
         .client
-        .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: v.volume_id.clone(), new_size_bytes: GIB / 2 })
+        .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: v.volume_id.clone(), new_size_bytes: GIB / 2, live_domain: String::new() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

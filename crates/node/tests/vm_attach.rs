@@ -102,7 +102,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
         assert!(err.message().contains("in use by a running VM"), "{err:?}");
         let err = node
             .client
-            .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), new_size_bytes: 3 * GIB })
+            .resize_volume(pb::NodeResizeVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), new_size_bytes: 3 * GIB, live_domain: String::new() })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
