@@ -25,11 +25,14 @@ installed_version() {
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'
 }
 
-plain_packages=(pkg-config)
+# To build: libvirt-dev (the node's hot-plug), protoc with its well-known
+# types (etcd-client generates its gRPC code at build time).
+plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev)
 if [ "$profile" = test ]; then
   # libvirt-daemon-system creates the libvirt-qemu user tests run QEMU as;
-  # libvirt-clients gives virsh and virt-xml-validate.
-  plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients)
+  # libvirt-clients gives virsh and virt-xml-validate; etcd backs the
+  # control plane's multi-replica store.
+  plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients etcd-server etcd-client)
 fi
 
 missing=()

@@ -1,0 +1,164 @@
+//! The embedded store: one redb file. Each value carries the revision of its
+//! last write; a counter in the meta table gives every commit a new one.
+//! redb has a single writer, so checking preconditions and writing inside one
+//! write transaction is atomic.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Entry, Precondition, Revision, Store, StoreError, Write};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const REVISION: &str = "revision";
+
+pub struct RedbStore {
+    db: Arc<Database>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&revision.to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<Entry, StoreError> {
+    if raw.len() < 8 {
+        return Err(StoreError::Internal(format!("record {key} is damaged")));
+    }
+    let revision = i64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+    Ok(Entry { key: key.to_owned(), value: raw[8..].to_vec(), revision })
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file. redb locks it: a second process
+    /// opening the same file fails instead of corrupting it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(internal)?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let tx = db.begin_write().map_err(internal)?;
+        tx.open_table(KV).map_err(internal)?;
+        tx.open_table(META).map_err(internal)?;
+        tx.commit().map_err(internal)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    fn kind(&self) -> &'static str {
+        "redb"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(KV).map_err(internal)?;
+            match table.get(key.as_str()).map_err(internal)? {
+                Some(v) => decode(&key, v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let (prefix, after) = (prefix.to_owned(), start_after.map(str::to_owned));
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(KV).map_err(internal)?;
+            let start = match &after {
+                Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.as_str()),
+                _ => Bound::Included(prefix.as_str()),
+            };
+            let mut out = Vec::new();
+            for item in table.range::<&str>((start, Bound::Unbounded)).map_err(internal)? {
+                let (k, v) = item.map_err(internal)?;
+                let k = k.value();
+                if !k.starts_with(prefix.as_str()) || (limit > 0 && out.len() >= limit) {
+                    break;
+                }
+                out.push(decode(k, v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(KV).map_err(internal)?;
+            let mut n = 0;
+            for item in table.range::<&str>(prefix.as_str()..).map_err(internal)? {
+                let (k, _) = item.map_err(internal)?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn commit(&self, preconditions: Vec<Precondition>, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(internal)?;
+            let revision = {
+                let mut kv = tx.open_table(KV).map_err(internal)?;
+                for p in &preconditions {
+                    let holds = match p {
+                        Precondition::Absent(k) => kv.get(k.as_str()).map_err(internal)?.is_none(),
+                        Precondition::Revision(k, rev) => match kv.get(k.as_str()).map_err(internal)? {
+                            Some(v) => decode(k, v.value())?.revision == *rev,
+                            None => false,
+                        },
+                    };
+                    if !holds {
+                        return Err(StoreError::Conflict); // the transaction is dropped: nothing written
+                    }
+                }
+                let mut meta = tx.open_table(META).map_err(internal)?;
+                let revision = meta.get(REVISION).map_err(internal)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(REVISION, revision).map_err(internal)?;
+                for w in &writes {
+                    match w {
+                        Write::Put(k, v) => {
+                            kv.insert(k.as_str(), encode(revision, v).as_slice()).map_err(internal)?;
+                        }
+                        Write::Delete(k) => {
+                            kv.remove(k.as_str()).map_err(internal)?;
+                        }
+                    }
+                }
+                revision
+            };
+            tx.commit().map_err(internal)?;
+            Ok(revision)
+        })
+        .await
+    }
+}
