@@ -1,5 +1,7 @@
 //! lqctl: the LimiQuantix storage command line.
 
+mod common;
+mod control;
 mod node;
 mod output;
 mod units;
@@ -16,28 +18,60 @@ struct Cli {
     /// Output: a table for people, or JSON for scripts.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: OutputFormat,
+    #[command(flatten)]
+    target: control::Target,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Talk to one node daemon directly.
+    /// Pools (datastores) of the cluster.
+    #[command(subcommand)]
+    Pool(control::PoolCommand),
+    /// Volumes (virtual disks): create, clone, resize, import, attach...
+    #[command(subcommand)]
+    Volume(control::VolumeCommand),
+    #[command(subcommand)]
+    Snapshot(control::SnapshotCommand),
+    /// Follow or cancel long operations.
+    #[command(subcommand)]
+    Task(control::TaskCommand),
+    /// The cluster's nodes (list, get, drain), or one node daemon directly
+    /// (`lqctl node --addr URL info|pool|volume|snapshot ...`).
     Node(node::NodeArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Node(args) => node::run(args, cli.output).await,
-    };
+    let result = run(cli).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = cli.output;
+    let target = cli.target;
+    macro_rules! control {
+        ($method:ident, $cmd:expr) => {
+            control::Clients::connect(&target, out).await?.$method($cmd).await
+        };
+    }
+    match cli.command {
+        Command::Pool(cmd) => control!(pool, cmd),
+        Command::Volume(cmd) => control!(volume, cmd),
+        Command::Snapshot(cmd) => control!(snapshot, cmd),
+        Command::Task(cmd) => control!(task, cmd),
+        Command::Node(args) => match args.cluster_command() {
+            Some(cmd) => control!(node, cmd),
+            None => node::run(args, out).await,
+        },
     }
 }
 

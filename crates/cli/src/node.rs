@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_client::NodeStorageClient;
 use tonic::transport::Channel;
@@ -12,19 +12,43 @@ use tonic::transport::Channel;
 use crate::output::{
     AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, print_list, print_one,
 };
+use crate::common::{Bus, Format, ImageFormat, bus_pb, format_pb, image_format_pb, new_id, progress_bar, show_progress};
 use crate::units::parse_size;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// The node daemon's gRPC address.
+    /// The node daemon's gRPC address (for the direct commands).
     #[arg(long, env = "LQ_NODE_ADDR", default_value = "http://127.0.0.1:7701")]
     addr: String,
     #[command(subcommand)]
     command: NodeCommand,
 }
 
+impl NodeArgs {
+    /// The control-plane node commands (list, get, drain), if this is one.
+    pub fn cluster_command(&self) -> Option<crate::control::ClusterNodeCommand> {
+        use crate::control::ClusterNodeCommand as C;
+        match &self.command {
+            NodeCommand::List => Some(C::List),
+            NodeCommand::Get { node } => Some(C::Get { node: node.clone() }),
+            NodeCommand::Drain { node, undo } => Some(C::Drain { node: node.clone(), undo: *undo }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
+    /// The nodes registered with the control plane.
+    List,
+    /// One registered node.
+    Get { node: String },
+    /// No new volumes, pools or attachments on the node (--undo ends it).
+    Drain {
+        node: String,
+        #[arg(long)]
+        undo: bool,
+    },
     /// Host name, version and the pool kinds the node supports.
     Info,
     #[command(subcommand)]
@@ -50,27 +74,6 @@ enum PoolCommand {
     Info { pool: String },
     /// Forget the pool on this node. Volumes are kept.
     Destroy { pool: String },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    Qcow2,
-    Raw,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ImageFormat {
-    Qcow2,
-    Raw,
-    Vmdk,
-    Vhdx,
-    Vdi,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Bus {
-    Scsi,
-    Virtio,
 }
 
 #[derive(Debug, Args)]
@@ -210,28 +213,6 @@ enum SnapshotCommand {
     },
 }
 
-fn new_id(id: Option<String>) -> String {
-    id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-fn format_pb(f: Option<Format>) -> i32 {
-    match f {
-        None => pb::VolumeFormat::Unspecified as i32,
-        Some(Format::Qcow2) => pb::VolumeFormat::Qcow2 as i32,
-        Some(Format::Raw) => pb::VolumeFormat::Raw as i32,
-    }
-}
-
-fn image_format_pb(f: ImageFormat) -> i32 {
-    (match f {
-        ImageFormat::Qcow2 => pb::ImageFormat::Qcow2,
-        ImageFormat::Raw => pb::ImageFormat::Raw,
-        ImageFormat::Vmdk => pb::ImageFormat::Vmdk,
-        ImageFormat::Vhdx => pb::ImageFormat::Vhdx,
-        ImageFormat::Vdi => pb::ImageFormat::Vdi,
-    }) as i32
-}
-
 pub async fn run(args: NodeArgs, out: OutputFormat) -> anyhow::Result<()> {
     let channel = Channel::from_shared(args.addr.clone())
         .with_context(|| format!("invalid node address {}", args.addr))?
@@ -247,6 +228,9 @@ pub async fn run(args: NodeArgs, out: OutputFormat) -> anyhow::Result<()> {
         NodeCommand::Pool(cmd) => pool(&mut client, cmd, out).await?,
         NodeCommand::Volume(cmd) => volume(&mut client, cmd, out).await?,
         NodeCommand::Snapshot(cmd) => snapshot(&mut client, cmd, out).await?,
+        NodeCommand::List | NodeCommand::Get { .. } | NodeCommand::Drain { .. } => {
+            unreachable!("cluster node commands go to the control plane")
+        }
     }
     Ok(())
 }
@@ -293,18 +277,8 @@ async fn follow(stream: tonic::Streaming<pb::VolumeOperationEvent>, out: OutputF
     while let Some(event) = stream.message().await? {
         match event.event {
             Some(pb::volume_operation_event::Event::Progress(p)) if out == OutputFormat::Table => {
-                let bar = bar.get_or_insert_with(|| {
-                    let b = ProgressBar::new(p.total_bytes);
-                    b.set_style(
-                        ProgressStyle::with_template("{msg:>10} [{bar:40}] {bytes}/{total_bytes} ({eta})")
-                            .expect("valid template")
-                            .progress_chars("=> "),
-                    );
-                    b
-                });
-                bar.set_length(p.total_bytes);
-                bar.set_position(p.done_bytes);
-                bar.set_message(p.phase);
+                let bar = bar.get_or_insert_with(progress_bar);
+                show_progress(bar, &p);
             }
             Some(pb::volume_operation_event::Event::Progress(_)) => {}
             Some(pb::volume_operation_event::Event::Volume(v)) => {
@@ -405,14 +379,10 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
                 Some(p) => std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
                 None => String::new(),
             };
-            let bus = match bus {
-                Bus::Scsi => pb::DiskBus::Scsi,
-                Bus::Virtio => pb::DiskBus::Virtio,
-            };
             let req = pb::GetVolumeAttachInfoRequest {
                 pool_id: pool.pool,
                 volume_id: volume,
-                bus: bus as i32,
+                bus: bus_pb(bus),
                 used_targets: used,
                 domain_xml,
             };

@@ -291,3 +291,252 @@ impl View for AttachInfoView {
         vec![self.target_dev.clone(), self.serial.clone(), self.disk_xml.clone()]
     }
 }
+
+fn pool_state_name(v: i32) -> String {
+    enum_name(v, |s: pb::PoolState| match s {
+        pb::PoolState::Creating => "creating",
+        pb::PoolState::Ready => "ready",
+        pb::PoolState::Error => "error",
+        pb::PoolState::Deleting => "deleting",
+        pb::PoolState::Unspecified => "unspecified",
+    })
+}
+
+pub fn volume_state_name(v: i32) -> String {
+    enum_name(v, |s: pb::VolumeState| match s {
+        pb::VolumeState::Creating => "creating",
+        pb::VolumeState::Available => "available",
+        pb::VolumeState::Attached => "attached",
+        pb::VolumeState::Resizing => "resizing",
+        pb::VolumeState::Deleting => "deleting",
+        pb::VolumeState::Error => "error",
+        pb::VolumeState::Unspecified => "unspecified",
+    })
+}
+
+pub fn task_state_name(v: i32) -> String {
+    enum_name(v, |s: pb::TaskState| match s {
+        pb::TaskState::Running => "running",
+        pb::TaskState::Succeeded => "succeeded",
+        pb::TaskState::Failed => "failed",
+        pb::TaskState::Cancelled => "cancelled",
+        pb::TaskState::Unspecified => "unspecified",
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolNodeView {
+    pub node_id: String,
+    pub phase: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterPoolView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub state: String,
+    pub message: String,
+    pub description: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub nodes: Vec<PoolNodeView>,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub provisioned_bytes: u64,
+    pub overcommit_ratio: f64,
+    pub capabilities: CapabilitiesView,
+}
+
+impl ClusterPoolView {
+    pub fn from_pb(p: &pb::Pool) -> Self {
+        let cap = p.capacity.unwrap_or_default();
+        Self {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            kind: kind_name(p.kind),
+            state: pool_state_name(p.state),
+            message: p.message.clone(),
+            description: p.description.clone(),
+            labels: p.labels.clone().into_iter().collect(),
+            nodes: p
+                .nodes
+                .iter()
+                .map(|n| PoolNodeView {
+                    node_id: n.node_id.clone(),
+                    phase: enum_name(n.phase, |ph: pb::PoolPhase| match ph {
+                        pb::PoolPhase::Ready => "ready",
+                        pb::PoolPhase::Error => "error",
+                        pb::PoolPhase::Unspecified => "unspecified",
+                    }),
+                    message: n.message.clone(),
+                })
+                .collect(),
+            total_bytes: cap.total_bytes,
+            free_bytes: cap.free_bytes,
+            provisioned_bytes: p.provisioned_bytes,
+            overcommit_ratio: p.overcommit_ratio,
+            capabilities: CapabilitiesView::from_pb(p.capabilities.as_ref()),
+        }
+    }
+}
+
+impl View for ClusterPoolView {
+    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "KIND", "STATE", "NODES", "TOTAL", "FREE", "PROVISIONED", "OVERCOMMIT"];
+    fn cells(&self) -> Vec<String> {
+        let state = if self.message.is_empty() { self.state.clone() } else { format!("{}: {}", self.state, self.message) };
+        let ready = self.nodes.iter().filter(|n| n.phase == "ready").count();
+        vec![
+            self.name.clone(),
+            self.id.clone(),
+            self.kind.clone(),
+            state,
+            format!("{ready}/{} ready", self.nodes.len()),
+            human(self.total_bytes),
+            human(self.free_bytes),
+            human(self.provisioned_bytes),
+            format!("{}x", self.overcommit_ratio),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterVolumeView {
+    pub id: String,
+    pub name: String,
+    pub pool_id: String,
+    pub state: String,
+    pub size_bytes: u64,
+    pub format: String,
+    pub backing_volume_id: Option<String>,
+    pub node_id: String,
+    pub attached_to: Option<String>,
+    pub target_dev: Option<String>,
+    pub task_id: Option<String>,
+    pub snapshot_count: u64,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ClusterVolumeView {
+    pub fn from_pb(v: &pb::Volume) -> Self {
+        Self {
+            id: v.id.clone(),
+            name: v.name.clone(),
+            pool_id: v.pool_id.clone(),
+            state: volume_state_name(v.state),
+            size_bytes: v.size_bytes,
+            format: format_name(v.format),
+            backing_volume_id: (!v.backing_volume_id.is_empty()).then(|| v.backing_volume_id.clone()),
+            node_id: v.node_id.clone(),
+            attached_to: v.attachment.as_ref().map(|a| a.vm.clone()),
+            target_dev: v.attachment.as_ref().map(|a| a.target_dev.clone()),
+            task_id: (!v.task_id.is_empty()).then(|| v.task_id.clone()),
+            snapshot_count: v.snapshot_count,
+            labels: v.labels.clone().into_iter().collect(),
+        }
+    }
+}
+
+impl View for ClusterVolumeView {
+    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "STATE", "SIZE", "FORMAT", "ATTACHED TO", "LINKED TO", "SNAPSHOTS"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.id.clone(),
+            self.state.clone(),
+            human(self.size_bytes),
+            self.format.clone(),
+            match (&self.attached_to, &self.target_dev) {
+                (Some(vm), Some(t)) => format!("{vm} ({t})"),
+                _ => "-".into(),
+            },
+            self.backing_volume_id.clone().unwrap_or_else(|| "-".into()),
+            self.snapshot_count.to_string(),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterNodeView {
+    pub id: String,
+    pub hostname: String,
+    pub address: String,
+    pub state: String,
+    pub draining: bool,
+    pub version: String,
+    pub last_heartbeat_unix_seconds: i64,
+    pub kinds: Vec<String>,
+}
+
+impl ClusterNodeView {
+    pub fn from_pb(n: &pb::Node) -> Self {
+        Self {
+            id: n.id.clone(),
+            hostname: n.hostname.clone(),
+            address: n.address.clone(),
+            state: enum_name(n.state, |s: pb::NodeState| match s {
+                pb::NodeState::Online => "online",
+                pb::NodeState::Offline => "offline",
+                pb::NodeState::Unspecified => "unspecified",
+            }),
+            draining: n.draining,
+            version: n.version.clone(),
+            last_heartbeat_unix_seconds: n.last_heartbeat_unix_seconds,
+            kinds: n.supported_kinds.iter().map(|k| kind_name(k.kind)).collect(),
+        }
+    }
+}
+
+impl View for ClusterNodeView {
+    const COLUMNS: &'static [&'static str] = &["ID", "HOSTNAME", "ADDRESS", "STATE", "POOL KINDS", "VERSION"];
+    fn cells(&self) -> Vec<String> {
+        let state = if self.draining { format!("{} (draining)", self.state) } else { self.state.clone() };
+        vec![self.id.clone(), self.hostname.clone(), self.address.clone(), state, self.kinds.join(","), self.version.clone()]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub kind: String,
+    pub resource_id: String,
+    pub state: String,
+    pub step: String,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub error: String,
+    pub error_code: i32,
+}
+
+impl TaskView {
+    pub fn from_pb(t: &pb::Task) -> Self {
+        let p = t.progress.clone().unwrap_or_default();
+        Self {
+            id: t.id.clone(),
+            kind: t.kind.clone(),
+            resource_id: t.resource_id.clone(),
+            state: task_state_name(t.state),
+            step: t.step.clone(),
+            done_bytes: p.done_bytes,
+            total_bytes: p.total_bytes,
+            error: t.error.clone(),
+            error_code: t.error_code,
+        }
+    }
+}
+
+impl View for TaskView {
+    const COLUMNS: &'static [&'static str] = &["TASK", "KIND", "RESOURCE", "STATE", "STEP", "PROGRESS", "ERROR"];
+    fn cells(&self) -> Vec<String> {
+        let progress = if self.total_bytes > 0 { format!("{}/{}", human(self.done_bytes), human(self.total_bytes)) } else { "-".into() };
+        vec![
+            self.id.clone(),
+            self.kind.clone(),
+            self.resource_id.clone(),
+            self.state.clone(),
+            self.step.clone(),
+            progress,
+            self.error.clone(),
+        ]
+    }
+}

@@ -1,3 +1,119 @@
-//! limiquantix-controlplane: the one owner of the cluster's storage truth.
+//! limiquantix-controlplane: the one owner of the cluster's storage truth —
+//! pools, volumes, snapshots, attachments, nodes, tasks — kept in a durable
+//! store and changed only through sagas that survive crashes.
 
+pub mod api;
+pub mod app;
+pub mod background;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod nodes;
+pub mod pools;
+pub mod records;
+pub mod repo;
+pub mod sagas;
+pub mod server;
 pub mod store;
+pub mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+pub use config::{ControlConfig, StoreConfig};
+
+use crate::app::{App, Settings};
+use crate::metrics::Metrics;
+use crate::nodes::NodeRegistry;
+use crate::repo::Repo;
+use crate::sagas::SagaRunner;
+use crate::store::{EtcdOptions, EtcdStore, RedbStore, Store};
+
+/// How often the leader refreshes pool capacity from the nodes.
+const POOL_REFRESH: Duration = Duration::from_secs(10);
+
+/// A control plane running in this process.
+pub struct ControlPlane {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    _leadership: Option<watch::Sender<bool>>,
+}
+
+impl ControlPlane {
+    pub async fn start(config: &ControlConfig) -> anyhow::Result<Self> {
+        let mut background = Vec::new();
+        let (store, leader, leadership): (Arc<dyn Store>, watch::Receiver<bool>, Option<watch::Sender<bool>>) =
+            match &config.store {
+                StoreConfig::Redb { path } => {
+                    let store = RedbStore::open(path).with_context(|| format!("cannot open the state file {}", path.display()))?;
+                    let (tx, rx) = leader::always();
+                    (Arc::new(store), rx, Some(tx))
+                }
+                StoreConfig::Etcd { endpoints, root, timeout_secs } => {
+                    let options =
+                        EtcdOptions { endpoints: endpoints.clone(), root: root.clone(), timeout: Duration::from_secs(*timeout_secs) };
+                    let store = EtcdStore::connect(&options).await.context("cannot reach etcd")?;
+                    let replica = uuid::Uuid::new_v4().to_string();
+                    let (campaign, rx) = leader::campaign(options, replica);
+                    background.push(campaign);
+                    (Arc::new(store), rx, None)
+                }
+            };
+        let app = Arc::new(App {
+            repo: Repo::new(store),
+            nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after()),
+            runner: SagaRunner::new(leader),
+            metrics: Metrics::default(),
+            config: Settings { saga_retry: config.saga_retry() },
+        });
+        background.push(tokio::spawn(sagas::runner::run(app.clone())));
+        background.push(tokio::spawn(background::run(app.clone(), POOL_REFRESH)));
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let router = server::router(app.clone()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(server::serve(router, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, app, stop: Some(stop), server, background, _leadership: leadership })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until `signal`, then stops, giving running calls `grace`.
+    pub async fn serve_until(mut self, signal: impl Future<Output = ()>, grace: Duration) -> anyhow::Result<()> {
+        tokio::select! {
+            result = &mut self.server => return result.context("control-plane server task")?,
+            _ = signal => {}
+        }
+        self.stop_within(grace).await
+    }
+
+    pub async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        for b in self.background.drain(..) {
+            b.abort();
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(grace, &mut self.server).await {
+            Ok(result) => result.context("control-plane server task")?,
+            Err(_) => {
+                self.server.abort();
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,1 +1,146 @@
-fn main() {}
+//! limiquantix-controlplane: the cluster's storage control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use limiquantix_api::v1 as pb;
+use limiquantix_control::{ControlConfig, ControlPlane, StoreConfig};
+use limiquantix_node::{NodeConfig, RunningNode};
+use tracing_subscriber::EnvFilter;
+
+/// The pool `--dev` creates, with a fixed id so restarts find it again.
+const DEV_POOL_ID: &str = "0d0d0d0d-0000-4000-8000-000000000001";
+
+#[derive(Debug, Parser)]
+#[command(version, about = "LimiQuantix storage control plane")]
+struct Args {
+    /// TOML config file; without it, defaults apply (see README).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Listen address (gRPC API, /metrics), overriding the config.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// All in one, on 127.0.0.1: the embedded store, an embedded node daemon
+    /// and a local pool "default", all under --data-dir.
+    #[arg(long)]
+    dev: bool,
+    /// With --dev: where everything is kept.
+    #[arg(long, default_value = "lq-data")]
+    data_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => ControlConfig::load(path)?,
+        None => ControlConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.dev {
+        return dev(config, &args.data_dir).await;
+    }
+    let cp = ControlPlane::start(&config).await?;
+    tracing::info!(listen = %cp.addr, store = cp.app.repo.store().kind(), "limiquantix-controlplane serving");
+    cp.serve_until(shutdown_signal(), Duration::from_secs(30)).await?;
+    tracing::info!("limiquantix-controlplane stopped");
+    Ok(())
+}
+
+async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !config.listen.ip().is_loopback() {
+        bail!("--dev only listens on 127.0.0.1; {} is not a loopback address", config.listen);
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    config.store = StoreConfig::Redb { path: data_dir.join("control/state.redb") };
+    let cp = ControlPlane::start(&config).await?;
+
+    let mut node_config = NodeConfig::default().with_data_dir(&data_dir.join("node"));
+    node_config.listen = "127.0.0.1:7701".parse()?;
+    node_config.control_plane = Some(cp.url());
+    node_config.create_dirs()?;
+    let node = RunningNode::start(&node_config).await?;
+    let node_id = limiquantix_node::registration::node_id(&node_config.state_dir)?;
+
+    let pool_path = data_dir.join("node/pools/default");
+    ensure_dev_pool(&cp.url(), &node_id, &pool_path).await?;
+    eprintln!(
+        "\nLimiQuantix (dev) is running: control plane {} (redb in {}), node {} ({}), pool \"default\" in {}.\n\
+         Try: lqctl pool list; lqctl volume create --pool default --name disk1 --size 10G\n",
+        cp.url(),
+        data_dir.join("control").display(),
+        node.url(),
+        node_id,
+        pool_path.display()
+    );
+    let signal = shutdown_signal();
+    cp.serve_until(signal, Duration::from_secs(10)).await?;
+    node.stop_within(Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// Waits for the embedded node to register, then creates the dev pool once.
+async fn ensure_dev_pool(url: &str, node_id: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    use limiquantix_api::v1::node_service_client::NodeServiceClient;
+    use limiquantix_api::v1::storage_pool_service_client::StoragePoolServiceClient;
+    use limiquantix_api::v1::task_service_client::TaskServiceClient;
+    let mut nodes = NodeServiceClient::connect(url.to_owned()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while nodes.get_node(pb::GetNodeRequest { node_id: node_id.to_owned() }).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the embedded node did not register");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut pools = StoragePoolServiceClient::connect(url.to_owned()).await?;
+    if pools.get_pool(pb::GetPoolRequest { pool: DEV_POOL_ID.into() }).await.is_ok() {
+        return Ok(());
+    }
+    let config = pb::PoolConfig {
+        backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: path.display().to_string() })),
+    };
+    let op = pools
+        .create_pool(pb::CreatePoolRequest {
+            pool_id: DEV_POOL_ID.into(),
+            name: "default".into(),
+            description: "local pool of the --dev node".into(),
+            config: Some(config),
+            node_ids: vec![node_id.to_owned()],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut tasks = TaskServiceClient::connect(url.to_owned()).await?;
+    let mut watch = tasks.watch_task(pb::WatchTaskRequest { task_id: op.task_id }).await?.into_inner();
+    while let Some(t) = watch.message().await? {
+        if t.state == pb::TaskState::Succeeded as i32 {
+            return Ok(());
+        }
+        if t.state != pb::TaskState::Running as i32 {
+            bail!("creating the dev pool failed: {}", t.error);
+        }
+    }
+    bail!("the dev pool's task ended without an outcome")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

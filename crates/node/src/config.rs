@@ -33,6 +33,14 @@ pub struct NodeConfig {
     /// How long a detach waits for the guest to release the disk.
     #[serde(default = "default_detach_timeout_secs")]
     pub detach_timeout_secs: u64,
+    /// The control plane to register with and heartbeat to (e.g.
+    /// http://10.0.0.2:7700); none = a stand-alone node.
+    #[serde(default)]
+    pub control_plane: Option<String>,
+    /// The address the control plane reaches this node at; default
+    /// http://<listen address>.
+    #[serde(default)]
+    pub advertise_address: Option<String>,
     /// On SIGTERM/SIGINT, how long running calls may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod registration;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod service;
@@ -56,6 +57,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    registration: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -70,10 +72,19 @@ impl RunningNode {
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let hypervisor = service::Hypervisor::from_config(config);
+        let registration = match &config.control_plane {
+            Some(cp) => {
+                let id = registration::node_id(&config.state_dir)?;
+                let address = config.advertise_address.clone().unwrap_or_else(|| format!("http://{addr}"));
+                let info = service::node_info(&manager);
+                Some(tokio::spawn(registration::run(cp.clone(), id, address, info)))
+            }
+            None => None,
+        };
         let task = tokio::spawn(serve(manager, hypervisor, listener, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, stop: Some(stop), task })
+        Ok(Self { addr, stop: Some(stop), task, registration })
     }
 
     pub fn url(&self) -> String {
@@ -92,6 +103,9 @@ impl RunningNode {
     /// Stops accepting calls and gives running ones `grace` to finish; after
     /// that the server is dropped (an idle client cannot hold the daemon up).
     pub async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        if let Some(r) = self.registration.take() {
+            r.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -19,6 +19,9 @@ struct Args {
     /// (state/, pools/, images/), overriding the config's directories.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The control plane to register with, overriding the config.
+    #[arg(long)]
+    control_plane: Option<String>,
     /// Listen address, overriding the config.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -49,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.data_dir {
         config = config.with_data_dir(dir);
         config.create_dirs()?;
+    }
+    if let Some(cp) = args.control_plane {
+        config.control_plane = Some(cp);
     }
     if let Some(listen) = args.listen {
         config.listen = listen;

@@ -68,6 +68,20 @@ impl limiquantix_storage::LiveResize for LiveDomain<'_> {
     }
 }
 
+/// What this node is and can do (GetNodeInfo, and its registration).
+pub fn node_info(manager: &StorageManager) -> pb::NodeInfo {
+    let uname = rustix::system::uname();
+    pb::NodeInfo {
+        hostname: uname.nodename().to_string_lossy().into_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        supported_kinds: manager
+            .supported_kinds()
+            .iter()
+            .map(|(k, c)| pb::PoolKindSupport { kind: convert::pool_kind(*k) as i32, capabilities: Some(convert::capabilities(c)) })
+            .collect(),
+    }
+}
+
 fn domain_name(domain: &str) -> Result<&str, Status> {
     // libvirt accepts any name; refuse what could not be one of ours.
     if domain.is_empty() || domain.len() > 255 || domain.chars().any(|c| c.is_control() || c == '/') {
@@ -129,20 +143,7 @@ impl NodeService {
 #[tonic::async_trait]
 impl NodeStorage for NodeService {
     async fn get_node_info(&self, _: Request<pb::GetNodeInfoRequest>) -> Rpc<pb::NodeInfo> {
-        let uname = rustix::system::uname();
-        Ok(Response::new(pb::NodeInfo {
-            hostname: uname.nodename().to_string_lossy().into_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            supported_kinds: self
-                .manager
-                .supported_kinds()
-                .iter()
-                .map(|(k, c)| pb::PoolKindSupport {
-                    kind: convert::pool_kind(*k) as i32,
-                    capabilities: Some(convert::capabilities(c)),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(node_info(&self.manager)))
     }
 
     async fn init_storage_pool(&self, req: Request<pb::InitStoragePoolRequest>) -> Rpc<pb::PoolInfo> {

@@ -1,0 +1,678 @@
+//! lqctl's control-plane commands: pools, volumes, snapshots, tasks, nodes.
+//! Mutating commands wait for their task (with a progress bar) unless
+//! --no-wait is given; a failed task exits non-zero with its error.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::node_service_client::NodeServiceClient;
+use limiquantix_api::v1::storage_pool_service_client::StoragePoolServiceClient;
+use limiquantix_api::v1::task_service_client::TaskServiceClient;
+use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
+use tonic::transport::Channel;
+
+use crate::common::{Bus, Format, ImageFormat, bus_pb, format_pb, image_format_pb, progress_bar, show_progress};
+use crate::output::{ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, TaskView, print_list, print_one};
+use crate::units::parse_size;
+
+/// How a command reaches the control plane, and whether it waits.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The control plane's address.
+    #[arg(long, global = true, env = "LQ_SERVER", default_value = "http://127.0.0.1:7700")]
+    pub server: String,
+    /// Return as soon as the operation is accepted (print its task id).
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+}
+
+fn label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool (a datastore) on its node(s).
+    Create(CreatePool),
+    List {
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+    },
+    Get { pool: String },
+    /// Change a pool's description, labels (key=value; key= removes) or overcommit.
+    Update {
+        pool: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+        #[arg(long)]
+        overcommit: Option<f64>,
+    },
+    /// Delete an empty pool (its nodes forget it; nothing is erased).
+    Delete { pool: String },
+    /// Capacity, provisioning and volume counts of a pool.
+    Metrics { pool: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    Local,
+    Nfs,
+    Ceph,
+    Iscsi,
+}
+
+#[derive(Debug, Args)]
+pub struct CreatePool {
+    name: String,
+    /// A pool id (UUID) to make the call retryable; generated if omitted.
+    #[arg(long)]
+    id: Option<String>,
+    /// Local pool: the directory on the node.
+    #[arg(long, group = "backend")]
+    local_path: Option<PathBuf>,
+    /// NFS pool: server host.
+    #[arg(long, group = "backend", requires = "nfs_export")]
+    nfs_server: Option<String>,
+    #[arg(long)]
+    nfs_export: Option<String>,
+    #[arg(long)]
+    nfs_version: Option<String>,
+    /// Ceph pool: the Ceph (RBD) pool name.
+    #[arg(long, group = "backend", requires = "ceph_monitor")]
+    ceph_pool: Option<String>,
+    /// A Ceph monitor host:port (repeat for each monitor).
+    #[arg(long)]
+    ceph_monitor: Vec<String>,
+    #[arg(long, default_value = "admin")]
+    ceph_user: String,
+    /// A file holding the cephx key (the key never goes on a command line).
+    #[arg(long)]
+    ceph_key_file: Option<PathBuf>,
+    /// iSCSI pool: the target portal host:port.
+    #[arg(long, group = "backend", requires = "iscsi_target")]
+    iscsi_portal: Option<String>,
+    #[arg(long)]
+    iscsi_target: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    iscsi_lun: u32,
+    #[arg(long)]
+    chap_user: Option<String>,
+    /// A file holding the CHAP secret.
+    #[arg(long)]
+    chap_password_file: Option<PathBuf>,
+    /// Node(s) to create it on: one for a local pool; shared pools default to every node.
+    #[arg(long = "node")]
+    nodes: Vec<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    #[arg(long = "label", value_parser = label)]
+    labels: Vec<(String, String)>,
+    /// Provisioning limit as a multiple of capacity (thin overcommit).
+    #[arg(long, default_value_t = 0.0)]
+    overcommit: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    Create {
+        #[arg(long)]
+        pool: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long)]
+        thick: bool,
+        /// Make it from a snapshot: VOLUME@SNAPSHOT.
+        #[arg(long)]
+        from_snapshot: Option<String>,
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        #[arg(long, default_value = "")]
+        name_prefix: String,
+        #[arg(long = "label", value_parser = label)]
+        labels: Vec<(String, String)>,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    Get { volume: String },
+    /// Grow a volume (live, through libvirt, when attached).
+    Resize {
+        volume: String,
+        #[arg(long, value_parser = parse_size)]
+        size: u64,
+    },
+    /// Clone: linked (copy-on-write) by default, --full for an independent copy.
+    Clone {
+        source: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        full: bool,
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    Delete { volume: String },
+    /// Import a disk image that is on a node, under its import directory.
+    Import {
+        #[arg(long)]
+        pool: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        image_format: ImageFormat,
+        /// The node holding the file (default: a local pool's node).
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u64>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Hot-plug into a running VM (libvirt domain).
+    Attach {
+        volume: String,
+        #[arg(long)]
+        vm: String,
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum, default_value = "scsi")]
+        bus: Bus,
+    },
+    Detach { volume: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum State {
+    Creating,
+    Available,
+    Attached,
+    Resizing,
+    Deleting,
+    Error,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    Create { volume: String, name: String },
+    List { volume: String },
+    Revert { volume: String, name: String },
+    Delete { volume: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    Get { task: String },
+    List {
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        running: bool,
+    },
+    /// Follow a task to its end, with a progress bar.
+    Watch { task: String },
+    /// Stop a running task; what it did is undone.
+    Cancel { task: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterNodeCommand {
+    List,
+    Get { node: String },
+    /// No new volumes, pools or attachments on the node (--undo ends it).
+    Drain {
+        node: String,
+        #[arg(long)]
+        undo: bool,
+    },
+}
+
+pub struct Clients {
+    pools: StoragePoolServiceClient<Channel>,
+    volumes: VolumeServiceClient<Channel>,
+    tasks: TaskServiceClient<Channel>,
+    nodes: NodeServiceClient<Channel>,
+    out: OutputFormat,
+    wait: bool,
+}
+
+impl Clients {
+    pub async fn connect(target: &Target, out: OutputFormat) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(target.server.clone())
+            .with_context(|| format!("invalid control-plane address {}", target.server))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the control plane at {} (is limiquantix-controlplane running?)", target.server))?;
+        Ok(Self {
+            pools: StoragePoolServiceClient::new(channel.clone()),
+            volumes: VolumeServiceClient::new(channel.clone()),
+            tasks: TaskServiceClient::new(channel.clone()),
+            nodes: NodeServiceClient::new(channel),
+            out,
+            wait: !target.no_wait,
+        })
+    }
+
+    /// Follows a task; returns its final state, or fails with its error.
+    async fn follow(&mut self, task_id: &str) -> anyhow::Result<pb::Task> {
+        let mut stream = self.tasks.watch_task(pb::WatchTaskRequest { task_id: task_id.to_owned() }).await?.into_inner();
+        let bar = (self.out == OutputFormat::Table).then(progress_bar);
+        let mut last = None;
+        while let Some(t) = stream.message().await? {
+            if let (Some(bar), Some(p)) = (&bar, &t.progress) {
+                show_progress(bar, p);
+            }
+            last = Some(t);
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let task = last.context("the task stream ended without news")?;
+        match pb::TaskState::try_from(task.state) {
+            Ok(pb::TaskState::Succeeded) => Ok(task),
+            Ok(pb::TaskState::Cancelled) => bail!("task {} was cancelled; what it did was undone", task.id),
+            _ => Err(tonic::Status::new(tonic::Code::from_i32(task.error_code), format!("task {} failed: {}", task.id, task.error)).into()),
+        }
+    }
+
+    /// Waits for `task_id` (unless --no-wait), then shows the volume.
+    async fn finish_volume(&mut self, op: pb::VolumeOperation) -> anyhow::Result<()> {
+        let volume = op.volume.unwrap_or_default();
+        if !op.task_id.is_empty() {
+            if !self.wait {
+                return self.accepted(&op.task_id, &volume.id);
+            }
+            self.follow(&op.task_id).await?;
+        }
+        match self.volumes.get_volume(pb::GetVolumeRequest { volume_id: volume.id.clone() }).await {
+            Ok(v) => print_one(self.out, &ClusterVolumeView::from_pb(&v.into_inner())),
+            Err(s) if s.code() == tonic::Code::NotFound => self.gone("volume", &volume.id),
+            Err(s) => return Err(s.into()),
+        }
+        Ok(())
+    }
+
+    fn accepted(&self, task_id: &str, resource: &str) -> anyhow::Result<()> {
+        match self.out {
+            OutputFormat::Table => println!("accepted: task {task_id} on {resource} (lqctl task watch {task_id})"),
+            OutputFormat::Json => println!("{}", serde_json::json!({ "task_id": task_id, "resource_id": resource })),
+        }
+        Ok(())
+    }
+
+    fn gone(&self, what: &str, id: &str) {
+        match self.out {
+            OutputFormat::Table => println!("{what} {id} deleted"),
+            OutputFormat::Json => println!("{}", serde_json::json!({ "id": id, "deleted": true })),
+        }
+    }
+
+    /// A volume by id, or by name when the name is unique in the cluster.
+    async fn volume_id(&mut self, volume: &str) -> anyhow::Result<String> {
+        if uuid::Uuid::try_parse(volume).is_ok() {
+            return Ok(volume.to_owned());
+        }
+        let req = pb::ListVolumesRequest { name_prefix: volume.to_owned(), page_size: 1000, ..Default::default() };
+        let found: Vec<pb::Volume> =
+            self.volumes.list_volumes(req).await?.into_inner().volumes.into_iter().filter(|v| v.name == volume).collect();
+        match found.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => bail!("there is no volume named {volume}"),
+            many => bail!("{} volumes are named {volume} (in different pools); give its id", many.len()),
+        }
+    }
+
+    pub async fn pool(&mut self, cmd: PoolCommand) -> anyhow::Result<()> {
+        match cmd {
+            PoolCommand::Create(c) => {
+                let config = pool_config(&c)?;
+                let req = pb::CreatePoolRequest {
+                    pool_id: c.id.clone().unwrap_or_default(),
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                    labels: c.labels.iter().cloned().collect::<HashMap<_, _>>(),
+                    config: Some(config),
+                    node_ids: c.nodes.clone(),
+                    overcommit_ratio: c.overcommit,
+                };
+                let op = self.pools.create_pool(req).await?.into_inner();
+                let pool = op.pool.unwrap_or_default();
+                if !op.task_id.is_empty() {
+                    if !self.wait {
+                        return self.accepted(&op.task_id, &pool.id);
+                    }
+                    self.follow(&op.task_id).await?;
+                }
+                let pool = self.pools.get_pool(pb::GetPoolRequest { pool: pool.id }).await?.into_inner();
+                print_one(self.out, &ClusterPoolView::from_pb(&pool));
+            }
+            PoolCommand::List { kind } => {
+                let kind = kind.map(|k| kind_pb(k) as i32).unwrap_or(0);
+                let pools = self.pools.list_pools(pb::ListPoolsRequest { kind, labels: HashMap::new() }).await?.into_inner().pools;
+                print_list(self.out, &pools.iter().map(ClusterPoolView::from_pb).collect::<Vec<_>>());
+            }
+            PoolCommand::Get { pool } => {
+                let p = self.pools.get_pool(pb::GetPoolRequest { pool }).await?.into_inner();
+                print_one(self.out, &ClusterPoolView::from_pb(&p));
+            }
+            PoolCommand::Update { pool, description, labels, overcommit } => {
+                let req = pb::UpdatePoolRequest { pool, description, labels: labels.into_iter().collect(), overcommit_ratio: overcommit };
+                let p = self.pools.update_pool(req).await?.into_inner();
+                print_one(self.out, &ClusterPoolView::from_pb(&p));
+            }
+            PoolCommand::Delete { pool } => {
+                let op = self.pools.delete_pool(pb::DeletePoolRequest { pool }).await?.into_inner();
+                let id = op.pool.map(|p| p.id).unwrap_or_default();
+                if !self.wait {
+                    return self.accepted(&op.task_id, &id);
+                }
+                self.follow(&op.task_id).await?;
+                self.gone("pool", &id);
+            }
+            PoolCommand::Metrics { pool } => {
+                let m = self.pools.get_pool_metrics(pb::GetPoolMetricsRequest { pool }).await?.into_inner();
+                let cap = m.capacity.unwrap_or_default();
+                let json = serde_json::json!({
+                    "pool_id": m.pool_id,
+                    "total_bytes": cap.total_bytes,
+                    "free_bytes": cap.free_bytes,
+                    "provisioned_bytes": m.provisioned_bytes,
+                    "provisioning_limit_bytes": m.provisioning_limit_bytes,
+                    "volume_count": m.volume_count,
+                    "volumes_by_state": m.volumes_by_state,
+                });
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn volume(&mut self, cmd: VolumeCommand) -> anyhow::Result<()> {
+        match cmd {
+            VolumeCommand::Create { pool, name, size, format, thick, from_snapshot, labels, id } => {
+                let source = match from_snapshot {
+                    Some(spec) => {
+                        let (vol, snap) = spec.split_once('@').context("--from-snapshot is VOLUME@SNAPSHOT")?;
+                        let volume_id = self.volume_id(vol).await?;
+                        Some(pb::VolumeSource {
+                            source: Some(pb::volume_source::Source::Snapshot(pb::SnapshotSource {
+                                volume_id,
+                                snapshot_name: snap.to_owned(),
+                            })),
+                        })
+                    }
+                    None => None,
+                };
+                let provisioning = if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin } as i32;
+                let req = pb::CreateVolumeRequest {
+                    volume_id: id.unwrap_or_default(),
+                    pool,
+                    name,
+                    labels: labels.into_iter().collect(),
+                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning }),
+                    source,
+                };
+                let op = self.volumes.create_volume(req).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::List { pool, state, name_prefix, labels, page_size, page_token, all } => {
+                let state = state.map(|s| state_pb(s) as i32).unwrap_or(0);
+                let mut token = page_token.unwrap_or_default();
+                let mut volumes = Vec::new();
+                loop {
+                    let req = pb::ListVolumesRequest {
+                        pool: pool.clone().unwrap_or_default(),
+                        state,
+                        name_prefix: name_prefix.clone(),
+                        labels: labels.iter().cloned().collect(),
+                        page_size,
+                        page_token: token,
+                    };
+                    let page = self.volumes.list_volumes(req).await?.into_inner();
+                    volumes.extend(page.volumes.iter().map(ClusterVolumeView::from_pb));
+                    token = page.next_page_token;
+                    if !all || token.is_empty() {
+                        break;
+                    }
+                }
+                print_list(self.out, &volumes);
+                if !token.is_empty() && self.out == OutputFormat::Table {
+                    eprintln!("more volumes: --page-token {token} (or --all)");
+                }
+            }
+            VolumeCommand::Get { volume } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let v = self.volumes.get_volume(pb::GetVolumeRequest { volume_id }).await?.into_inner();
+                print_one(self.out, &ClusterVolumeView::from_pb(&v));
+            }
+            VolumeCommand::Resize { volume, size } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id, new_size_bytes: size }).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::Clone { source, name, full, size, format, id } => {
+                let source_volume_id = self.volume_id(&source).await?;
+                let mode = if full { pb::CloneMode::Full } else { pb::CloneMode::Linked } as i32;
+                let req = pb::CloneVolumeRequest {
+                    volume_id: id.unwrap_or_default(),
+                    source_volume_id,
+                    name,
+                    labels: HashMap::new(),
+                    mode,
+                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                };
+                let op = self.volumes.clone_volume(req).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::Delete { volume } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id }).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::Import { pool, name, file, image_format, node, format, size, id } => {
+                let req = pb::ImportVolumeRequest {
+                    volume_id: id.unwrap_or_default(),
+                    pool,
+                    name,
+                    labels: HashMap::new(),
+                    node_id: node.unwrap_or_default(),
+                    path: file.display().to_string(),
+                    format: image_format_pb(image_format),
+                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                };
+                let op = self.volumes.import_volume(req).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::Attach { volume, vm, node, bus } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let req = pb::AttachVolumeRequest { volume_id, vm, node_id: node.unwrap_or_default(), bus: bus_pb(bus) };
+                let op = self.volumes.attach_volume(req).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            VolumeCommand::Detach { volume } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.detach_volume(pb::DetachVolumeRequest { volume_id }).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn snapshot(&mut self, cmd: SnapshotCommand) -> anyhow::Result<()> {
+        match cmd {
+            SnapshotCommand::Create { volume, name } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: volume_id.clone(), name }).await?.into_inner();
+                if !self.wait {
+                    return self.accepted(&op.task_id, &volume_id);
+                }
+                self.follow(&op.task_id).await?;
+                self.print_snapshots(&volume_id).await?;
+            }
+            SnapshotCommand::List { volume } => {
+                let volume_id = self.volume_id(&volume).await?;
+                self.print_snapshots(&volume_id).await?;
+            }
+            SnapshotCommand::Revert { volume, name } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.revert_snapshot(pb::RevertSnapshotRequest { volume_id, name }).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
+            SnapshotCommand::Delete { volume, name } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let op = self.volumes.delete_snapshot(pb::DeleteSnapshotRequest { volume_id: volume_id.clone(), name }).await?.into_inner();
+                if !self.wait {
+                    return self.accepted(&op.task_id, &volume_id);
+                }
+                self.follow(&op.task_id).await?;
+                self.print_snapshots(&volume_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn print_snapshots(&mut self, volume_id: &str) -> anyhow::Result<()> {
+        let snaps = self.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: volume_id.to_owned() }).await?.into_inner().snapshots;
+        let views: Vec<crate::output::SnapshotView> = snaps
+            .iter()
+            .map(|s| crate::output::SnapshotView {
+                name: s.name.clone(),
+                volume_id: s.volume_id.clone(),
+                created_unix_seconds: s.created_unix_seconds,
+                vm_state_bytes: 0,
+            })
+            .collect();
+        print_list(self.out, &views);
+        Ok(())
+    }
+
+    pub async fn task(&mut self, cmd: TaskCommand) -> anyhow::Result<()> {
+        match cmd {
+            TaskCommand::Get { task } => {
+                let t = self.tasks.get_task(pb::GetTaskRequest { task_id: task }).await?.into_inner();
+                print_one(self.out, &TaskView::from_pb(&t));
+            }
+            TaskCommand::List { resource, running } => {
+                let req = pb::ListTasksRequest { resource_id: resource.unwrap_or_default(), running_only: running, page_size: 100 };
+                let tasks = self.tasks.list_tasks(req).await?.into_inner().tasks;
+                print_list(self.out, &tasks.iter().map(TaskView::from_pb).collect::<Vec<_>>());
+            }
+            TaskCommand::Watch { task } => {
+                let t = self.follow(&task).await?;
+                print_one(self.out, &TaskView::from_pb(&t));
+            }
+            TaskCommand::Cancel { task } => {
+                let t = self.tasks.cancel_task(pb::CancelTaskRequest { task_id: task }).await?.into_inner();
+                print_one(self.out, &TaskView::from_pb(&t));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn node(&mut self, cmd: ClusterNodeCommand) -> anyhow::Result<()> {
+        match cmd {
+            ClusterNodeCommand::List => {
+                let nodes = self.nodes.list_nodes(pb::ListNodesRequest {}).await?.into_inner().nodes;
+                print_list(self.out, &nodes.iter().map(ClusterNodeView::from_pb).collect::<Vec<_>>());
+            }
+            ClusterNodeCommand::Get { node } => {
+                let n = self.nodes.get_node(pb::GetNodeRequest { node_id: node }).await?.into_inner();
+                print_one(self.out, &ClusterNodeView::from_pb(&n));
+            }
+            ClusterNodeCommand::Drain { node, undo } => {
+                let n = self.nodes.drain_node(pb::DrainNodeRequest { node_id: node, undo }).await?.into_inner();
+                print_one(self.out, &ClusterNodeView::from_pb(&n));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind_pb(k: Kind) -> pb::PoolKind {
+    match k {
+        Kind::Local => pb::PoolKind::Local,
+        Kind::Nfs => pb::PoolKind::Nfs,
+        Kind::Ceph => pb::PoolKind::Ceph,
+        Kind::Iscsi => pb::PoolKind::Iscsi,
+    }
+}
+
+fn state_pb(s: State) -> pb::VolumeState {
+    match s {
+        State::Creating => pb::VolumeState::Creating,
+        State::Available => pb::VolumeState::Available,
+        State::Attached => pb::VolumeState::Attached,
+        State::Resizing => pb::VolumeState::Resizing,
+        State::Deleting => pb::VolumeState::Deleting,
+        State::Error => pb::VolumeState::Error,
+    }
+}
+
+fn read_secret(path: &Option<PathBuf>) -> anyhow::Result<String> {
+    match path {
+        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_owned()),
+        None => Ok(String::new()),
+    }
+}
+
+fn pool_config(c: &CreatePool) -> anyhow::Result<pb::PoolConfig> {
+    use pb::pool_config::Backend as B;
+    let backend = if let Some(path) = &c.local_path {
+        B::Local(pb::LocalPoolConfig { path: path.display().to_string() })
+    } else if let Some(server) = &c.nfs_server {
+        B::Nfs(pb::NfsPoolConfig {
+            server: server.clone(),
+            export_path: c.nfs_export.clone().unwrap_or_default(),
+            version: c.nfs_version.clone().unwrap_or_default(),
+            mount_options: vec![],
+        })
+    } else if let Some(pool) = &c.ceph_pool {
+        B::Ceph(pb::CephPoolConfig {
+            monitors: c.ceph_monitor.clone(),
+            ceph_pool: pool.clone(),
+            client_id: c.ceph_user.clone(),
+            key: read_secret(&c.ceph_key_file)?,
+            rados_namespace: String::new(),
+            create_if_missing: false,
+        })
+    } else if let Some(portal) = &c.iscsi_portal {
+        B::Iscsi(pb::IscsiPoolConfig {
+            portal: portal.clone(),
+            target_iqn: c.iscsi_target.clone().unwrap_or_default(),
+            lun: c.iscsi_lun,
+            initiator_iqn: String::new(),
+            chap_username: c.chap_user.clone().unwrap_or_default(),
+            chap_password: read_secret(&c.chap_password_file)?,
+        })
+    } else {
+        bail!("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal");
+    };
+    Ok(pb::PoolConfig { backend: Some(backend) })
+}

@@ -1,0 +1,93 @@
+//! The gRPC services. Every mutating call validates, reserves what it needs
+//! in one compare-and-swap transaction together with its task and saga
+//! records, and returns the task id at once; the saga does the rest.
+
+pub mod nodes;
+pub mod pools;
+pub mod tasks;
+pub mod volumes;
+
+use std::sync::Arc;
+
+use limiquantix_api::v1 as pb;
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+use crate::repo::Txn;
+use crate::sagas::{Saga, SagaRecord};
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Adds the task `id` and its saga (same id; its first `done` steps completed
+/// by this very transaction) to `txn`.
+pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str, done: usize) -> ApiResult<()> {
+    txn.put(keys::task(id), &crate::tasks::new_task(id, S::KIND, resource_id));
+    txn.expect_absent(keys::saga(id)).put_raw(keys::saga(id), SagaRecord::new(id, id, state, done)?.encode());
+    Ok(())
+}
+
+/// The node a new volume of `pool` is made on: a local pool's own node; for a
+/// shared pool, an online node that is not draining and has the pool ready.
+pub async fn placement_node(app: &Arc<App>, pool: &pb::Pool) -> ApiResult<String> {
+    let ready: Vec<&str> = pool
+        .nodes
+        .iter()
+        .filter(|n| n.phase == pb::PoolPhase::Ready as i32)
+        .map(|n| n.node_id.as_str())
+        .collect();
+    if pool.kind == pb::PoolKind::Local as i32 {
+        let node_id = pool.node_ids.first().ok_or_else(|| ApiError::internal(format!("local pool {} has no node", pool.id)))?;
+        let node = app.nodes.online(&app.repo, node_id).await?;
+        if node.draining {
+            return Err(ApiError::precondition(format!(
+                "pool {} lives on node {} ({}), which is draining; end the drain or use another pool",
+                pool.name, node.id, node.hostname
+            )));
+        }
+        return Ok(node.id);
+    }
+    let mut last_error = None;
+    for node_id in ready {
+        match app.nodes.online(&app.repo, node_id).await {
+            Ok(n) if !n.draining => return Ok(n.id),
+            Ok(_) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        ApiError::unavailable(format!("pool {} is not ready on any online node that is not draining", pool.name))
+    }))
+}
+
+/// The pool must be usable for new work.
+pub fn ensure_pool_ready(pool: &pb::Pool) -> ApiResult<()> {
+    if pool.state != pb::PoolState::Ready as i32 {
+        let state = pb::PoolState::try_from(pool.state).map(|s| s.as_str_name()).unwrap_or("unknown");
+        return Err(ApiError::precondition(format!(
+            "pool {} is not ready ({state}{}{})",
+            pool.name,
+            if pool.message.is_empty() { "" } else { ": " },
+            pool.message
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `extra` more bytes fit under the pool's provisioning limit.
+pub fn ensure_room(pool: &pb::Pool, extra: u64) -> ApiResult<()> {
+    let capacity = pool.capacity.unwrap_or_default().total_bytes;
+    let ratio = if pool.overcommit_ratio > 0.0 { pool.overcommit_ratio } else { 1.0 };
+    let limit = (capacity as f64 * ratio) as u64;
+    let wanted = pool.provisioned_bytes.saturating_add(extra);
+    if wanted > limit {
+        return Err(ApiError::exhausted(format!(
+            "pool {} cannot take {extra} more bytes: {} of its {limit} bytes are provisioned \
+             (capacity {capacity} × overcommit {ratio}); free space, grow the pool or raise its overcommit",
+            pool.name, pool.provisioned_bytes
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! NodeService: node daemons register and heartbeat; people list and drain.
+
+use std::sync::Arc;
+
+use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::node_service_server::NodeService;
+use tonic::{Request, Response, Status};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::keys;
+use crate::records::parse_node_id;
+use crate::tasks::now;
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+pub struct NodeApi {
+    app: Arc<App>,
+}
+
+impl NodeApi {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    /// The record as shown: its state computed from the last heartbeat.
+    fn shown(&self, mut n: pb::Node) -> pb::Node {
+        n.state = if self.app.nodes.is_online(&n) { pb::NodeState::Online } else { pb::NodeState::Offline } as i32;
+        n
+    }
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn register_node(&self, req: Request<pb::RegisterNodeRequest>) -> Rpc<pb::Node> {
+        let r = req.into_inner();
+        let id = parse_node_id(&r.node_id)?;
+        let address = r.address.trim().to_owned();
+        if !(address.starts_with("http://") || address.starts_with("https://")) || address.len() > 255 {
+            return Err(ApiError::invalid(format!("node address {address:?} must be an http(s):// URL")).into());
+        }
+        address.parse::<tonic::transport::Uri>().map_err(|e| ApiError::invalid(format!("node address {address:?}: {e}")))?;
+        let info = r.info.unwrap_or_default();
+        let repo = &self.app.repo;
+        let key = keys::node(&id);
+        let node = repo
+            .retry(|| async {
+                let existing = repo.get::<pb::Node>(&key).await?;
+                let t = now();
+                let node = pb::Node {
+                    id: id.clone(),
+                    hostname: info.hostname.clone(),
+                    address: address.clone(),
+                    version: info.version.clone(),
+                    supported_kinds: info.supported_kinds.clone(),
+                    state: pb::NodeState::Online as i32,
+                    draining: existing.as_ref().is_some_and(|e| e.value.draining),
+                    last_heartbeat_unix_seconds: t,
+                    registered_unix_seconds: existing.as_ref().map(|e| e.value.registered_unix_seconds).unwrap_or(t),
+                };
+                let mut txn = crate::repo::Txn::new();
+                match &existing {
+                    Some(e) => txn.expect(&key, e.revision),
+                    None => txn.expect_absent(&key),
+                };
+                txn.put(&key, &node);
+                txn.commit(repo).await?;
+                Ok(node)
+            })
+            .await?;
+        tracing::info!(node = %node.id, hostname = %node.hostname, address = %node.address, "node registered");
+        self.app.metrics.node(&node.id, &node.hostname, true);
+        Ok(Response::new(node))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Rpc<pb::HeartbeatResponse> {
+        let id = parse_node_id(&req.into_inner().node_id)?;
+        let (node, ()) = self
+            .app
+            .repo
+            .update::<pb::Node, ()>(&keys::node(&id), |n| {
+                n.last_heartbeat_unix_seconds = now();
+                n.state = pb::NodeState::Online as i32;
+                Ok(())
+            })
+            .await
+            .map_err(|e| if e.code() == tonic::Code::NotFound { ApiError::not_found(format!("node {id} is not registered; register it first")) } else { e })?;
+        self.app.metrics.node(&node.id, &node.hostname, true);
+        Ok(Response::new(pb::HeartbeatResponse { interval_seconds: self.app.nodes.heartbeat_interval.as_secs() as u32 }))
+    }
+
+    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Rpc<pb::ListNodesResponse> {
+        let nodes = self.app.repo.list::<pb::Node>(keys::NODES, None, 0).await?;
+        Ok(Response::new(pb::ListNodesResponse { nodes: nodes.into_iter().map(|(_, n)| self.shown(n.value)).collect() }))
+    }
+
+    async fn get_node(&self, req: Request<pb::GetNodeRequest>) -> Rpc<pb::Node> {
+        let id = parse_node_id(&req.into_inner().node_id)?;
+        let node = self.app.nodes.get(&self.app.repo, &id).await?;
+        Ok(Response::new(self.shown(node)))
+    }
+
+    async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Rpc<pb::Node> {
+        let r = req.into_inner();
+        let id = parse_node_id(&r.node_id)?;
+        let (node, ()) = self
+            .app
+            .repo
+            .update::<pb::Node, ()>(&keys::node(&id), |n| {
+                n.draining = !r.undo;
+                Ok(())
+            })
+            .await
+            .map_err(|e| if e.code() == tonic::Code::NotFound { ApiError::not_found(format!("node {id} is not registered")) } else { e })?;
+        Ok(Response::new(self.shown(node)))
+    }
+}

@@ -1,0 +1,643 @@
+//! VolumeService: volumes, their snapshots, attachments.
+
+use std::sync::Arc;
+
+use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::volume_service_server::VolumeService;
+use limiquantix_storage::model::validate_size;
+use tonic::{Request, Response, Status};
+
+use super::{add_saga, ensure_pool_ready, ensure_room, new_id, placement_node};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+use crate::records::{self, check_labels, ensure_idle, parse_name, parse_volume_id, state_name};
+use crate::repo::Txn;
+use crate::sagas::attach_volume::AttachVolume;
+use crate::sagas::create_volume::CreateVolume;
+use crate::sagas::delete_volume::DeleteVolume;
+use crate::sagas::detach_volume::DetachVolume;
+use crate::sagas::resize_volume::ResizeVolume;
+use crate::sagas::snapshot::{CreateSnapshot, DeleteSnapshot, RevertSnapshot, SnapshotTarget};
+use crate::tasks::now;
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+pub struct VolumeApi {
+    app: Arc<App>,
+}
+
+impl VolumeApi {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+/// What a new volume is made from, once checked.
+struct NewVolume {
+    volume_id: Option<String>,
+    pool: String,
+    name: String,
+    labels: std::collections::HashMap<String, String>,
+    spec: pb::VolumeSpec,
+    source: Option<pb::VolumeSource>,
+    /// For imports: the node whose import directory holds the image.
+    node_id: Option<String>,
+}
+
+fn check_spec(spec: &pb::VolumeSpec, pool: &pb::Pool) -> ApiResult<()> {
+    if spec.size_bytes != 0 {
+        validate_size("volume size", spec.size_bytes)?;
+    }
+    let format = pb::VolumeFormat::try_from(spec.format).map_err(|_| ApiError::invalid(format!("format {} is unknown", spec.format)))?;
+    pb::Provisioning::try_from(spec.provisioning)
+        .map_err(|_| ApiError::invalid(format!("provisioning {} is unknown", spec.provisioning)))?;
+    let formats = pool.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
+    if format != pb::VolumeFormat::Unspecified && !formats.contains(&(format as i32)) {
+        return Err(ApiError::invalid(format!("pool {} does not store {} volumes", pool.name, format.as_str_name())));
+    }
+    Ok(())
+}
+
+fn check_vm_name(vm: &str) -> ApiResult<()> {
+    if vm.is_empty() || vm.len() > 255 || vm.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ApiError::invalid(format!("{vm:?} is not a valid VM name")));
+    }
+    Ok(())
+}
+
+/// The volume's linked clones, found in its pool.
+async fn dependents(app: &App, v: &pb::Volume) -> ApiResult<Vec<String>> {
+    let all = app.repo.list::<pb::Volume>(&keys::pool_volumes(&v.pool_id), None, 0).await?;
+    Ok(all.into_iter().filter(|(_, c)| c.value.backing_volume_id == v.id).map(|(_, c)| c.value.id).collect())
+}
+
+async fn refuse_if_dependents(app: &App, v: &pb::Volume, action: &str) -> ApiResult<()> {
+    let deps = dependents(app, v).await?;
+    if !deps.is_empty() {
+        return Err(ApiError::precondition(format!(
+            "volume {} cannot be {action}: linked clones depend on it ({}); delete them first",
+            v.name,
+            deps.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+impl VolumeApi {
+    async fn create(&self, new: NewVolume) -> ApiResult<pb::VolumeOperation> {
+        let app = &self.app;
+        let repo = &app.repo;
+        let name = parse_name("volume", &new.name)?;
+        check_labels(&new.labels)?;
+        let pool = records::pool(repo, &new.pool).await?.value;
+        ensure_pool_ready(&pool)?;
+        check_spec(&new.spec, &pool)?;
+        use pb::volume_source::Source as S;
+        let (reserve, node_id) = match new.source.as_ref().and_then(|s| s.source.as_ref()) {
+            None | Some(S::Empty(_)) => {
+                if new.spec.size_bytes == 0 {
+                    return Err(ApiError::invalid("an empty volume needs a size"));
+                }
+                (new.spec.size_bytes, placement_node(app, &pool).await?)
+            }
+            Some(S::Clone(c)) => {
+                let src = records::volume(repo, &c.source_volume_id).await?.value;
+                self.check_source(&src, &pool)?;
+                (new.spec.size_bytes.max(src.size_bytes), self.source_node(&src, &pool).await?)
+            }
+            Some(S::Snapshot(snap)) => {
+                let src = records::volume(repo, &snap.volume_id).await?.value;
+                self.check_source(&src, &pool)?;
+                let snap_name = parse_name("snapshot", &snap.snapshot_name)?;
+                if repo.get_raw(&keys::snapshot(&src.id, &snap_name)).await?.is_none() {
+                    return Err(ApiError::not_found(format!("volume {} has no snapshot named {snap_name}", src.name)));
+                }
+                (new.spec.size_bytes.max(src.size_bytes), self.source_node(&src, &pool).await?)
+            }
+            Some(S::Image(image)) => {
+                if image.path.is_empty() || !image.path.starts_with('/') {
+                    return Err(ApiError::invalid("the image path must be absolute (a file on the node)"));
+                }
+                let node = match &new.node_id {
+                    Some(n) if !n.is_empty() => {
+                        let n = records::parse_node_id(n)?;
+                        if pool.kind == pb::PoolKind::Local as i32 && !pool.node_ids.contains(&n) {
+                            return Err(ApiError::precondition(format!("pool {} is local to another node", pool.name)));
+                        }
+                        app.nodes.online(repo, &n).await?.id
+                    }
+                    _ if pool.kind == pb::PoolKind::Local as i32 => placement_node(app, &pool).await?,
+                    _ => return Err(ApiError::invalid("say which node holds the image (node_id)")),
+                };
+                (new.spec.size_bytes, node)
+            }
+        };
+        let id = match &new.volume_id {
+            Some(id) if !id.is_empty() => parse_volume_id(id)?,
+            _ => new_id(),
+        };
+        let node_request = pb::NodeCreateVolumeRequest {
+            pool_id: pool.id.clone(),
+            volume_id: id.clone(),
+            spec: Some(new.spec.clone()),
+            source: new.source.clone(),
+        };
+        let op = repo
+            .retry(|| async {
+                if let Some(pool_id) = records::pool_of_volume(repo, &id).await? {
+                    let existing = records::volume(repo, &id).await?.value;
+                    if pool_id == pool.id && existing.name == name {
+                        let task_id = existing.task_id.clone();
+                        return Ok(pb::VolumeOperation { volume: Some(existing), task_id });
+                    }
+                    return Err(ApiError::already_exists(format!("volume id {id} is taken by another volume")));
+                }
+                let name_key = keys::volume_name(&pool.id, &name);
+                if repo.get_raw(&name_key).await?.is_some() {
+                    return Err(ApiError::already_exists(format!("a volume named {name} already exists in pool {}", pool.name)));
+                }
+                let p = repo.get::<pb::Pool>(&keys::pool(&pool.id)).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
+                ensure_room(&p.value, reserve)?;
+                let task_id = new_id();
+                let volume = pb::Volume {
+                    id: id.clone(),
+                    name: name.clone(),
+                    pool_id: pool.id.clone(),
+                    labels: new.labels.clone(),
+                    state: pb::VolumeState::Creating as i32,
+                    size_bytes: reserve,
+                    format: new.spec.format,
+                    provisioning: new.spec.provisioning,
+                    node_id: node_id.clone(),
+                    task_id: task_id.clone(),
+                    created_unix_seconds: now(),
+                    ..Default::default()
+                };
+                let mut pool_now = p.value;
+                pool_now.provisioned_bytes += reserve;
+                let saga = CreateVolume {
+                    pool_id: pool.id.clone(),
+                    volume_id: id.clone(),
+                    name: name.clone(),
+                    node_id: node_id.clone(),
+                    reserved_bytes: reserve,
+                    node_request: prost::Message::encode_to_vec(&node_request),
+                    created: None,
+                };
+                let vkey = keys::volume(&pool.id, &id);
+                let mut txn = Txn::new();
+                txn.expect_absent(&vkey)
+                    .put(&vkey, &volume)
+                    .expect_absent(keys::volume_pool(&id))
+                    .put_raw(keys::volume_pool(&id), pool.id.clone().into_bytes())
+                    .expect_absent(&name_key)
+                    .put_raw(&name_key, id.clone().into_bytes())
+                    .expect(keys::pool(&pool.id), p.revision)
+                    .put(keys::pool(&pool.id), &pool_now);
+                add_saga(&mut txn, &task_id, &saga, &id, 1)?;
+                txn.commit(repo).await?;
+                Ok(pb::VolumeOperation { volume: Some(volume), task_id })
+            })
+            .await?;
+        app.runner.wake();
+        Ok(op)
+    }
+
+    fn check_source(&self, src: &pb::Volume, pool: &pb::Pool) -> ApiResult<()> {
+        if src.pool_id != pool.id {
+            return Err(ApiError::invalid(format!(
+                "volume {} is in another pool; clones and copies are made in their source's pool",
+                src.name
+            )));
+        }
+        ensure_idle(src)?;
+        if src.state != pb::VolumeState::Available as i32 {
+            return Err(ApiError::precondition(format!(
+                "volume {} is {}; only an available (detached) volume can be the source",
+                src.name,
+                state_name(src.state)
+            )));
+        }
+        Ok(())
+    }
+
+    async fn source_node(&self, src: &pb::Volume, pool: &pb::Pool) -> ApiResult<String> {
+        if pool.kind == pb::PoolKind::Local as i32 {
+            self.app.nodes.online(&self.app.repo, &src.node_id).await.map(|n| n.id)
+        } else {
+            placement_node(&self.app, pool).await
+        }
+    }
+
+    /// Marks `v` busy with a new saga in one transaction (the CAS on the
+    /// volume's revision makes exactly one of racing operations win).
+    async fn start<S: crate::sagas::Saga>(
+        &self,
+        volume_id: &str,
+        check: impl Fn(&pb::Volume) -> ApiResult<()>,
+        build: impl Fn(&pb::Volume) -> ApiResult<(S, i32)>,
+        create: Option<(String, &pb::Snapshot)>,
+    ) -> ApiResult<pb::VolumeOperation> {
+        let repo = &self.app.repo;
+        let op = repo
+            .retry(|| async {
+                let current = records::volume(repo, volume_id).await?;
+                let mut v = current.value;
+                ensure_idle(&v)?;
+                check(&v)?;
+                if let Some((key, snap)) = &create {
+                    if repo.get_raw(key).await?.is_some() {
+                        return Err(ApiError::already_exists(format!("volume {} already has a snapshot named {}", v.name, snap.name)));
+                    }
+                }
+                let (saga, new_state) = build(&v)?;
+                let task_id = new_id();
+                v.task_id = task_id.clone();
+                v.state = new_state;
+                let vkey = keys::volume(&v.pool_id, &v.id);
+                let mut txn = Txn::new();
+                txn.expect(&vkey, current.revision).put(&vkey, &v);
+                if let Some((key, snap)) = &create {
+                    txn.expect_absent(key).put(key, *snap);
+                }
+                add_saga(&mut txn, &task_id, &saga, &v.id, 1)?;
+                txn.commit(repo).await?;
+                Ok(pb::VolumeOperation { volume: Some(v), task_id })
+            })
+            .await?;
+        self.app.runner.wake();
+        Ok(op)
+    }
+
+    async fn online_node(&self, node_id: &str) -> ApiResult<pb::Node> {
+        self.app.nodes.online(&self.app.repo, node_id).await
+    }
+}
+
+#[tonic::async_trait]
+impl VolumeService for VolumeApi {
+    async fn create_volume(&self, req: Request<pb::CreateVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        if let Some(pb::volume_source::Source::Image(_)) = r.source.as_ref().and_then(|s| s.source.as_ref()) {
+            return Err(ApiError::invalid("images are imported with ImportVolume").into());
+        }
+        let new = NewVolume {
+            volume_id: Some(r.volume_id),
+            pool: r.pool,
+            name: r.name,
+            labels: r.labels,
+            spec: r.spec.unwrap_or_default(),
+            source: r.source,
+            node_id: None,
+        };
+        Ok(Response::new(self.create(new).await?))
+    }
+
+    async fn clone_volume(&self, req: Request<pb::CloneVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        let src = records::volume(&self.app.repo, &r.source_volume_id).await?.value;
+        pb::CloneMode::try_from(r.mode).map_err(|_| ApiError::invalid(format!("clone mode {} is unknown", r.mode)))?;
+        let source = pb::VolumeSource {
+            source: Some(pb::volume_source::Source::Clone(pb::CloneSource { source_volume_id: src.id.clone(), mode: r.mode })),
+        };
+        let new = NewVolume {
+            volume_id: Some(r.volume_id),
+            pool: src.pool_id.clone(),
+            name: r.name,
+            labels: r.labels,
+            spec: r.spec.unwrap_or_default(),
+            source: Some(source),
+            node_id: None,
+        };
+        Ok(Response::new(self.create(new).await?))
+    }
+
+    async fn import_volume(&self, req: Request<pb::ImportVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        let format = pb::ImageFormat::try_from(r.format).map_err(|_| ApiError::invalid(format!("image format {} is unknown", r.format)))?;
+        if format == pb::ImageFormat::Unspecified {
+            return Err(ApiError::invalid("say the image's format: qcow2, raw, vmdk, vhdx or vdi").into());
+        }
+        let source = pb::VolumeSource {
+            source: Some(pb::volume_source::Source::Image(pb::ImageSource { path: r.path, format: r.format })),
+        };
+        let new = NewVolume {
+            volume_id: Some(r.volume_id),
+            pool: r.pool,
+            name: r.name,
+            labels: r.labels,
+            spec: r.spec.unwrap_or_default(),
+            source: Some(source),
+            node_id: Some(r.node_id),
+        };
+        Ok(Response::new(self.create(new).await?))
+    }
+
+    async fn get_volume(&self, req: Request<pb::GetVolumeRequest>) -> Rpc<pb::Volume> {
+        Ok(Response::new(records::volume(&self.app.repo, &req.into_inner().volume_id).await?.value))
+    }
+
+    async fn list_volumes(&self, req: Request<pb::ListVolumesRequest>) -> Rpc<pb::ListVolumesResponse> {
+        let r = req.into_inner();
+        let repo = &self.app.repo;
+        let page_size = match r.page_size {
+            0 => 100,
+            n if n > 1000 => return Err(ApiError::invalid(format!("page size {n} is above 1000")).into()),
+            n => n as usize,
+        };
+        let state = pb::VolumeState::try_from(r.state).map_err(|_| ApiError::invalid(format!("state {} is unknown", r.state)))?;
+        let prefix = if r.pool.is_empty() { keys::VOLUMES.to_owned() } else { keys::pool_volumes(&records::pool(repo, &r.pool).await?.value.id) };
+        let mut after = (!r.page_token.is_empty()).then(|| format!("{prefix}{}", r.page_token));
+        let mut volumes = Vec::new();
+        let mut next = String::new();
+        'scan: loop {
+            let batch = repo.list::<pb::Volume>(&prefix, after.as_deref(), page_size * 2).await?;
+            let exhausted = batch.len() < page_size * 2;
+            for (key, v) in batch {
+                let v = v.value;
+                let matches = (state == pb::VolumeState::Unspecified || v.state == state as i32)
+                    && v.name.starts_with(&r.name_prefix)
+                    && r.labels.iter().all(|(k, val)| v.labels.get(k) == Some(val));
+                after = Some(key.clone());
+                if matches {
+                    volumes.push(v);
+                    if volumes.len() == page_size {
+                        next = key.trim_start_matches(&prefix).to_owned();
+                        break 'scan;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        // The last page has no token, even when it is exactly full.
+        if !next.is_empty() && repo.list::<pb::Volume>(&prefix, after.as_deref(), 1).await?.is_empty() {
+            next.clear();
+        }
+        Ok(Response::new(pb::ListVolumesResponse { volumes, next_page_token: next }))
+    }
+
+    async fn resize_volume(&self, req: Request<pb::ResizeVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        validate_size("new size", r.new_size_bytes).map_err(ApiError::from)?;
+        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        if r.new_size_bytes < current.size_bytes {
+            return Err(ApiError::invalid(format!(
+                "volume {} is {} bytes; shrinking it to {} bytes is not supported (it would destroy data)",
+                current.name, current.size_bytes, r.new_size_bytes
+            ))
+            .into());
+        }
+        if r.new_size_bytes == current.size_bytes {
+            return Ok(Response::new(pb::VolumeOperation { volume: Some(current), task_id: String::new() }));
+        }
+        let attached = current.state == pb::VolumeState::Attached as i32;
+        let node = match (&current.attachment, attached) {
+            (Some(a), true) => a.node_id.clone(),
+            _ => current.node_id.clone(),
+        };
+        self.online_node(&node).await?;
+        let repo = &self.app.repo;
+        let delta = r.new_size_bytes - current.size_bytes;
+        // The volume's and the pool's CAS in one transaction: exactly one of
+        // racing operations wins, and the pool is charged for the growth.
+        let op = repo
+            .retry(|| async {
+                let vv = records::volume(repo, &current.id).await?;
+                let mut v = vv.value;
+                ensure_idle(&v)?;
+                if v.state != pb::VolumeState::Available as i32 && v.state != pb::VolumeState::Attached as i32 {
+                    return Err(ApiError::precondition(format!("volume {} is {}", v.name, state_name(v.state))));
+                }
+                if v.size_bytes != current.size_bytes {
+                    return Err(ApiError::precondition(format!("volume {} was resized meanwhile; look again", v.name)));
+                }
+                let pkey = keys::pool(&v.pool_id);
+                let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
+                ensure_room(&p.value, delta)?;
+                let mut pool = p.value;
+                pool.provisioned_bytes += delta;
+                let task_id = new_id();
+                let saga = ResizeVolume {
+                    pool_id: v.pool_id.clone(),
+                    volume_id: v.id.clone(),
+                    node_id: node.clone(),
+                    old_size_bytes: v.size_bytes,
+                    new_size_bytes: r.new_size_bytes,
+                    live_domain: v.attachment.as_ref().filter(|_| attached).map(|a| a.vm.clone()).unwrap_or_default(),
+                    previous_state: v.state,
+                };
+                v.task_id = task_id.clone();
+                v.state = pb::VolumeState::Resizing as i32;
+                let vkey = keys::volume(&v.pool_id, &v.id);
+                let mut txn = Txn::new();
+                txn.expect(&vkey, vv.revision).put(&vkey, &v).expect(&pkey, p.revision).put(&pkey, &pool);
+                add_saga(&mut txn, &task_id, &saga, &v.id, 1)?;
+                txn.commit(repo).await?;
+                Ok(pb::VolumeOperation { volume: Some(v), task_id })
+            })
+            .await?;
+        self.app.runner.wake();
+        Ok(Response::new(op))
+    }
+
+    async fn delete_volume(&self, req: Request<pb::DeleteVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let id = parse_volume_id(&req.into_inner().volume_id)?;
+        let repo = &self.app.repo;
+        let Some(_) = records::pool_of_volume(repo, &id).await? else {
+            return Err(ApiError::not_found(format!("volume {id} does not exist")).into());
+        };
+        let current = records::volume(repo, &id).await?.value;
+        if let Some(a) = current.attachment.as_ref().filter(|_| current.state == pb::VolumeState::Attached as i32) {
+            return Err(ApiError::precondition(format!(
+                "volume {} is attached to VM {} on node {}; detach it first",
+                current.name, a.vm, a.node_id
+            ))
+            .into());
+        }
+        refuse_if_dependents(&self.app, &current, "deleted").await?;
+        self.online_node(&current.node_id).await?;
+        let op = self
+            .start(
+                &id,
+                |v| {
+                    if v.state == pb::VolumeState::Attached as i32 {
+                        return Err(ApiError::precondition(format!("volume {} is attached; detach it first", v.name)));
+                    }
+                    Ok(())
+                },
+                |v| {
+                    let saga = DeleteVolume {
+                        pool_id: v.pool_id.clone(),
+                        volume_id: v.id.clone(),
+                        name: v.name.clone(),
+                        node_id: v.node_id.clone(),
+                        previous_state: v.state,
+                    };
+                    Ok((saga, pb::VolumeState::Deleting as i32))
+                },
+                None,
+            )
+            .await?;
+        Ok(Response::new(op))
+    }
+
+    async fn create_snapshot(&self, req: Request<pb::CreateSnapshotRequest>) -> Rpc<pb::SnapshotOperation> {
+        let r = req.into_inner();
+        let name = parse_name("snapshot", &r.name)?;
+        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        self.online_node(&current.node_id).await?;
+        let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
+        let op = self
+            .start(
+                &current.id,
+                |v| {
+                    if v.state != pb::VolumeState::Available as i32 {
+                        return Err(ApiError::precondition(format!(
+                            "volume {} is {}; snapshots are taken of available (detached) volumes",
+                            v.name,
+                            state_name(v.state)
+                        )));
+                    }
+                    Ok(())
+                },
+                |v| Ok((CreateSnapshot(target(v, &name)), v.state)),
+                Some((keys::snapshot(&current.id, &name), &snap)),
+            )
+            .await?;
+        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap), task_id: op.task_id }))
+    }
+
+    async fn list_snapshots(&self, req: Request<pb::ListSnapshotsRequest>) -> Rpc<pb::ListSnapshotsResponse> {
+        let v = records::volume(&self.app.repo, &req.into_inner().volume_id).await?.value;
+        let snaps = self.app.repo.list::<pb::Snapshot>(&keys::volume_snapshots(&v.id), None, 0).await?;
+        Ok(Response::new(pb::ListSnapshotsResponse { snapshots: snaps.into_iter().map(|(_, s)| s.value).collect() }))
+    }
+
+    async fn revert_snapshot(&self, req: Request<pb::RevertSnapshotRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        let name = parse_name("snapshot", &r.name)?;
+        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        if self.app.repo.get_raw(&keys::snapshot(&current.id, &name)).await?.is_none() {
+            return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
+        }
+        refuse_if_dependents(&self.app, &current, "reverted").await?;
+        self.online_node(&current.node_id).await?;
+        let op = self
+            .start(
+                &current.id,
+                |v| {
+                    if v.state != pb::VolumeState::Available as i32 {
+                        return Err(ApiError::precondition(format!("volume {} is {}; detach it before reverting", v.name, state_name(v.state))));
+                    }
+                    Ok(())
+                },
+                |v| Ok((RevertSnapshot(target(v, &name)), v.state)),
+                None,
+            )
+            .await?;
+        Ok(Response::new(op))
+    }
+
+    async fn delete_snapshot(&self, req: Request<pb::DeleteSnapshotRequest>) -> Rpc<pb::SnapshotOperation> {
+        let r = req.into_inner();
+        let name = parse_name("snapshot", &r.name)?;
+        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        let Some(snap) = self.app.repo.get::<pb::Snapshot>(&keys::snapshot(&current.id, &name)).await? else {
+            return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
+        };
+        self.online_node(&current.node_id).await?;
+        let op = self
+            .start(&current.id, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name)), v.state)), None)
+            .await?;
+        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.value), task_id: op.task_id }))
+    }
+
+    async fn attach_volume(&self, req: Request<pb::AttachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let r = req.into_inner();
+        check_vm_name(&r.vm)?;
+        pb::DiskBus::try_from(r.bus).map_err(|_| ApiError::invalid(format!("bus {} is unknown", r.bus)))?;
+        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
+        let node_id = if r.node_id.is_empty() { current.node_id.clone() } else { records::parse_node_id(&r.node_id)? };
+        if pool.kind == pb::PoolKind::Local as i32 && node_id != current.node_id {
+            return Err(ApiError::precondition(format!(
+                "volume {} is on node {}'s local pool; the VM must run on that node",
+                current.name, current.node_id
+            ))
+            .into());
+        }
+        let node = self.online_node(&node_id).await?;
+        if node.draining {
+            return Err(ApiError::precondition(format!("node {} ({}) is draining", node.id, node.hostname)).into());
+        }
+        let op = self
+            .start(
+                &current.id,
+                |v| match (pb::VolumeState::try_from(v.state), &v.attachment) {
+                    (Ok(pb::VolumeState::Available), _) => Ok(()),
+                    (Ok(pb::VolumeState::Attached), Some(a)) => Err(ApiError::precondition(format!(
+                        "volume {} is already attached to VM {} on node {}; detach it first",
+                        v.name, a.vm, a.node_id
+                    ))),
+                    _ => Err(ApiError::precondition(format!("volume {} is {}", v.name, state_name(v.state)))),
+                },
+                |v| {
+                    let saga = AttachVolume {
+                        pool_id: v.pool_id.clone(),
+                        volume_id: v.id.clone(),
+                        node_id: node_id.clone(),
+                        vm: r.vm.clone(),
+                        bus: r.bus,
+                        target_dev: None,
+                    };
+                    Ok((saga, v.state))
+                },
+                None,
+            )
+            .await?;
+        Ok(Response::new(op))
+    }
+
+    async fn detach_volume(&self, req: Request<pb::DetachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        let current = records::volume(&self.app.repo, &req.into_inner().volume_id).await?.value;
+        let Some(attachment) = current.attachment.clone().filter(|_| current.state == pb::VolumeState::Attached as i32) else {
+            return Err(ApiError::precondition(format!("volume {} is not attached", current.name)).into());
+        };
+        self.online_node(&attachment.node_id).await?;
+        let op = self
+            .start(
+                &current.id,
+                |v| {
+                    if v.state != pb::VolumeState::Attached as i32 {
+                        return Err(ApiError::precondition(format!("volume {} is not attached", v.name)));
+                    }
+                    Ok(())
+                },
+                |v| {
+                    let saga = DetachVolume {
+                        pool_id: v.pool_id.clone(),
+                        volume_id: v.id.clone(),
+                        node_id: attachment.node_id.clone(),
+                        vm: attachment.vm.clone(),
+                    };
+                    Ok((saga, v.state))
+                },
+                None,
+            )
+            .await?;
+        Ok(Response::new(op))
+    }
+}
+
+fn target(v: &pb::Volume, name: &str) -> SnapshotTarget {
+    SnapshotTarget {
+        pool_id: v.pool_id.clone(),
+        volume_id: v.id.clone(),
+        node_id: v.node_id.clone(),
+        name: name.to_owned(),
+        volume_state: v.state,
+    }
+}

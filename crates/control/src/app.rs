@@ -1,0 +1,20 @@
+//! Everything a request handler or a saga step needs.
+
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::nodes::NodeRegistry;
+use crate::repo::Repo;
+use crate::sagas::SagaRunner;
+
+pub struct Settings {
+    pub saga_retry: Duration,
+}
+
+pub struct App {
+    pub repo: Repo,
+    pub nodes: NodeRegistry,
+    pub runner: SagaRunner,
+    pub metrics: Metrics,
+    pub config: Settings,
+}

@@ -1,0 +1,48 @@
+//! The leader's housekeeping: nodes that stopped heartbeating are marked
+//! offline, pools' capacity and per-node status are refreshed, shared pools
+//! follow new nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use limiquantix_api::v1 as pb;
+
+use crate::app::App;
+use crate::keys;
+
+pub async fn run(app: Arc<App>, pool_refresh: Duration) {
+    let mut last_pool_refresh = tokio::time::Instant::now() - pool_refresh;
+    loop {
+        if app.runner.is_leader() {
+            if let Err(e) = mark_offline_nodes(&app).await {
+                tracing::warn!(error = %e, "node monitor");
+            }
+            if last_pool_refresh.elapsed() >= pool_refresh {
+                last_pool_refresh = tokio::time::Instant::now();
+                if let Err(e) = crate::pools::refresh_all(&app).await {
+                    tracing::warn!(error = %e, "pool refresh");
+                }
+            }
+        }
+        tokio::time::sleep(app.nodes.heartbeat_interval.min(Duration::from_secs(2))).await;
+    }
+}
+
+async fn mark_offline_nodes(app: &App) -> crate::error::ApiResult<()> {
+    for (_, n) in app.repo.list::<pb::Node>(keys::NODES, None, 0).await? {
+        let node = n.value;
+        let online = app.nodes.is_online(&node);
+        app.metrics.node(&node.id, &node.hostname, online);
+        if !online && node.state == pb::NodeState::Online as i32 {
+            tracing::warn!(node = %node.id, hostname = %node.hostname, "node missed its heartbeats: offline");
+            let id = node.id.clone();
+            app.repo
+                .update::<pb::Node, ()>(&keys::node(&id), |n| {
+                    n.state = pb::NodeState::Offline as i32;
+                    Ok(())
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

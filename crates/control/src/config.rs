@@ -1,0 +1,108 @@
+//! The control plane's TOML configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// gRPC API, /metrics and the web page, on one listener.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// How often nodes heartbeat.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval_secs: u64,
+    /// A node without a heartbeat for this long is offline.
+    #[serde(default = "default_offline_after")]
+    pub offline_after_secs: u64,
+    /// How long a saga step that fails transiently (unreachable node) is
+    /// retried before the saga unwinds.
+    #[serde(default = "default_saga_retry")]
+    pub saga_retry_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// An embedded file: one control plane, nothing else to run.
+    Redb { path: PathBuf },
+    /// etcd: several control-plane replicas, one leading.
+    Etcd {
+        endpoints: Vec<String>,
+        #[serde(default = "default_root")]
+        root: String,
+        #[serde(default = "default_store_timeout")]
+        timeout_secs: u64,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self::Redb { path: "/var/lib/limiquantix/control/state.redb".into() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default")
+}
+fn default_heartbeat() -> u64 {
+    5
+}
+fn default_offline_after() -> u64 {
+    15
+}
+fn default_saga_retry() -> u64 {
+    60
+}
+fn default_root() -> String {
+    "/limiquantix/".into()
+}
+fn default_store_timeout() -> u64 {
+    5
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty config takes every default")
+    }
+}
+
+impl ControlConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid control-plane config {}", path.display()))
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_secs.max(1))
+    }
+    pub fn offline_after(&self) -> Duration {
+        Duration::from_secs(self.offline_after_secs.max(1))
+    }
+    pub fn saga_retry(&self) -> Duration {
+        Duration::from_secs(self.saga_retry_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_configs_parse() {
+        let c: ControlConfig = toml::from_str("[store]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n").unwrap();
+        assert!(matches!(c.store, StoreConfig::Etcd { ref root, timeout_secs: 5, .. } if root == "/limiquantix/"));
+        let c: ControlConfig = toml::from_str("[store]\nkind = \"redb\"\npath = \"/x/s.redb\"\n").unwrap();
+        assert!(matches!(c.store, StoreConfig::Redb { .. }));
+        assert!(toml::from_str::<ControlConfig>("[store]\nkind = \"mysql\"\n").is_err());
+        assert_eq!(ControlConfig::default().listen.to_string(), DEFAULT_LISTEN);
+    }
+}

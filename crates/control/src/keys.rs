@@ -1,0 +1,49 @@
+//! Where each record lives in the store. Ids are UUIDs and names are checked
+//! before they get here, so no key can be forged from user text.
+
+pub const POOLS: &str = "pools/";
+pub const VOLUMES: &str = "volumes/";
+pub const NODES: &str = "nodes/";
+pub const TASKS: &str = "tasks/";
+pub const SAGAS: &str = "sagas/";
+
+pub fn pool(id: &str) -> String {
+    format!("{POOLS}{id}")
+}
+pub fn pool_name(name: &str) -> String {
+    format!("pool-names/{name}")
+}
+/// Secrets of a pool's config (Ceph key, CHAP password): kept apart from the
+/// pool record, which the API returns.
+pub fn pool_secret(id: &str) -> String {
+    format!("pool-secrets/{id}")
+}
+/// Volumes live under their pool, so listing a pool's volumes is one range read.
+pub fn pool_volumes(pool: &str) -> String {
+    format!("{VOLUMES}{pool}/")
+}
+pub fn volume(pool: &str, id: &str) -> String {
+    format!("{VOLUMES}{pool}/{id}")
+}
+/// volume id → pool id.
+pub fn volume_pool(id: &str) -> String {
+    format!("volume-pools/{id}")
+}
+pub fn volume_name(pool: &str, name: &str) -> String {
+    format!("volume-names/{pool}/{name}")
+}
+pub fn volume_snapshots(volume: &str) -> String {
+    format!("snapshots/{volume}/")
+}
+pub fn snapshot(volume: &str, name: &str) -> String {
+    format!("snapshots/{volume}/{name}")
+}
+pub fn node(id: &str) -> String {
+    format!("{NODES}{id}")
+}
+pub fn task(id: &str) -> String {
+    format!("{TASKS}{id}")
+}
+pub fn saga(id: &str) -> String {
+    format!("{SAGAS}{id}")
+}

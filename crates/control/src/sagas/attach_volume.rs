@@ -1,0 +1,91 @@
+//! Attach a volume to a running VM.
+//!
+//! 0. reserve          — done by the API call (volume busy).
+//!                       undo: idle again.
+//! 1. attach-on-node   — the node hot-plugs the disk (idempotent).
+//!                       undo: the node unplugs it.
+//! 2. finish           — state attached, with the VM, node and target.
+
+use limiquantix_api::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::common::{release_volume, update_volume};
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::nodes::node_error;
+use crate::tasks::now;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachVolume {
+    pub pool_id: String,
+    pub volume_id: String,
+    pub node_id: String,
+    pub vm: String,
+    pub bus: i32,
+    pub target_dev: Option<String>,
+}
+
+impl Saga for AttachVolume {
+    const KIND: &'static str = "volume.attach";
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(idle) },
+            Step { name: "attach-on-node", action: attach_on_node, undo: Some(detach_on_node) },
+            Step { name: "finish", action: finish, undo: None },
+        ]
+    }
+}
+
+fn idle<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
+    Box::pin(release_volume(ctx, &s.pool_id, &s.volume_id, pb::VolumeState::Available as i32))
+}
+
+fn attach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let req = pb::NodeAttachVolumeRequest {
+            pool_id: s.pool_id.clone(),
+            volume_id: s.volume_id.clone(),
+            domain: s.vm.clone(),
+            bus: s.bus,
+        };
+        let resp = client.attach_volume(req).await.map_err(|e| node_error(&s.node_id, e))?.into_inner();
+        s.target_dev = Some(resp.target_dev);
+        Ok(())
+    })
+}
+
+fn detach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let req = pb::NodeDetachVolumeRequest { volume_id: s.volume_id.clone(), domain: s.vm.clone(), timeout_seconds: 0 };
+        match client.detach_volume(req).await {
+            Ok(_) => Ok(()),
+            // The VM is gone: so is the disk.
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(node_error(&s.node_id, e)),
+        }
+    })
+}
+
+fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let task = ctx.task_id.clone();
+        let target = s.target_dev.clone().unwrap_or_default();
+        update_volume(ctx, &s.pool_id, &s.volume_id, |v| {
+            if v.task_id == task {
+                v.task_id.clear();
+                v.state = pb::VolumeState::Attached as i32;
+                v.attachment = Some(pb::Attachment {
+                    vm: s.vm.clone(),
+                    node_id: s.node_id.clone(),
+                    target_dev: target.clone(),
+                    attached_unix_seconds: now(),
+                });
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    })
+}

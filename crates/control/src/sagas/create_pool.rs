@@ -1,0 +1,133 @@
+//! Create a pool on its nodes.
+//!
+//! 0. reserve         — done by the API call (pool record creating, name).
+//!                      undo: forget them.
+//! 1. init-on-nodes   — every node initialises it; each node's outcome is
+//!                      recorded. At least one must succeed.
+//!                      undo: the nodes that initialised it forget it.
+//! 2. finish          — state ready; capabilities and capacity from a node.
+
+use limiquantix_api::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::error::ApiError;
+use crate::keys;
+use crate::nodes::node_error;
+use crate::pools::{node_pool_config, pool_node_status};
+use crate::repo::Txn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatePool {
+    pub pool_id: String,
+    pub name: String,
+    pub nodes: Vec<String>,
+    /// Nodes where the pool is initialised (what undo must reverse).
+    pub initialised: Vec<String>,
+    /// A ready node's report.
+    pub info: Option<Vec<u8>>,
+}
+
+impl Saga for CreatePool {
+    const KIND: &'static str = "pool.create";
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(forget) },
+            Step { name: "init-on-nodes", action: init_on_nodes, undo: Some(destroy_on_nodes) },
+            Step { name: "finish", action: finish, undo: None },
+        ]
+    }
+}
+
+fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut txn = Txn::new();
+        txn.delete(keys::pool(&s.pool_id)).delete(keys::pool_name(&s.name)).delete(keys::pool_secret(&s.pool_id));
+        txn.commit(&ctx.app.repo).await.map(drop)
+    })
+}
+
+fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
+    Box::pin(async move {
+        use prost::Message;
+        let repo = &ctx.app.repo;
+        let config = node_pool_config(repo, &s.pool_id).await?;
+        let mut statuses = Vec::new();
+        let mut first_error: Option<ApiError> = None;
+        let mut transient = false;
+        for node in &s.nodes {
+            let outcome = async {
+                let mut client = ctx.app.nodes.client(repo, node).await?;
+                let req = pb::InitStoragePoolRequest { pool_id: s.pool_id.clone(), config: Some(config.clone()) };
+                client.init_storage_pool(req).await.map(|r| r.into_inner()).map_err(|e| node_error(node, e))
+            }
+            .await;
+            match outcome {
+                Ok(info) => {
+                    if !s.initialised.contains(node) {
+                        s.initialised.push(node.clone());
+                    }
+                    statuses.push(pool_node_status(node, &info));
+                    s.info.get_or_insert_with(|| info.encode_to_vec());
+                }
+                Err(e) => {
+                    transient |= e.is_transient();
+                    statuses.push(pb::PoolNodeStatus {
+                        node_id: node.clone(),
+                        phase: pb::PoolPhase::Error as i32,
+                        message: e.message.clone(),
+                        updated_unix_seconds: crate::tasks::now(),
+                    });
+                    first_error.get_or_insert(e.context(format!("node {node}")));
+                }
+            }
+        }
+        repo.update::<pb::Pool, ()>(&keys::pool(&s.pool_id), |p| {
+            p.nodes = statuses.clone();
+            Ok(())
+        })
+        .await?;
+        match first_error {
+            Some(e) if s.initialised.is_empty() => Err(if transient { ApiError::unavailable(e.message) } else { e }),
+            _ => Ok(()),
+        }
+    })
+}
+
+fn destroy_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
+    Box::pin(async move {
+        while let Some(node) = s.initialised.last().cloned() {
+            let mut client = ctx.app.nodes.client(&ctx.app.repo, &node).await?;
+            client
+                .destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: s.pool_id.clone() })
+                .await
+                .map_err(|e| node_error(&node, e))?;
+            s.initialised.pop();
+        }
+        Ok(())
+    })
+}
+
+fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
+    Box::pin(async move {
+        use prost::Message;
+        let info = s
+            .info
+            .as_deref()
+            .map(pb::PoolInfo::decode)
+            .transpose()
+            .map_err(|e| ApiError::internal(format!("saga state: {e}")))?
+            .unwrap_or_default();
+        ctx.app
+            .repo
+            .update::<pb::Pool, ()>(&keys::pool(&s.pool_id), |p| {
+                p.state = pb::PoolState::Ready as i32;
+                p.capabilities = info.capabilities.clone();
+                p.capacity = info.capacity;
+                Ok(())
+            })
+            .await
+            .map(drop)
+    })
+}

@@ -1,0 +1,151 @@
+//! Create a volume (empty, clone, from a snapshot, or an imported image).
+//!
+//! 0. reserve          — done by the API call: the volume record (creating),
+//!                       its name, and its size counted against the pool.
+//!                       undo: forget them and give the space back.
+//! 1. create-on-node   — the node makes it (streams progress; cancellable).
+//!                       undo: the node deletes it (idempotent).
+//! 2. make-available   — the record takes the node's facts; state available.
+
+use limiquantix_api::v1 as pb;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::error::ApiError;
+use crate::keys;
+use crate::nodes::node_error;
+use crate::repo::Txn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateVolume {
+    pub pool_id: String,
+    pub volume_id: String,
+    pub name: String,
+    pub node_id: String,
+    /// What was counted against the pool at reservation.
+    pub reserved_bytes: u64,
+    /// The NodeCreateVolumeRequest, protobuf-encoded.
+    pub node_request: Vec<u8>,
+    /// The node's answer, once created.
+    pub created: Option<Created>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Created {
+    pub size_bytes: u64,
+    pub format: i32,
+    pub backing_volume_id: String,
+}
+
+impl Saga for CreateVolume {
+    const KIND: &'static str = "volume.create";
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "reserve", action: already_done, undo: Some(release) },
+            Step { name: "create-on-node", action: create_on_node, undo: Some(delete_on_node) },
+            Step { name: "make-available", action: make_available, undo: None },
+        ]
+    }
+}
+
+fn already_done<'a>(_: &'a SagaCtx, _: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async { Ok(()) })
+}
+
+/// Forgets the reserved record and gives the pool its space back.
+fn release<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let vkey = keys::volume(&s.pool_id, &s.volume_id);
+            let mut txn = Txn::new();
+            if let Some(v) = repo.get::<pb::Volume>(&vkey).await? {
+                txn.expect(&vkey, v.revision).delete(&vkey);
+                txn.delete(keys::volume_pool(&s.volume_id)).delete(keys::volume_name(&s.pool_id, &s.name));
+            } else {
+                return Ok(()); // already released
+            }
+            if let Some(p) = repo.get::<pb::Pool>(&keys::pool(&s.pool_id)).await? {
+                let mut pool = p.value;
+                pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes);
+                txn.expect(keys::pool(&s.pool_id), p.revision).put(keys::pool(&s.pool_id), &pool);
+            }
+            txn.commit(repo).await.map(drop)
+        })
+        .await
+    })
+}
+
+fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let req = pb::NodeCreateVolumeRequest::decode(s.node_request.as_slice())
+            .map_err(|e| ApiError::internal(format!("saga request: {e}")))?;
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let node = s.node_id.clone();
+        let run = async {
+            let mut stream = client.create_volume(req).await.map_err(|e| node_error(&node, e))?.into_inner();
+            loop {
+                match stream.message().await.map_err(|e| node_error(&node, e))? {
+                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Progress(p)) }) => {
+                        ctx.progress(p).await;
+                    }
+                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Volume(v)) }) => {
+                        return Ok(v);
+                    }
+                    Some(_) => {}
+                    None => return Err(ApiError::unavailable(format!("node {node} ended the create without a result"))),
+                }
+            }
+        };
+        // Dropping the stream on cancel makes the node stop the copy and remove its partial file.
+        let v = tokio::select! {
+            v = run => v?,
+            _ = ctx.cancelled() => return Err(ApiError::cancelled("cancelled on request")),
+        };
+        s.created = Some(Created { size_bytes: v.size_bytes, format: v.format, backing_volume_id: v.backing_volume_id });
+        Ok(())
+    })
+}
+
+fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let req = pb::NodeDeleteVolumeRequest { pool_id: s.pool_id.clone(), volume_id: s.volume_id.clone() };
+        client.delete_volume(req).await.map_err(|e| node_error(&s.node_id, e))?;
+        Ok(())
+    })
+}
+
+fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let created = s.created.clone().ok_or_else(|| ApiError::internal("the node's result is missing"))?;
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let vkey = keys::volume(&s.pool_id, &s.volume_id);
+            let pkey = keys::pool(&s.pool_id);
+            let v = repo.get::<pb::Volume>(&vkey).await?.ok_or_else(|| ApiError::internal("volume record vanished"))?;
+            let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::internal("pool record vanished"))?;
+            let mut volume = v.value;
+            if volume.state == pb::VolumeState::Available as i32 {
+                return Ok(()); // a resumed saga finds it done
+            }
+            volume.state = pb::VolumeState::Available as i32;
+            volume.task_id.clear();
+            volume.size_bytes = created.size_bytes;
+            volume.format = created.format;
+            volume.backing_volume_id = created.backing_volume_id.clone();
+            // An import's size is only known now: account for the difference.
+            let mut pool = p.value;
+            pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes) + created.size_bytes;
+            let mut txn = Txn::new();
+            txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
+            txn.commit(repo).await?;
+            Ok(())
+        })
+        .await?;
+        s.reserved_bytes = created.size_bytes;
+        Ok(())
+    })
+}

@@ -1,0 +1,106 @@
+//! Delete a volume, its snapshots included.
+//!
+//! 0. mark-deleting     — done by the API call (state deleting, busy).
+//!                        undo: back to its previous state.
+//! 1. delete-snapshots  — the node deletes each snapshot the store knows of.
+//! 2. delete-on-node    — the node deletes the volume (idempotent).
+//! 3. forget            — the records go and the pool gets the space back.
+//!
+//! From delete-snapshots on the saga only moves forward: snapshots cannot
+//! come back, so failures there are retried until they succeed.
+
+use limiquantix_api::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::common::release_volume;
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::error::ApiError;
+use crate::keys;
+use crate::nodes::node_error;
+use crate::repo::Txn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteVolume {
+    pub pool_id: String,
+    pub volume_id: String,
+    pub name: String,
+    pub node_id: String,
+    pub previous_state: i32,
+}
+
+impl Saga for DeleteVolume {
+    const KIND: &'static str = "volume.delete";
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "mark-deleting", action: noop, undo: Some(restore) },
+            Step { name: "delete-snapshots", action: delete_snapshots, undo: None },
+            Step { name: "delete-on-node", action: delete_on_node, undo: None },
+            Step { name: "forget", action: forget, undo: None },
+        ]
+    }
+
+    fn point_of_no_return() -> usize {
+        1
+    }
+}
+
+fn noop<'a>(_: &'a SagaCtx, _: &'a mut DeleteVolume) -> StepFuture<'a> {
+    Box::pin(async { Ok(()) })
+}
+
+fn restore<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
+    Box::pin(release_volume(ctx, &s.pool_id, &s.volume_id, s.previous_state))
+}
+
+fn delete_snapshots<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let repo = &ctx.app.repo;
+        let snapshots = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await?;
+        for (key, snap) in snapshots {
+            let mut client = ctx.app.nodes.client(repo, &s.node_id).await?;
+            let req = pb::DeleteVolumeSnapshotRequest {
+                pool_id: s.pool_id.clone(),
+                volume_id: s.volume_id.clone(),
+                name: snap.value.name.clone(),
+            };
+            client.delete_volume_snapshot(req).await.map_err(|e| node_error(&s.node_id, e))?;
+            let mut txn = Txn::new();
+            txn.delete(&key);
+            txn.commit(repo).await?;
+        }
+        Ok(())
+    })
+}
+
+fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let req = pb::NodeDeleteVolumeRequest { pool_id: s.pool_id.clone(), volume_id: s.volume_id.clone() };
+        client.delete_volume(req).await.map_err(|e| node_error(&s.node_id, e))?;
+        Ok(())
+    })
+}
+
+fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let vkey = keys::volume(&s.pool_id, &s.volume_id);
+            let Some(v) = repo.get::<pb::Volume>(&vkey).await? else { return Ok(()) };
+            let pkey = keys::pool(&s.pool_id);
+            let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::internal("pool record vanished"))?;
+            let mut pool = p.value;
+            pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(v.value.size_bytes);
+            let mut txn = Txn::new();
+            txn.expect(&vkey, v.revision)
+                .delete(&vkey)
+                .delete(keys::volume_pool(&s.volume_id))
+                .delete(keys::volume_name(&s.pool_id, &s.name))
+                .expect(&pkey, p.revision)
+                .put(&pkey, &pool);
+            txn.commit(repo).await.map(drop)
+        })
+        .await
+    })
+}

@@ -1,0 +1,65 @@
+//! Detach a volume from its VM.
+//!
+//! 0. mark             — done by the API call (volume busy).
+//!                       undo: idle again, still attached.
+//! 1. detach-on-node   — the node unplugs it and waits until QEMU released it.
+//! 2. finish           — state available, no attachment.
+
+use limiquantix_api::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::common::{release_volume, update_volume};
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::nodes::node_error;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetachVolume {
+    pub pool_id: String,
+    pub volume_id: String,
+    pub node_id: String,
+    pub vm: String,
+}
+
+impl Saga for DetachVolume {
+    const KIND: &'static str = "volume.detach";
+
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(still_attached) },
+            Step { name: "detach-on-node", action: detach_on_node, undo: None },
+            Step { name: "finish", action: finish, undo: None },
+        ]
+    }
+}
+
+fn still_attached<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
+    Box::pin(release_volume(ctx, &s.pool_id, &s.volume_id, pb::VolumeState::Attached as i32))
+}
+
+fn detach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let req = pb::NodeDetachVolumeRequest { volume_id: s.volume_id.clone(), domain: s.vm.clone(), timeout_seconds: 0 };
+        match client.detach_volume(req).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == tonic::Code::NotFound => Ok(()), // the VM is gone, and the disk with it
+            Err(e) => Err(node_error(&s.node_id, e)),
+        }
+    })
+}
+
+fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let task = ctx.task_id.clone();
+        update_volume(ctx, &s.pool_id, &s.volume_id, |v| {
+            if v.task_id == task {
+                v.task_id.clear();
+                v.state = pb::VolumeState::Available as i32;
+                v.attachment = None;
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    })
+}

@@ -1,0 +1,215 @@
+//! Drives one saga: steps forward, each persisted before and after it runs;
+//! on failure the finished steps are undone in reverse; transient failures
+//! (an unreachable node) are retried for a while first.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use limiquantix_api::v1 as pb;
+use tokio::sync::watch;
+
+use super::{Saga, SagaPhase, SagaRecord, fault};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+use crate::repo::Txn;
+use crate::store::Revision;
+use crate::tasks;
+
+/// Undo attempts on a non-transient error before the saga is declared stuck.
+const MAX_UNDO_ATTEMPTS: u32 = 5;
+/// Progress is written to the task at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What a step gets: the application, its task, and cancellation.
+pub struct SagaCtx {
+    pub app: Arc<App>,
+    pub saga_id: String,
+    pub task_id: String,
+    cancel: watch::Receiver<bool>,
+    last_progress: Mutex<Option<Instant>>,
+}
+
+impl SagaCtx {
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Completes when the task's cancellation is requested.
+    pub async fn cancelled(&self) {
+        let mut rx = self.cancel.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Records progress on the task (throttled; the last report always lands
+    /// because steps finish with their own task update).
+    pub async fn progress(&self, p: pb::Progress) {
+        {
+            let mut last = self.last_progress.lock().expect("progress lock");
+            if last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) && p.done_bytes < p.total_bytes {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let _ = tasks::set_progress(&self.app.repo, &self.task_id, p).await;
+    }
+}
+
+/// Polls the task for a cancel request (it may arrive at any replica).
+fn watch_cancel(app: &Arc<App>, task_id: &str) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(false);
+    let (app, task_id) = (app.clone(), task_id.to_owned());
+    let handle = tokio::spawn(async move {
+        loop {
+            if let Ok(Some(t)) = app.repo.get::<pb::Task>(&keys::task(&task_id)).await {
+                if t.value.cancel_requested {
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    (rx, handle)
+}
+
+struct Stored {
+    record: SagaRecord,
+    revision: Revision,
+}
+
+impl Stored {
+    /// Writes the record if nobody else did since we read it; a conflict
+    /// means another replica took the saga over, and this one must stop.
+    async fn save(&mut self, app: &App) -> ApiResult<()> {
+        let key = keys::saga(&self.record.id);
+        let mut txn = Txn::new();
+        txn.expect(&key, self.revision).put_raw(&key, self.record.encode());
+        self.revision = txn.commit(&app.repo).await?;
+        Ok(())
+    }
+
+    async fn finish(self, app: &App, outcome: Result<(), ApiError>) -> ApiResult<()> {
+        tasks::finish(&app.repo, &self.record.task_id, outcome.clone()).await?;
+        let key = keys::saga(&self.record.id);
+        let mut txn = Txn::new();
+        txn.expect(&key, self.revision).delete(&key);
+        txn.commit(&app.repo).await?;
+        app.metrics.saga_finished(&self.record.kind, outcome.is_ok());
+        Ok(())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((200u64 << attempt.min(5)).min(5_000))
+}
+
+pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: Revision) -> ApiResult<()> {
+    let steps = S::steps();
+    let no_return = S::point_of_no_return();
+    let mut state: S = serde_json::from_value(record.state.clone())
+        .map_err(|e| ApiError::internal(format!("saga {} state: {e}", record.id)))?;
+    let (cancel, cancel_watch) = watch_cancel(&app, &record.task_id);
+    let ctx = SagaCtx {
+        app: app.clone(),
+        saga_id: record.id.clone(),
+        task_id: record.task_id.clone(),
+        cancel,
+        last_progress: Mutex::new(None),
+    };
+    let mut stored = Stored { record, revision };
+    let result = async {
+        let mut attempt = 0u32;
+        loop {
+            match stored.record.phase.clone() {
+                SagaPhase::Forward => {
+                    let i = stored.record.next_step;
+                    if i >= steps.len() {
+                        return stored.finish(&app, Ok(())).await;
+                    }
+                    if ctx.is_cancelled() && i < no_return {
+                        let error = ApiError::cancelled("cancelled on request");
+                        stored.record.phase = SagaPhase::Unwinding { remaining: i, error };
+                        stored.save(&app).await?;
+                        continue;
+                    }
+                    let step = &steps[i];
+                    stored.record.running = Some(step.name.to_owned());
+                    stored.save(&app).await?;
+                    let _ = tasks::set_step(&app.repo, &stored.record.task_id, step.name, None).await;
+                    fault::point(S::KIND, step.name, "before");
+                    let result = (step.action)(&ctx, &mut state).await;
+                    stored.record.state = serde_json::to_value(&state).map_err(|e| ApiError::internal(e.to_string()))?;
+                    match result {
+                        Ok(()) => {
+                            stored.record.next_step = i + 1;
+                            stored.record.running = None;
+                            stored.record.failing_since = None;
+                            stored.save(&app).await?;
+                            fault::point(S::KIND, step.name, "after");
+                            attempt = 0;
+                        }
+                        Err(e) if e.code() == tonic::Code::Cancelled && i < no_return => {
+                            stored.record.phase = SagaPhase::Unwinding { remaining: i + 1, error: e };
+                            stored.save(&app).await?;
+                        }
+                        Err(e) if e.is_transient() || i >= no_return => {
+                            let since = *stored.record.failing_since.get_or_insert_with(now);
+                            let window = app.config.saga_retry.as_secs() as i64;
+                            if i < no_return && now() - since >= window {
+                                tracing::warn!(saga = %stored.record.id, step = step.name, error = %e, "giving up, unwinding");
+                                stored.record.phase = SagaPhase::Unwinding { remaining: i + 1, error: e };
+                                stored.save(&app).await?;
+                                continue;
+                            }
+                            tracing::info!(saga = %stored.record.id, step = step.name, error = %e, "step failed; retrying");
+                            stored.save(&app).await?;
+                            let _ = tasks::set_step(&app.repo, &stored.record.task_id, step.name, Some(&e.message)).await;
+                            attempt += 1;
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        Err(e) => {
+                            tracing::info!(saga = %stored.record.id, step = step.name, error = %e, "step failed; unwinding");
+                            stored.record.phase = SagaPhase::Unwinding { remaining: i + 1, error: e };
+                            stored.save(&app).await?;
+                        }
+                    }
+                }
+                SagaPhase::Unwinding { remaining, error } => {
+                    if remaining == 0 {
+                        return stored.finish(&app, Err(error)).await;
+                    }
+                    let step = &steps[remaining - 1];
+                    if let Some(undo) = step.undo {
+                        let _ = tasks::set_step(&app.repo, &stored.record.task_id, &format!("undo {}", step.name), None).await;
+                        fault::point(S::KIND, step.name, "undo");
+                        let mut failures = 0;
+                        while let Err(e) = undo(&ctx, &mut state).await {
+                            failures += 1;
+                            tracing::warn!(saga = %stored.record.id, step = step.name, error = %e, "undo failed; retrying");
+                            if !e.is_transient() && failures >= MAX_UNDO_ATTEMPTS {
+                                let stuck = ApiError::internal(format!(
+                                    "{} (and undoing step {} failed: {}; the resources need a look)",
+                                    error.message, step.name, e.message
+                                ));
+                                return stored.finish(&app, Err(stuck)).await;
+                            }
+                            tokio::time::sleep(backoff(failures)).await;
+                        }
+                    }
+                    stored.record.state = serde_json::to_value(&state).map_err(|e| ApiError::internal(e.to_string()))?;
+                    stored.record.phase = SagaPhase::Unwinding { remaining: remaining - 1, error };
+                    stored.save(&app).await?;
+                }
+            }
+        }
+    }
+    .await;
+    cancel_watch.abort();
+    result
+}

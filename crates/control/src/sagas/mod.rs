@@ -1,0 +1,130 @@
+//! Sagas: every operation of more than one step is a declared list of steps,
+//! each with its undo. The saga's progress is persisted in the store before
+//! each step runs and after it finished, so after a crash the leader resumes
+//! an unfinished saga where it was — re-running a step that may have half
+//! happened (steps are idempotent) — or finishes unwinding it.
+//!
+//! One file per operation declares its steps in order (see create_volume.rs).
+
+mod common;
+mod engine;
+pub mod fault;
+pub(crate) mod runner;
+
+pub mod attach_volume;
+pub mod create_pool;
+pub mod create_volume;
+pub mod delete_pool;
+pub mod delete_volume;
+pub mod detach_volume;
+pub mod resize_volume;
+pub mod snapshot;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+pub use engine::SagaCtx;
+pub use runner::SagaRunner;
+
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<()>> + Send + 'a>>;
+pub type StepFn<S> = for<'a> fn(&'a SagaCtx, &'a mut S) -> StepFuture<'a>;
+
+pub struct Step<S> {
+    pub name: &'static str,
+    pub action: StepFn<S>,
+    /// Undoes the action, also one that failed half-way or never ran.
+    pub undo: Option<StepFn<S>>,
+}
+
+/// A kind of saga: its persisted state (inputs and what steps produced) and
+/// its steps.
+pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const KIND: &'static str;
+    fn steps() -> Vec<Step<Self>>;
+    /// Steps from this index on are never undone (e.g. after data was
+    /// deleted): failures there are retried until they succeed.
+    fn point_of_no_return() -> usize {
+        usize::MAX
+    }
+}
+
+/// The saga as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SagaRecord {
+    pub id: String,
+    pub kind: String,
+    pub task_id: String,
+    pub state: serde_json::Value,
+    /// The first step that has not completed.
+    pub next_step: usize,
+    /// Set (persisted) just before a step runs, cleared when it completed.
+    pub running: Option<String>,
+    pub phase: SagaPhase,
+    /// Since when the current step has been failing transiently (unix secs).
+    pub failing_since: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum SagaPhase {
+    Forward,
+    /// Undoing: `remaining` steps (0..remaining) still to undo, in reverse.
+    Unwinding { remaining: usize, error: ApiError },
+}
+
+impl SagaRecord {
+    /// A new saga whose first `done` steps were completed by the caller's own
+    /// transaction (the reservation the API makes before answering).
+    pub fn new<S: Saga>(id: &str, task_id: &str, state: &S, done: usize) -> ApiResult<Self> {
+        Ok(Self {
+            id: id.to_owned(),
+            kind: S::KIND.to_owned(),
+            task_id: task_id.to_owned(),
+            state: serde_json::to_value(state).map_err(|e| ApiError::internal(format!("saga state: {e}")))?,
+            next_step: done,
+            running: None,
+            phase: SagaPhase::Forward,
+            failing_since: None,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("saga records serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> ApiResult<Self> {
+        serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("saga record cannot be decoded: {e}")))
+    }
+}
+
+/// Runs a stored saga of any kind to its end (or until leadership is lost).
+pub(crate) async fn execute(app: Arc<App>, id: String) -> ApiResult<()> {
+    let Some((bytes, revision)) = app.repo.get_raw(&crate::keys::saga(&id)).await? else { return Ok(()) };
+    let record = SagaRecord::decode(&bytes)?;
+    macro_rules! dispatch {
+        ($($t:ty),*) => {
+            match record.kind.as_str() {
+                $(<$t as Saga>::KIND => engine::drive::<$t>(app, record, revision).await,)*
+                other => Err(ApiError::internal(format!("unknown saga kind {other}"))),
+            }
+        };
+    }
+    dispatch!(
+        create_volume::CreateVolume,
+        delete_volume::DeleteVolume,
+        resize_volume::ResizeVolume,
+        snapshot::CreateSnapshot,
+        snapshot::RevertSnapshot,
+        snapshot::DeleteSnapshot,
+        attach_volume::AttachVolume,
+        detach_volume::DetachVolume,
+        create_pool::CreatePool,
+        delete_pool::DeletePool
+    )
+}

@@ -1,0 +1,154 @@
+//! Snapshots of a volume: create, revert, delete. Each holds the volume busy
+//! for its duration (one operation per volume).
+//!
+//! create: 0. reserve (API: snapshot record, volume busy; undo: forget it)
+//!         1. snapshot-on-node (undo: the node deletes it)
+//!         2. finish (volume idle, count +1)
+//! revert: 0. mark (API: busy; undo: idle)  1. revert-on-node  2. finish
+//! delete: 0. mark (API: busy; undo: idle)  1. delete-on-node  2. forget
+
+use limiquantix_api::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use super::common::{release_volume, update_volume};
+use super::{Saga, SagaCtx, Step, StepFuture};
+use crate::keys;
+use crate::nodes::node_error;
+use crate::repo::Txn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotTarget {
+    pub pool_id: String,
+    pub volume_id: String,
+    pub node_id: String,
+    pub name: String,
+    pub volume_state: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSnapshot(pub SnapshotTarget);
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevertSnapshot(pub SnapshotTarget);
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteSnapshot(pub SnapshotTarget);
+
+impl Saga for CreateSnapshot {
+    const KIND: &'static str = "snapshot.create";
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(forget_reserved) },
+            Step { name: "snapshot-on-node", action: create_on_node, undo: Some(|c, s| delete_on_node(c, &s.0)) },
+            Step { name: "finish", action: finish_create, undo: None },
+        ]
+    }
+}
+
+impl Saga for RevertSnapshot {
+    const KIND: &'static str = "snapshot.revert";
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(|c, s| idle(c, &s.0)) },
+            Step { name: "revert-on-node", action: revert_on_node, undo: None },
+            Step { name: "finish", action: |c, s| idle(c, &s.0), undo: None },
+        ]
+    }
+}
+
+impl Saga for DeleteSnapshot {
+    const KIND: &'static str = "snapshot.delete";
+    fn steps() -> Vec<Step<Self>> {
+        vec![
+            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(|c, s| idle(c, &s.0)) },
+            Step { name: "delete-on-node", action: |c, s| delete_on_node(c, &s.0), undo: None },
+            Step { name: "forget", action: forget_deleted, undo: None },
+        ]
+    }
+    fn point_of_no_return() -> usize {
+        1
+    }
+}
+
+fn idle<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a> {
+    Box::pin(release_volume(ctx, &t.pool_id, &t.volume_id, t.volume_state))
+}
+
+fn forget_reserved<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
+    Box::pin(async move {
+        let t = &s.0;
+        let mut txn = Txn::new();
+        txn.delete(keys::snapshot(&t.volume_id, &t.name));
+        txn.commit(&ctx.app.repo).await?;
+        release_volume(ctx, &t.pool_id, &t.volume_id, t.volume_state).await
+    })
+}
+
+fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
+    Box::pin(async move {
+        let t = &s.0;
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
+        let req = pb::CreateVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
+        let snap = client.create_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?.into_inner();
+        let record = pb::Snapshot { volume_id: t.volume_id.clone(), name: t.name.clone(), created_unix_seconds: snap.created_unix_seconds };
+        let mut txn = Txn::new();
+        txn.put(keys::snapshot(&t.volume_id, &t.name), &record);
+        txn.commit(&ctx.app.repo).await.map(drop)
+    })
+}
+
+fn delete_on_node<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
+        let req = pb::DeleteVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
+        client.delete_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?;
+        Ok(())
+    })
+}
+
+fn finish_create<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
+    Box::pin(async move {
+        let t = &s.0;
+        let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
+        let task = ctx.task_id.clone();
+        update_volume(ctx, &t.pool_id, &t.volume_id, |v| {
+            v.snapshot_count = count;
+            if v.task_id == task {
+                v.task_id.clear();
+                v.state = t.volume_state;
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    })
+}
+
+fn revert_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut RevertSnapshot) -> StepFuture<'a> {
+    Box::pin(async move {
+        let t = &s.0;
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
+        let req = pb::RevertVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
+        client.revert_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?;
+        Ok(())
+    })
+}
+
+fn forget_deleted<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteSnapshot) -> StepFuture<'a> {
+    Box::pin(async move {
+        let t = &s.0;
+        let mut txn = Txn::new();
+        txn.delete(keys::snapshot(&t.volume_id, &t.name));
+        txn.commit(&ctx.app.repo).await?;
+        let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
+        let task = ctx.task_id.clone();
+        update_volume(ctx, &t.pool_id, &t.volume_id, |v| {
+            v.snapshot_count = count;
+            if v.task_id == task {
+                v.task_id.clear();
+                v.state = t.volume_state;
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+    })
+}

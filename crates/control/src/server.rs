@@ -1,0 +1,78 @@
+//! One listener for everything: the gRPC services (with reflection and
+//! health), /metrics, and a small status page.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use limiquantix_api::v1::node_service_server::NodeServiceServer;
+use limiquantix_api::v1::storage_pool_service_server::StoragePoolServiceServer;
+use limiquantix_api::v1::task_service_server::TaskServiceServer;
+use limiquantix_api::v1::volume_service_server::VolumeServiceServer;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::api::{nodes::NodeApi, pools::PoolApi, tasks::TaskApi, volumes::VolumeApi};
+use crate::app::App;
+
+pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in [
+        "limiquantix.storage.v1.StoragePoolService",
+        "limiquantix.storage.v1.VolumeService",
+        "limiquantix.storage.v1.NodeService",
+        "limiquantix.storage.v1.TaskService",
+    ] {
+        health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(limiquantix_api::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let grpc = Routes::new(health)
+        .add_service(reflection)
+        .add_service(StoragePoolServiceServer::new(PoolApi::new(app.clone())))
+        .add_service(VolumeServiceServer::new(VolumeApi::new(app.clone())))
+        .add_service(NodeServiceServer::new(NodeApi::new(app.clone())))
+        .add_service(TaskServiceServer::new(TaskApi::new(app.clone())))
+        .into_axum_router();
+    let http = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(app.clone());
+    Ok(grpc.merge(http).layer(middleware::from_fn_with_state(app, count_rpcs)))
+}
+
+pub async fn serve(router: Router, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Counts and times every gRPC call by method (the path names it).
+async fn count_rpcs(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    if path.starts_with("/limiquantix.") {
+        app.metrics.rpc(path.trim_start_matches('/'), start.elapsed().as_secs_f64());
+    }
+    resp
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
+}
+
+async fn index(State(app): State<Arc<App>>) -> Html<String> {
+    let leader = if app.runner.is_leader() { "leading" } else { "standing by" };
+    Html(format!(
+        "<!doctype html><title>LimiQuantix storage</title><h1>LimiQuantix storage control plane</h1>\
+         <p>This replica is {leader} ({} store). API: gRPC on this address; metrics: <a href=\"/metrics\">/metrics</a>.</p>",
+        app.repo.store().kind()
+    ))
+}

@@ -1,0 +1,97 @@
+//! Tasks: what a caller watches while a saga runs.
+
+use limiquantix_api::v1 as pb;
+
+use crate::error::{ApiError, ApiResult};
+use crate::keys;
+use crate::repo::Repo;
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+pub fn new_task(id: &str, kind: &str, resource_id: &str) -> pb::Task {
+    let t = now();
+    pb::Task {
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+        resource_id: resource_id.to_owned(),
+        state: pb::TaskState::Running as i32,
+        created_unix_seconds: t,
+        updated_unix_seconds: t,
+        ..Default::default()
+    }
+}
+
+fn is_final(t: &pb::Task) -> bool {
+    t.state != pb::TaskState::Running as i32
+}
+
+pub async fn set_progress(repo: &Repo, task_id: &str, p: pb::Progress) -> ApiResult<()> {
+    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+        t.progress = Some(p.clone());
+        t.updated_unix_seconds = now();
+        Ok(())
+    })
+    .await
+    .map(drop)
+}
+
+/// Shows the running step, and why it is being retried if it is.
+pub async fn set_step(repo: &Repo, task_id: &str, step: &str, retrying: Option<&str>) -> ApiResult<()> {
+    let label = match retrying {
+        Some(why) => format!("{step} (retrying: {why})"),
+        None => step.to_owned(),
+    };
+    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+        t.step = label.clone();
+        t.updated_unix_seconds = now();
+        Ok(())
+    })
+    .await
+    .map(drop)
+}
+
+pub async fn finish(repo: &Repo, task_id: &str, outcome: Result<(), ApiError>) -> ApiResult<()> {
+    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+        if is_final(t) {
+            return Ok(());
+        }
+        t.updated_unix_seconds = now();
+        t.step.clear();
+        match &outcome {
+            Ok(()) => {
+                t.state = pb::TaskState::Succeeded as i32;
+                if let Some(p) = t.progress.as_mut() {
+                    p.done_bytes = p.total_bytes;
+                }
+            }
+            Err(e) => {
+                t.state = if e.code() == tonic::Code::Cancelled {
+                    pb::TaskState::Cancelled as i32
+                } else {
+                    pb::TaskState::Failed as i32
+                };
+                t.error = e.message.clone();
+                t.error_code = e.code() as i32;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map(drop)
+}
+
+pub async fn request_cancel(repo: &Repo, task_id: &str) -> ApiResult<pb::Task> {
+    let (task, ()) = repo
+        .update::<pb::Task, ()>(&keys::task(task_id), |t| {
+            if !is_final(t) {
+                t.cancel_requested = true;
+                t.updated_unix_seconds = now();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| if e.code() == tonic::Code::NotFound { ApiError::not_found(format!("task {task_id} does not exist")) } else { e })?;
+    Ok(task)
+}
