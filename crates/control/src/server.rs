@@ -19,6 +19,8 @@ use tonic::service::Routes;
 
 use crate::api::{nodes::NodeApi, pools::PoolApi, tasks::TaskApi, volumes::VolumeApi};
 use crate::app::App;
+use crate::keys;
+use limiquantix_api::v1 as pb;
 
 pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -65,6 +67,20 @@ async fn count_rpcs(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    // Pool and node figures are taken from the store at scrape time, so they
+    // are current whichever replica is asked.
+    if let Ok(pools) = app.repo.list::<pb::Pool>(keys::POOLS, None, 0).await {
+        for (_, p) in pools {
+            let p = p.value;
+            let cap = p.capacity.unwrap_or_default();
+            app.metrics.pool(&p.id, &p.name, cap.total_bytes, cap.free_bytes, p.provisioned_bytes);
+        }
+    }
+    if let Ok(nodes) = app.repo.list::<pb::Node>(keys::NODES, None, 0).await {
+        for (_, n) in nodes {
+            app.metrics.node(&n.value.id, &n.value.hostname, app.nodes.is_online(&n.value));
+        }
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
 }
 

@@ -126,7 +126,6 @@ async fn deletes_remove_keys(s: Arc<dyn Store>) {
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
-            use super::*;
             macro_rules! case {
                 ($name:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,7 +40,7 @@ pub async fn run(control_plane: String, node_id: String, address: String, info: 
             Err(e) => {
                 tracing::warn!(%control_plane, error = %e, "cannot reach the control plane; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

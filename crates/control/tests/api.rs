@@ -1,0 +1,301 @@
+//! The control plane's API against a real node daemon (and real qemu-img):
+//! volumes end to end, bad input, conflicts, races, space accounting.
+
+mod common;
+
+use common::{Cluster, GIB, create_req};
+use limiquantix_api::v1 as pb;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn volumes_end_to_end_with_records_matching_the_disk() {
+    let mut k = Cluster::start().await;
+    let pool = k.pool.clone();
+    assert_eq!(pool.state, pb::PoolState::Ready as i32);
+    assert!(pool.capacity.unwrap().total_bytes > 0, "capacity comes from the backend");
+
+    let base = k.c.create_volume("p1", "base", GIB).await;
+    assert_eq!((base.state, base.size_bytes, base.node_id.as_str()), (pb::VolumeState::Available as i32, GIB, k.node_id.as_str()));
+    assert!(base.task_id.is_empty());
+
+    let clone_req = |name: &str, mode: pb::CloneMode| pb::CloneVolumeRequest {
+        source_volume_id: base.id.clone(),
+        name: name.into(),
+        mode: mode as i32,
+        ..Default::default()
+    };
+    let op = k.c.volumes.clone_volume(clone_req("linked", pb::CloneMode::Linked)).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let linked = k.c.volume(&op.volume.unwrap().id).await.unwrap();
+    assert_eq!(linked.backing_volume_id, base.id);
+    let op = k.c.volumes.clone_volume(clone_req("full", pb::CloneMode::Full)).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let full = k.c.volume(&op.volume.unwrap().id).await.unwrap();
+    assert!(full.backing_volume_id.is_empty());
+
+    // Snapshots.
+    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: full.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: full.id.clone() }).await.unwrap().into_inner().snapshots;
+    assert_eq!(snaps.len(), 1);
+    assert!(snaps[0].created_unix_seconds > 0);
+    assert_eq!(k.c.volume(&full.id).await.unwrap().snapshot_count, 1);
+    let op = k.c.volumes.revert_snapshot(pb::RevertSnapshotRequest { volume_id: full.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let from_snap = pb::CreateVolumeRequest {
+        source: Some(pb::VolumeSource {
+            source: Some(pb::volume_source::Source::Snapshot(pb::SnapshotSource { volume_id: full.id.clone(), snapshot_name: "s1".into() })),
+        }),
+        ..create_req("p1", "restored", 0)
+    };
+    let op = k.c.volumes.create_volume(from_snap).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+
+    // Resize, and space accounting.
+    let op = k.c.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id: full.id.clone(), new_size_bytes: 2 * GIB }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    assert_eq!(k.c.volume(&full.id).await.unwrap().size_bytes, 2 * GIB);
+    let p = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(p.provisioned_bytes, GIB + GIB + 2 * GIB + GIB, "base + linked + full(grown) + restored");
+
+    // Listing with filters and pages.
+    let list = |req: pb::ListVolumesRequest| {
+        let mut v = k.c.volumes.clone();
+        async move { v.list_volumes(req).await.unwrap().into_inner() }
+    };
+    let all = list(pb::ListVolumesRequest { pool: "p1".into(), ..Default::default() }).await;
+    assert_eq!(all.volumes.len(), 4);
+    let named = list(pb::ListVolumesRequest { name_prefix: "f".into(), ..Default::default() }).await;
+    assert_eq!(named.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["full"]);
+    let page1 = list(pb::ListVolumesRequest { page_size: 3, ..Default::default() }).await;
+    assert_eq!(page1.volumes.len(), 3);
+    let page2 = list(pb::ListVolumesRequest { page_size: 3, page_token: page1.next_page_token.clone(), ..Default::default() }).await;
+    assert_eq!(page2.volumes.len(), 1);
+    assert!(page2.next_page_token.is_empty());
+
+    // The files on the node are exactly the volumes in the store.
+    let mut ids: Vec<String> = all.volumes.iter().map(|v| format!("lq-{}.", v.id)).collect();
+    ids.sort();
+    let files = k.files();
+    assert_eq!(files.len(), 4, "{files:?}");
+    for id in &ids {
+        assert!(files.iter().any(|f| f.starts_with(id)), "{id} missing in {files:?}");
+    }
+
+    // Delete: the base is refused while its linked clone exists.
+    let err = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: base.id.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains(&linked.id), "{err:?}");
+    for v in all.volumes.iter().filter(|v| v.id != base.id).chain(std::iter::once(&base)) {
+        let op = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: v.id.clone() }).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+    }
+    assert!(k.files().is_empty(), "{:?}", k.files());
+    let p = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(p.provisioned_bytes, 0);
+    assert_eq!(k.c.volume(&base.id).await.unwrap_err().code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let mut k = Cluster::start().await;
+    let v = k.c.create_volume("p1", "good", GIB).await;
+    let files = k.files();
+    let long = "x".repeat(64);
+    let bad_names = ["", "a/b", "..", "a b", "<x>", "a&b", "it's", "\"q\"", "-rf", long.as_str(), "Upper"];
+    for name in bad_names {
+        let err = k.c.volumes.create_volume(create_req("p1", name, GIB)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "volume name {name:?}");
+        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "snapshot name {name:?}");
+        let req = pb::CreatePoolRequest {
+            name: name.into(),
+            config: Some(pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: "/x".into() })) }),
+            node_ids: vec![k.node_id.clone()],
+            ..Default::default()
+        };
+        assert_eq!(k.c.pools.create_pool(req).await.unwrap_err().code(), Code::InvalidArgument, "pool name {name:?}");
+    }
+    for size in [0u64, 1000, (1 << 63) + 512, u64::MAX] {
+        let err = k.c.volumes.create_volume(create_req("p1", "sized", size)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "size {size}");
+    }
+    let err = k.c.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id: v.id.clone(), new_size_bytes: GIB / 2 }).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("shrink"));
+    assert_eq!(k.c.volumes.create_volume(create_req("nope", "x", GIB)).await.unwrap_err().code(), Code::NotFound);
+    let ghost = uuid::Uuid::new_v4().to_string();
+    assert_eq!(k.c.volume(&ghost).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(k.c.volume("../../etc").await.unwrap_err().code(), Code::InvalidArgument);
+    let err = k.c.volumes.create_volume(create_req("p1", "good", GIB)).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "a duplicate name in a pool");
+    let image = pb::CreateVolumeRequest {
+        source: Some(pb::VolumeSource {
+            source: Some(pb::volume_source::Source::Image(pb::ImageSource { path: "/etc/passwd".into(), format: 2 })),
+        }),
+        ..create_req("p1", "img", 0)
+    };
+    assert_eq!(k.c.volumes.create_volume(image).await.unwrap_err().code(), Code::InvalidArgument);
+    let err = k.c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "detaching a volume that is not attached");
+
+    // An import the node refuses (outside its import directories) fails its task and leaves nothing.
+    let req = pb::ImportVolumeRequest {
+        pool: "p1".into(),
+        name: "shadow".into(),
+        path: "/etc/shadow".into(),
+        format: pb::ImageFormat::Raw as i32,
+        ..Default::default()
+    };
+    let op = k.c.volumes.import_volume(req).await.unwrap().into_inner();
+    let task = k.c.wait(&op.task_id).await;
+    assert_eq!(task.state, pb::TaskState::Failed as i32);
+    assert_eq!(task.error_code, Code::InvalidArgument as i32, "{task:?}");
+    assert!(task.error.contains("import director"), "{task:?}");
+    assert_eq!(k.c.volume(&op.volume.unwrap().id).await.unwrap_err().code(), Code::NotFound, "the reservation was undone");
+
+    assert_eq!(k.files(), files, "nothing changed on disk");
+    let all = k.c.volumes.list_volumes(pb::ListVolumesRequest::default()).await.unwrap().into_inner().volumes;
+    assert_eq!(all.len(), 1);
+    let p = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(p.provisioned_bytes, GIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_with_volumes_cannot_be_deleted() {
+    let mut k = Cluster::start().await;
+    let a = k.c.create_volume("p1", "a", GIB).await;
+    k.c.create_volume("p1", "b", GIB).await;
+    let err = k.c.pools.delete_pool(pb::DeletePoolRequest { pool: "p1".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("2 volume"), "{err:?}");
+    for v in k.c.volumes.list_volumes(pb::ListVolumesRequest::default()).await.unwrap().into_inner().volumes {
+        let op = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: v.id }).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+    }
+    let op = k.c.pools.delete_pool(pb::DeletePoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    assert_eq!(k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap_err().code(), Code::NotFound);
+    let _ = a;
+    // The node forgot it too.
+    let mut node = limiquantix_api::v1::node_storage_client::NodeStorageClient::connect(format!("http://{}", k.node_addr())).await.unwrap();
+    let pools = node.list_storage_pools(pb::ListStoragePoolsRequest {}).await.unwrap().into_inner().pools;
+    assert!(pools.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provisioning_beyond_the_overcommit_limit_is_refused_with_the_numbers() {
+    let mut k = Cluster::start().await;
+    let total = k.pool.capacity.unwrap().total_bytes;
+    let too_big = (total / 512 + 1) * 512;
+    let err = k.c.volumes.create_volume(create_req("p1", "huge", too_big)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains(&too_big.to_string()) && err.message().contains("overcommit"), "{err:?}");
+    let req = pb::UpdatePoolRequest { pool: "p1".into(), overcommit_ratio: Some(3.0), ..Default::default() };
+    let p = k.c.pools.update_pool(req).await.unwrap().into_inner();
+    assert_eq!(p.overcommit_ratio, 3.0);
+    let op = k.c.volumes.create_volume(create_req("p1", "huge", too_big)).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let req = pb::UpdatePoolRequest { pool: "p1".into(), overcommit_ratio: Some(1.0), ..Default::default() };
+    assert_eq!(k.c.pools.update_pool(req).await.unwrap_err().code(), Code::FailedPrecondition, "would leave it over the limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_operations_on_one_volume_exactly_one_wins() {
+    let mut k = Cluster::start().await;
+    for round in 0..5 {
+        let v = k.c.create_volume("p1", &format!("race{round}"), GIB).await;
+        let (mut a, mut b, mut c) = (k.c.volumes.clone(), k.c.volumes.clone(), k.c.volumes.clone());
+        let (id1, id2, id3) = (v.id.clone(), v.id.clone(), v.id.clone());
+        let (r1, r2, r3) = tokio::join!(
+            async move { a.resize_volume(pb::ResizeVolumeRequest { volume_id: id1, new_size_bytes: 2 * GIB }).await.map(|r| r.into_inner().task_id) },
+            async move { b.delete_volume(pb::DeleteVolumeRequest { volume_id: id2 }).await.map(|r| r.into_inner().task_id) },
+            async move { c.create_snapshot(pb::CreateSnapshotRequest { volume_id: id3, name: "s".into() }).await.map(|r| r.into_inner().task_id) },
+        );
+        let results = [r1, r2, r3];
+        let wins: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(wins.len(), 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+                assert!(e.message().contains("busy"), "{e:?}");
+            }
+        }
+        k.c.wait_ok(wins[0]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_all_land_and_are_all_accounted() {
+    let mut k = Cluster::start().await;
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let mut v = k.c.volumes.clone();
+        handles.push(tokio::spawn(async move { v.create_volume(create_req("p1", &format!("v{i}"), GIB)).await.map(|r| r.into_inner()) }));
+    }
+    for h in handles {
+        let op = h.await.unwrap().expect("every create is accepted: conflicts on the pool record are retried");
+        k.c.wait_ok(&op.task_id).await;
+    }
+    let p = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(p.provisioned_bytes, 16 * GIB);
+    assert_eq!(k.files().len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offline_node_fails_operations_fast_naming_it() {
+    let mut k = Cluster::start().await;
+    let v = k.c.create_volume("p1", "a", GIB).await;
+    k.node.take().unwrap().stop().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = k.c.nodes.get_node(pb::GetNodeRequest { node_id: k.node_id.clone() }).await.unwrap().into_inner();
+        if n.state == pb::NodeState::Offline as i32 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node never went offline");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let start = std::time::Instant::now();
+    let err = k.c.volumes.create_volume(create_req("p1", "b", GIB)).await.unwrap_err();
+    assert!(start.elapsed() < std::time::Duration::from_secs(2), "fails fast");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains(&k.node_id), "{err:?}");
+    let err = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: v.id.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(k.c.volume(&v.id).await.unwrap().state, pb::VolumeState::Available as i32, "nothing changed");
+
+    let url = k.cp.as_ref().unwrap().url();
+    let body = reqwest_get(&format!("{url}/metrics")).await;
+    assert!(body.contains(&format!("limiquantix_node_up{{node=\"{}\"", k.node_id)), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_report_pools_rpcs_and_sagas() {
+    let mut k = Cluster::start().await;
+    k.c.create_volume("p1", "a", GIB).await;
+    let url = k.cp.as_ref().unwrap().url();
+    let body = reqwest_get(&format!("{url}/metrics")).await;
+    for want in [
+        "limiquantix_pool_total_bytes{pool=",
+        "limiquantix_pool_provisioned_bytes{pool=",
+        "limiquantix_rpc_requests_total{method=\"limiquantix.storage.v1.VolumeService/CreateVolume\"} ",
+        "limiquantix_rpc_latency_seconds_bucket{",
+        "limiquantix_sagas_total{kind=\"volume.create\",outcome=\"succeeded\"} 1",
+        "limiquantix_node_up{",
+    ] {
+        assert!(body.contains(want), "missing {want} in:\n{body}");
+    }
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket (no HTTP client dependency).
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
