@@ -266,7 +266,7 @@ async fn an_offline_node_fails_operations_fast_naming_it() {
     assert_eq!(k.c.volume(&v.id).await.unwrap().state, pb::VolumeState::Available as i32, "nothing changed");
 
     let url = k.cp.as_ref().unwrap().url();
-    let body = reqwest_get(&format!("{url}/metrics")).await;
+    let body = common::http_get(&format!("{url}/metrics")).await.unwrap();
     assert!(body.contains(&format!("limiquantix_node_up{{node=\"{}\"", k.node_id)), "{body}");
 }
 
@@ -275,7 +275,7 @@ async fn metrics_report_pools_rpcs_and_sagas() {
     let mut k = Cluster::start().await;
     k.c.create_volume("p1", "a", GIB).await;
     let url = k.cp.as_ref().unwrap().url();
-    let body = reqwest_get(&format!("{url}/metrics")).await;
+    let body = common::http_get(&format!("{url}/metrics")).await.unwrap();
     for want in [
         "limiquantix_pool_total_bytes{pool=",
         "limiquantix_pool_provisioned_bytes{pool=",
@@ -288,14 +288,3 @@ async fn metrics_report_pools_rpcs_and_sagas() {
     }
 }
 
-/// A plain HTTP/1.1 GET over a TCP socket (no HTTP client dependency).
-async fn reqwest_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}

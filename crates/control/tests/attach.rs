@@ -1,0 +1,147 @@
+//! Hot attach / detach through the control plane, against a private libvirtd
+//! and a real QEMU (TCG) domain; then the attach and detach sagas aborted at
+//! every step and resumed by a restarted control plane: the volume is
+//! attached in the store exactly when QEMU has the disk.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::process::{spawn, write_config};
+use common::{Clients, GIB};
+use limiquantix_api::v1 as pb;
+use limiquantix_node::RunningNode;
+use limiquantix_testkit::Libvirtd;
+use limiquantix_testkit::etcd::free_port;
+use limiquantix_testkit::libvirt::minimal_domain;
+use tonic::Code;
+
+fn capacity(libvirtd: &Libvirtd, domain: &str, target: &str) -> u64 {
+    let out = libvirtd.virsh(&["domblkinfo", domain, target]).unwrap();
+    out.lines().find_map(|l| l.strip_prefix("Capacity:")).unwrap().trim().parse().unwrap()
+}
+
+fn qemu_has(libvirtd: &Libvirtd, domain: &str, volume_id: &str) -> bool {
+    libvirtd.virsh(&["dumpxml", domain]).unwrap().contains(&format!("<serial>{volume_id}</serial>"))
+}
+
+#[test]
+fn attach_resize_detach_and_crashes_at_every_step() {
+    let libvirtd = Libvirtd::start().expect("private libvirtd");
+    libvirtd.create_domain(&minimal_domain("lq-cp-vm", "")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = write_config(root.path(), port);
+    let mut cp = spawn(&config, None);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut ncfg = common::node_config(root.path(), &url);
+        ncfg.libvirt_uri = libvirtd.uri().to_owned();
+        let node = RunningNode::start(&ncfg).await.unwrap();
+        let node_id = limiquantix_node::registration::node_id(&ncfg.state_dir).unwrap();
+        let mut c = Clients::connect(&url).await;
+        c.wait_node_online(&node_id).await;
+        c.local_pool("p1", &node_id, &root.path().join("node/pools/p1")).await;
+        let v = c.create_volume("p1", "data", GIB).await;
+        let attach = |vm: &str| pb::AttachVolumeRequest { volume_id: v.id.clone(), vm: vm.into(), ..Default::default() };
+
+        let op = c.volumes.attach_volume(attach("lq-cp-vm")).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        let attached = c.volume(&v.id).await.unwrap();
+        assert_eq!(attached.state, pb::VolumeState::Attached as i32);
+        let a = attached.attachment.clone().unwrap();
+        assert_eq!((a.vm.as_str(), a.node_id.as_str(), a.target_dev.as_str()), ("lq-cp-vm", node_id.as_str(), "sda"));
+        assert!(qemu_has(&libvirtd, "lq-cp-vm", &v.id));
+
+        let err = c.volumes.attach_volume(attach("lq-cp-vm")).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains("already attached to VM lq-cp-vm"), "{err:?}");
+        let err = c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: v.id.clone() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "an attached volume cannot be deleted");
+
+        // A grow of an attached volume goes through libvirt: the guest sees it.
+        let op = c.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id: v.id.clone(), new_size_bytes: 2 * GIB }).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        assert_eq!(capacity(&libvirtd, "lq-cp-vm", "sda"), 2 * GIB);
+        assert_eq!(c.volume(&v.id).await.unwrap().state, pb::VolumeState::Attached as i32);
+
+        let op = c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        assert!(!qemu_has(&libvirtd, "lq-cp-vm", &v.id), "QEMU released it");
+        let detached = c.volume(&v.id).await.unwrap();
+        assert_eq!(detached.state, pb::VolumeState::Available as i32);
+        assert!(detached.attachment.is_none());
+        let err = c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+
+        // A VM that does not exist: the task fails NOT_FOUND, the volume is untouched.
+        let op = c.volumes.attach_volume(attach("lq-no-such-vm")).await.unwrap().into_inner();
+        let t = c.wait(&op.task_id).await;
+        assert_eq!((t.state, t.error_code), (pb::TaskState::Failed as i32, Code::NotFound as i32), "{t:?}");
+        assert!(t.error.contains("lq-no-such-vm"), "{t:?}");
+        let after = c.volume(&v.id).await.unwrap();
+        assert!(after.state == pb::VolumeState::Available as i32 && after.task_id.is_empty(), "{after:?}");
+
+        // Crashes at every step of attach and detach.
+        let points = [
+            "volume.attach:attach-on-node:before",
+            "volume.attach:attach-on-node:after",
+            "volume.attach:finish:before",
+            "volume.attach:finish:after",
+            "volume.detach:detach-on-node:before",
+            "volume.detach:detach-on-node:after",
+            "volume.detach:finish:before",
+        ];
+        for fault in points {
+            drop(c);
+            cp.child.stop(Duration::from_secs(10));
+            cp = spawn(&config, Some(fault));
+            c = Clients::connect(&url).await;
+            c.wait_node_online(&node_id).await;
+            // Put the volume where the saga under test starts from.
+            let is_attach = fault.starts_with("volume.attach");
+            let current = c.volume(&v.id).await.unwrap();
+            let attached_now = current.state == pb::VolumeState::Attached as i32;
+            if attached_now == is_attach {
+                cp.child.stop(Duration::from_secs(10));
+                cp = spawn(&config, None);
+                c = Clients::connect(&url).await;
+                let op = if is_attach {
+                    c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await
+                } else {
+                    c.volumes.attach_volume(attach("lq-cp-vm")).await
+                };
+                let task_id = op.unwrap().into_inner().task_id;
+                c.wait_ok(&task_id).await;
+                drop(c);
+                cp.child.stop(Duration::from_secs(10));
+                cp = spawn(&config, Some(fault));
+                c = Clients::connect(&url).await;
+                c.wait_node_online(&node_id).await;
+            }
+            let op = if is_attach {
+                c.volumes.attach_volume(attach("lq-cp-vm")).await
+            } else {
+                c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await
+            }
+            .unwrap()
+            .into_inner();
+            assert!(cp.child.wait_exit(Duration::from_secs(30)).is_some_and(|s| !s.success()), "{fault} did not fire");
+            cp = spawn(&config, None);
+            c = Clients::connect(&url).await;
+            let t = c.wait(&op.task_id).await;
+            assert_eq!(t.state, pb::TaskState::Succeeded as i32, "{fault}: {t:?}");
+            let now = c.volume(&v.id).await.unwrap();
+            assert!(now.task_id.is_empty(), "{fault}: {now:?}");
+            let attached_in_store = now.state == pb::VolumeState::Attached as i32;
+            assert_eq!(attached_in_store, qemu_has(&libvirtd, "lq-cp-vm", &v.id), "{fault}: store and QEMU agree");
+            assert_eq!(attached_in_store, fault.starts_with("volume.attach"), "{fault}: the saga finished its work");
+        }
+        drop(c);
+        cp.child.stop(Duration::from_secs(10));
+        node.stop().await.unwrap();
+    });
+}

@@ -1,0 +1,42 @@
+//! The control plane as a child process, for tests that abort it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use limiquantix_testkit::ChildGuard;
+
+pub struct ControlProcess {
+    pub child: ChildGuard,
+}
+
+/// A control-plane config on 127.0.0.1:`port` with the redb store in `root`.
+pub fn write_config(root: &Path, port: u16) -> PathBuf {
+    let store = format!("[store]\nkind = \"redb\"\npath = \"{}\"\n", root.join("control/state.redb").display());
+    write_config_with_store(root, "control.toml", port, &store)
+}
+
+/// The same with the etcd store at `endpoint` (several replicas share it).
+pub fn write_etcd_config(root: &Path, name: &str, port: u16, endpoint: &str) -> PathBuf {
+    let store = format!("[store]\nkind = \"etcd\"\nendpoints = [\"{endpoint}\"]\nroot = \"/lq-test/\"\ntimeout_secs = 2\n");
+    write_config_with_store(root, name, port, &store)
+}
+
+fn write_config_with_store(root: &Path, name: &str, port: u16, store: &str) -> PathBuf {
+    let path = root.join(name);
+    let text = format!(
+        "listen = \"127.0.0.1:{port}\"\nheartbeat_interval_secs = 1\noffline_after_secs = 10\nsaga_retry_secs = 30\n{store}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn spawn(config: &Path, fault: Option<&str>) -> ControlProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_limiquantix-controlplane"));
+    cmd.arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::null());
+    match fault {
+        Some(f) => cmd.env("LQ_SAGA_FAULT", f),
+        None => cmd.env_remove("LQ_SAGA_FAULT"),
+    };
+    ControlProcess { child: ChildGuard::spawn("limiquantix-controlplane", &mut cmd).unwrap() }
+}
+

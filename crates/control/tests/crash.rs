@@ -1,0 +1,118 @@
+//! Crash safety: the control plane (a child process) is aborted — as kill -9
+//! would — at every step of the create and clone sagas, and at undo steps of
+//! a failing import; a restart must resume or unwind each saga so that the
+//! store and the node's disk agree: no orphan file, no volume stuck in a
+//! transitional state, no task left running.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::process::{spawn, write_config};
+use common::{Clients, GIB, create_req};
+use limiquantix_api::v1 as pb;
+use limiquantix_node::RunningNode;
+use limiquantix_testkit::etcd::free_port;
+
+/// Every task has ended, every volume is in a resting state, and the node's
+/// files are exactly the volumes the store knows.
+async fn assert_consistent(c: &mut Clients, pool_dir: &Path) {
+    let running = c.tasks.list_tasks(pb::ListTasksRequest { running_only: true, ..Default::default() }).await.unwrap().into_inner().tasks;
+    assert!(running.is_empty(), "tasks still running: {running:?}");
+    let volumes = c.volumes.list_volumes(pb::ListVolumesRequest { page_size: 1000, ..Default::default() }).await.unwrap().into_inner().volumes;
+    for v in &volumes {
+        assert!(
+            v.state == pb::VolumeState::Available as i32 || v.state == pb::VolumeState::Attached as i32,
+            "volume stuck in a transitional state: {v:?}"
+        );
+        assert!(v.task_id.is_empty(), "volume still busy: {v:?}");
+    }
+    let mut files: Vec<String> = std::fs::read_dir(pool_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    let mut expected: Vec<String> = volumes.iter().map(|v| format!("lq-{}.qcow2", v.id)).collect();
+    expected.sort();
+    assert_eq!(files, expected, "the disk and the store disagree");
+    let pool = c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(pool.provisioned_bytes, volumes.iter().map(|v| v.size_bytes).sum::<u64>(), "space accounting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = write_config(root.path(), port);
+    let mut cp = spawn(&config, None);
+
+    let mut ncfg = common::node_config(root.path(), &url);
+    ncfg.listen = "127.0.0.1:0".parse().unwrap();
+    let node = RunningNode::start(&ncfg).await.unwrap();
+    let node_id = limiquantix_node::registration::node_id(&ncfg.state_dir).unwrap();
+    let mut c = Clients::connect(&url).await;
+    c.wait_node_online(&node_id).await;
+    let pool_dir = root.path().join("node/pools/p1");
+    c.local_pool("p1", &node_id, &pool_dir).await;
+    let base = c.create_volume("p1", "base", GIB).await;
+
+    let points = [
+        ("volume.create:create-on-node:before", "create"),
+        ("volume.create:create-on-node:after", "create"),
+        ("volume.create:make-available:before", "create"),
+        ("volume.create:make-available:after", "create"),
+        ("volume.create:create-on-node:before", "linked-clone"),
+        ("volume.create:create-on-node:after", "linked-clone"),
+        ("volume.create:make-available:before", "full-clone"),
+        ("volume.create:make-available:after", "full-clone"),
+        ("volume.create:create-on-node:undo", "failing-import"),
+        ("volume.create:reserve:undo", "failing-import"),
+        ("volume.delete:delete-on-node:before", "delete"),
+        ("volume.delete:forget:before", "delete"),
+    ];
+    let image = root.path().join("node/images/not-an-image.qcow2");
+    std::fs::write(&image, b"plain text, not a qcow2 image").unwrap();
+    for (i, (fault, what)) in points.iter().enumerate() {
+        // Restart the control plane with the fault armed.
+        cp.child.stop(Duration::from_secs(10));
+        cp = spawn(&config, Some(fault));
+        let mut c = Clients::connect(&url).await;
+        c.wait_node_online(&node_id).await;
+        let name = format!("v{i}");
+        let accepted = match *what {
+            "create" => c.volumes.create_volume(create_req("p1", &name, GIB)).await,
+            "linked-clone" | "full-clone" => {
+                let mode = if *what == "linked-clone" { pb::CloneMode::Linked } else { pb::CloneMode::Full };
+                let req = pb::CloneVolumeRequest { source_volume_id: base.id.clone(), name: name.clone(), mode: mode as i32, ..Default::default() };
+                c.volumes.clone_volume(req).await
+            }
+            "failing-import" => {
+                let req = pb::ImportVolumeRequest {
+                    pool: "p1".into(),
+                    name: name.clone(),
+                    path: image.display().to_string(),
+                    format: pb::ImageFormat::Qcow2 as i32,
+                    ..Default::default()
+                };
+                c.volumes.import_volume(req).await
+            }
+            "delete" => {
+                let victim = c.create_volume("p1", &name, GIB).await;
+                c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: victim.id }).await
+            }
+            other => unreachable!("{other}"),
+        };
+        let op = accepted.unwrap_or_else(|e| panic!("{fault} ({what}): not accepted: {e:?}")).into_inner();
+        let status = cp.child.wait_exit(Duration::from_secs(30)).unwrap_or_else(|| panic!("{fault} ({what}): the fault never fired"));
+        assert!(!status.success(), "{fault}: aborted, not exited cleanly");
+
+        // Restart without the fault: the saga is resumed or unwound.
+        cp = spawn(&config, None);
+        let mut c = Clients::connect(&url).await;
+        let task = c.wait(&op.task_id).await;
+        let expect_ok = *what != "failing-import";
+        assert_eq!(task.state == pb::TaskState::Succeeded as i32, expect_ok, "{fault} ({what}): {task:?}");
+        assert_consistent(&mut c, &pool_dir).await;
+    }
+    cp.child.stop(Duration::from_secs(10));
+    node.stop().await.unwrap();
+}
