@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Benchmarks the node engine side by side with qemu-img, virsh and cp in one
-# run; prints a table and one JSON line. Needs root (private libvirtd).
+# Side-by-side benchmarks; each prints a table (stderr) and one JSON line.
+#   scripts/bench.sh            both
+#   scripts/bench.sh node       the node engine vs qemu-img, virsh, cp
+#   scripts/bench.sh control    the control plane at 100,000 volumes, redb and etcd
+# Needs root (the node benchmark starts a private libvirtd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 cargo build --release --bins
-exec target/release/lq-bench "$@"
+which=${1:-all}
+[ $# -gt 0 ] && shift
+case "$which" in
+node) exec target/release/lq-bench node "$@" ;;
+control) exec target/release/lq-bench control "$@" ;;
+all)
+  target/release/lq-bench node
+  target/release/lq-bench control
+  ;;
+*) echo "usage: $0 [node|control|all] [options]" >&2; exit 2 ;;
+esac

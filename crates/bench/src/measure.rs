@@ -1,6 +1,36 @@
 //! Timing samples and their medians.
 
+use std::process::Command;
 use std::time::Instant;
+
+use anyhow::{Context, ensure};
+
+/// Runs a command to completion; its stderr in the error.
+pub fn run_command(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Three decimals, for the JSON line.
+pub fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The resident memory of a process, from /proc (VmRSS), in bytes.
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .context("no VmRSS line")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .context("VmRSS is not a number")?;
+    Ok(kb * 1024)
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Stats {

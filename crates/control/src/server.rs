@@ -51,6 +51,13 @@ pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
 }
 
 pub async fn serve(router: Router, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    // No Nagle: gRPC replies would otherwise wait for the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
