@@ -60,11 +60,10 @@ impl NodeRegistry {
 
     fn channel(&self, node: &pb::Node) -> ApiResult<Channel> {
         let mut channels = self.channels.lock().expect("channel cache lock");
-        if let Some((address, channel)) = channels.get(&node.id) {
-            if *address == node.address {
+        if let Some((address, channel)) = channels.get(&node.id)
+            && *address == node.address {
                 return Ok(channel.clone());
             }
-        }
         let channel = Endpoint::from_shared(node.address.clone())
             .map_err(|e| ApiError::internal(format!("node {} has an invalid address {}: {e}", node.id, node.address)))?
             .connect_timeout(Duration::from_secs(5))

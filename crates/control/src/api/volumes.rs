@@ -59,6 +59,13 @@ fn check_spec(spec: &pb::VolumeSpec, pool: &pb::Pool) -> ApiResult<()> {
     Ok(())
 }
 
+fn require_available(v: &pb::Volume, hint: &str) -> ApiResult<()> {
+    if v.state != pb::VolumeState::Available as i32 {
+        return Err(ApiError::precondition(format!("volume {} is {}; {hint}", v.name, state_name(v.state))));
+    }
+    Ok(())
+}
+
 fn check_vm_name(vm: &str) -> ApiResult<()> {
     if vm.is_empty() || vm.len() > 255 || vm.chars().any(|c| c.is_control() || c == '/') {
         return Err(ApiError::invalid(format!("{vm:?} is not a valid VM name")));
@@ -140,7 +147,7 @@ impl VolumeApi {
         let node_request = pb::NodeCreateVolumeRequest {
             pool_id: pool.id.clone(),
             volume_id: id.clone(),
-            spec: Some(new.spec.clone()),
+            spec: Some(new.spec),
             source: new.source.clone(),
         };
         let op = repo
@@ -246,11 +253,10 @@ impl VolumeApi {
                 let mut v = current.value;
                 ensure_idle(&v)?;
                 check(&v)?;
-                if let Some((key, snap)) = &create {
-                    if repo.get_raw(key).await?.is_some() {
+                if let Some((key, snap)) = &create
+                    && repo.get_raw(key).await?.is_some() {
                         return Err(ApiError::already_exists(format!("volume {} already has a snapshot named {}", v.name, snap.name)));
                     }
-                }
                 let (saga, new_state) = build(&v)?;
                 let task_id = new_id();
                 v.task_id = task_id.clone();
@@ -493,16 +499,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
-                |v| {
-                    if v.state != pb::VolumeState::Available as i32 {
-                        return Err(ApiError::precondition(format!(
-                            "volume {} is {}; snapshots are taken of available (detached) volumes",
-                            v.name,
-                            state_name(v.state)
-                        )));
-                    }
-                    Ok(())
-                },
+                |v| require_available(v, "snapshots are taken of available (detached) volumes"),
                 |v| Ok((CreateSnapshot(target(v, &name)), v.state)),
                 Some((keys::snapshot(&current.id, &name), &snap)),
             )
@@ -528,12 +525,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
-                |v| {
-                    if v.state != pb::VolumeState::Available as i32 {
-                        return Err(ApiError::precondition(format!("volume {} is {}; detach it before reverting", v.name, state_name(v.state))));
-                    }
-                    Ok(())
-                },
+                |v| require_available(v, "detach it before reverting"),
                 |v| Ok((RevertSnapshot(target(v, &name)), v.state)),
                 None,
             )

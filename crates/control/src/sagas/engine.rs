@@ -62,12 +62,11 @@ fn watch_cancel(app: &Arc<App>, task_id: &str) -> (watch::Receiver<bool>, tokio:
     let (app, task_id) = (app.clone(), task_id.to_owned());
     let handle = tokio::spawn(async move {
         loop {
-            if let Ok(Some(t)) = app.repo.get::<pb::Task>(&keys::task(&task_id)).await {
-                if t.value.cancel_requested {
+            if let Ok(Some(t)) = app.repo.get::<pb::Task>(&keys::task(&task_id)).await
+                && t.value.cancel_requested {
                     let _ = tx.send(true);
                     return;
                 }
-            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });

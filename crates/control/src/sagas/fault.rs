@@ -5,10 +5,9 @@
 pub const ENV: &str = "LQ_SAGA_FAULT";
 
 pub fn point(kind: &str, step: &str, when: &str) {
-    if let Ok(spec) = std::env::var(ENV) {
-        if spec == format!("{kind}:{step}:{when}") {
+    if let Ok(spec) = std::env::var(ENV)
+        && spec == format!("{kind}:{step}:{when}") {
             eprintln!("{ENV}: aborting at {spec}");
             std::process::abort();
         }
-    }
 }

@@ -49,7 +49,7 @@ impl Saga for RevertSnapshot {
         vec![
             Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(|c, s| idle(c, &s.0)) },
             Step { name: "revert-on-node", action: revert_on_node, undo: None },
-            Step { name: "finish", action: |c, s| idle(c, &s.0), undo: None },
+            Step { name: "finish", action: |c, s| Box::pin(recount_and_idle(c, &s.0)), undo: None },
         ]
     }
 }
@@ -105,21 +105,7 @@ fn delete_on_node<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a>
 }
 
 fn finish_create<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
-    Box::pin(async move {
-        let t = &s.0;
-        let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
-        let task = ctx.task_id.clone();
-        update_volume(ctx, &t.pool_id, &t.volume_id, |v| {
-            v.snapshot_count = count;
-            if v.task_id == task {
-                v.task_id.clear();
-                v.state = t.volume_state;
-            }
-            Ok(())
-        })
-        .await
-        .map(drop)
-    })
+    Box::pin(recount_and_idle(ctx, &s.0))
 }
 
 fn revert_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut RevertSnapshot) -> StepFuture<'a> {
@@ -134,21 +120,26 @@ fn revert_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut RevertSnapshot) -> StepFuture
 
 fn forget_deleted<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteSnapshot) -> StepFuture<'a> {
     Box::pin(async move {
-        let t = &s.0;
         let mut txn = Txn::new();
-        txn.delete(keys::snapshot(&t.volume_id, &t.name));
+        txn.delete(keys::snapshot(&s.0.volume_id, &s.0.name));
         txn.commit(&ctx.app.repo).await?;
-        let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
-        let task = ctx.task_id.clone();
-        update_volume(ctx, &t.pool_id, &t.volume_id, |v| {
-            v.snapshot_count = count;
-            if v.task_id == task {
-                v.task_id.clear();
-                v.state = t.volume_state;
-            }
-            Ok(())
-        })
-        .await
-        .map(drop)
+        recount_and_idle(ctx, &s.0).await
     })
+}
+
+/// Ends a snapshot operation: the volume's snapshot count from the store, and
+/// the volume back to its state, idle.
+async fn recount_and_idle(ctx: &SagaCtx, t: &SnapshotTarget) -> crate::error::ApiResult<()> {
+    let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
+    let task = ctx.task_id.clone();
+    update_volume(ctx, &t.pool_id, &t.volume_id, |v| {
+        v.snapshot_count = count;
+        if v.task_id == task {
+            v.task_id.clear();
+            v.state = t.volume_state;
+        }
+        Ok(())
+    })
+    .await
+    .map(drop)
 }

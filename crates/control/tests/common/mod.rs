@@ -98,11 +98,10 @@ impl Clients {
     pub async fn wait_node_online(&mut self, node_id: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(n) = self.nodes.get_node(pb::GetNodeRequest { node_id: node_id.into() }).await {
-                if n.into_inner().state == pb::NodeState::Online as i32 {
+            if let Ok(n) = self.nodes.get_node(pb::GetNodeRequest { node_id: node_id.into() }).await
+                && n.into_inner().state == pb::NodeState::Online as i32 {
                     return;
                 }
-            }
             assert!(Instant::now() < deadline, "node {node_id} never came online");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -95,9 +95,16 @@ pub struct DomainDisk {
 pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainDisk>> {
     let bad = |e: String| StorageError::invalid(format!("domain XML cannot be parsed: {e}"));
     let mut reader = Reader::from_str(domain_xml);
+    /// The `<disk>` being read.
+    struct OpenDisk {
+        depth: usize,
+        start: usize,
+        target: Option<String>,
+        alias: Option<String>,
+        serial: String,
+    }
     let mut depth = 0usize;
-    // Inside a disk: (its depth, start offset, target, alias, serial text).
-    let mut current: Option<(usize, usize, Option<String>, Option<String>, String)> = None;
+    let mut current: Option<OpenDisk> = None;
     let mut in_serial = false;
     loop {
         let before = reader.buffer_position() as usize;
@@ -107,8 +114,8 @@ pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainD
                 let is_empty = matches!(event, Event::Empty(_));
                 let name = e.name().0;
                 if name == "disk" && !is_empty && current.is_none() {
-                    current = Some((depth, before, None, None, String::new()));
-                } else if let Some((d, _, target, alias, _)) = current.as_mut() {
+                    current = Some(OpenDisk { depth, start: before, target: None, alias: None, serial: String::new() });
+                } else if let Some(OpenDisk { depth: d, target, alias, .. }) = current.as_mut() {
                     if depth == *d + 1 && (name == "target" || name == "alias") {
                         for attr in e.attributes() {
                             let attr = attr.map_err(|e| bad(e.to_string()))?;
@@ -127,21 +134,21 @@ pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainD
                 }
             }
             Event::Text(t) if in_serial => {
-                if let Some((_, _, _, _, text)) = current.as_mut() {
-                    text.push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0));
+                if let Some(disk) = current.as_mut() {
+                    disk.serial.push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0));
                 }
             }
             Event::End(e) => {
                 depth = depth.saturating_sub(1);
                 in_serial = false;
-                if e.name().0 == "disk" {
-                    if let Some((d, start, target, alias, found)) = current.take() {
-                        if d == depth && found.trim() == serial {
-                            let end = reader.buffer_position() as usize;
-                            let target_dev = target.ok_or_else(|| bad("a disk has no target".into()))?;
-                            return Ok(Some(DomainDisk { target_dev, alias, xml: domain_xml[start..end].trim().to_owned() }));
-                        }
-                    }
+                if e.name().0 == "disk"
+                    && let Some(disk) = current.take()
+                    && disk.depth == depth
+                    && disk.serial.trim() == serial
+                {
+                    let end = reader.buffer_position() as usize;
+                    let target_dev = disk.target.ok_or_else(|| bad("a disk has no target".into()))?;
+                    return Ok(Some(DomainDisk { target_dev, alias: disk.alias, xml: domain_xml[disk.start..end].trim().to_owned() }));
                 }
             }
             Event::Eof => return Ok(None),
