@@ -26,13 +26,16 @@ installed_version() {
 }
 
 # To build: libvirt-dev (the node's hot-plug), protoc with its well-known
-# types (etcd-client generates its gRPC code at build time).
-plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev)
+# types (etcd-client generates its gRPC code at build time), librados and
+# librbd headers with libclang (bindgen generates the Ceph bindings).
+plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libclang-dev)
 if [ "$profile" = test ]; then
   # libvirt-daemon-system creates the libvirt-qemu user tests run QEMU as;
   # libvirt-clients gives virsh and virt-xml-validate; etcd backs the
   # control plane's multi-replica store.
   plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients etcd-server etcd-client)
+  # A throwaway Ceph cluster (mon, mgr, memstore osd) for the RBD backend.
+  plain_packages+=(ceph-mon ceph-mgr ceph-osd ceph-common)
 fi
 
 missing=()

@@ -5,10 +5,12 @@
 //! pool): each child is tied to the thread that spawned it (PR_SET_PDEATHSIG),
 //! so a test process that dies does not leave servers behind.
 
+pub mod ceph;
 pub mod etcd;
 pub mod libvirt;
 pub mod process;
 
+pub use ceph::Ceph;
 pub use etcd::Etcd;
 pub use libvirt::Libvirtd;
 pub use process::{ChildGuard, wait_until};
