@@ -27,6 +27,9 @@ pub struct NodeConfig {
     pub import_dirs: Vec<PathBuf>,
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// librados client timeouts: a dead cluster answers UNAVAILABLE within these.
+    #[serde(default)]
+    pub ceph: CephConfig,
     /// libvirt connection for hot-plug and live resize.
     #[serde(default = "default_libvirt_uri")]
     pub libvirt_uri: String,
@@ -58,6 +61,27 @@ pub struct TimeoutsConfig {
     /// Data copies (full clone, import).
     #[serde(default = "default_copy_secs")]
     pub copy_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CephConfig {
+    #[serde(default = "default_ceph_secs")]
+    pub mon_op_timeout_secs: u64,
+    #[serde(default = "default_ceph_secs")]
+    pub osd_op_timeout_secs: u64,
+    #[serde(default = "default_ceph_secs")]
+    pub mount_timeout_secs: u64,
+}
+
+impl Default for CephConfig {
+    fn default() -> Self {
+        Self { mon_op_timeout_secs: default_ceph_secs(), osd_op_timeout_secs: default_ceph_secs(), mount_timeout_secs: default_ceph_secs() }
+    }
+}
+
+fn default_ceph_secs() -> u64 {
+    10
 }
 
 fn default_listen() -> SocketAddr {
@@ -132,6 +156,11 @@ impl NodeConfig {
                 metadata: Duration::from_secs(self.timeouts.metadata_secs),
                 inspect: Duration::from_secs(self.timeouts.inspect_secs),
                 copy: Duration::from_secs(self.timeouts.copy_secs),
+            },
+            ceph_timeouts: limiquantix_storage::CephTimeouts {
+                mon_op: Duration::from_secs(self.ceph.mon_op_timeout_secs),
+                osd_op: Duration::from_secs(self.ceph.osd_op_timeout_secs),
+                mount: Duration::from_secs(self.ceph.mount_timeout_secs),
             },
         }
     }

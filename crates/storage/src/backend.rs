@@ -73,4 +73,29 @@ pub trait Backend: Send + Sync + 'static {
 
     /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
+
+    /// Makes a linked clone independent of its base (copies the base's data in).
+    async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo>;
+
+    /// The libvirt secret VMs need to reach this pool's volumes (Ceph key,
+    /// CHAP password), which the node defines; None when no secret is needed.
+    fn libvirt_secret(&self) -> Option<LibvirtSecret> {
+        None
+    }
+}
+
+/// A secret the node keeps in libvirt for a pool.
+#[derive(Debug, Clone)]
+pub struct LibvirtSecret {
+    pub uuid: String,
+    pub usage: SecretUsage,
+    pub value: crate::model::Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretUsage {
+    /// `<usage type='ceph'><name>…</name></usage>`
+    Ceph(String),
+    /// `<usage type='iscsi'><target>…</target></usage>`
+    Iscsi(String),
 }

@@ -17,7 +17,8 @@ pub mod sparse_copy;
 pub mod tools;
 pub mod xml;
 
-pub use backend::Backend;
+pub use backend::{Backend, LibvirtSecret, SecretUsage};
+pub use backends::ceph::CephTimeouts;
 pub use error::{ErrorClass, Result, StorageError, ToolError};
 pub use ids::{Name, PoolId, VolumeId};
 pub use manager::{EngineConfig, LiveResize, PoolPhase, PoolReport, StorageManager};

@@ -31,6 +31,7 @@ pub struct EngineConfig {
     pub local_pool_roots: Vec<PathBuf>,
     pub import_dirs: Vec<PathBuf>,
     pub timeouts: ToolTimeouts,
+    pub ceph_timeouts: crate::backends::ceph::CephTimeouts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,8 @@ impl StorageManager {
             qemu_img: QemuImg::new(config.timeouts),
             local_pool_roots: config.local_pool_roots,
             import_dirs: config.import_dirs,
+            state_dir: config.state_dir.clone(),
+            ceph_timeouts: config.ceph_timeouts,
         };
         let manager = Self {
             ctx,
@@ -100,7 +103,7 @@ impl StorageManager {
             admin: tokio::sync::Mutex::new(()),
         };
         for stored in manager.store.load_all()? {
-            let state = match manager.activate(&stored.config, OpenMode::Reopen).await {
+            let state = match manager.activate(stored.pool_id, &stored.config, OpenMode::Reopen).await {
                 Ok(backend) => {
                     tracing::info!(pool = %stored.pool_id, kind = %stored.config.kind(), "pool re-activated");
                     PoolState::Ready(backend)
@@ -119,8 +122,8 @@ impl StorageManager {
         backends::supported_kinds()
     }
 
-    async fn activate(&self, config: &PoolConfig, mode: OpenMode) -> Result<Arc<dyn Backend>> {
-        let backend = backends::open(config, &self.ctx, mode)?;
+    async fn activate(&self, id: PoolId, config: &PoolConfig, mode: OpenMode) -> Result<Arc<dyn Backend>> {
+        let backend = backends::open(id, config, &self.ctx, mode).await?;
         backend.activate().await?;
         Ok(backend)
     }
@@ -143,7 +146,7 @@ impl StorageManager {
         let entry = self.entry(id)?;
         let mut state = entry.state.lock().await;
         if let PoolState::Failed = &*state {
-            match self.activate(&entry.config, OpenMode::Reopen).await {
+            match self.activate(id, &entry.config, OpenMode::Reopen).await {
                 Ok(b) => *state = PoolState::Ready(b),
                 Err(e) => {
                     return Err(StorageError::Unavailable(format!("pool {id} is not available on this node: {e}")));
@@ -170,7 +173,7 @@ impl StorageManager {
             self.backend(id).await?;
             return self.pool_report(id).await;
         }
-        let backend = self.activate(&config, OpenMode::Create).await?;
+        let backend = self.activate(id, &config, OpenMode::Create).await?;
         let location = backend.location();
         for (other_id, other) in self.ready_backends().await {
             if other.location() == location {
@@ -244,6 +247,11 @@ impl StorageManager {
             }
         }
         Ok(reports)
+    }
+
+    /// The libvirt secret the pool's VMs need, if any (for the node to define).
+    pub async fn pool_secret(&self, id: PoolId) -> Result<Option<crate::backend::LibvirtSecret>> {
+        Ok(self.backend(id).await?.libvirt_secret())
     }
 
     // ---- volumes ----
@@ -487,6 +495,17 @@ impl StorageManager {
     /// other operations on it are refused until the guard is dropped.
     pub fn hold_volume(&self, pool: PoolId, id: VolumeId, operation: &'static str) -> Result<crate::locks::VolumeGuard> {
         self.locks.exclusive(pool, id, operation)
+    }
+
+    /// Makes a linked clone independent of its base.
+    pub async fn flatten_volume(&self, pool: PoolId, id: VolumeId, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        let backend = self.backend(pool).await?;
+        let _guard = self.locks.exclusive(pool, id, "a flatten")?;
+        let volume = self.volume(backend.as_ref(), id).await?;
+        if volume.backing.is_none() {
+            return Ok(volume);
+        }
+        backend.flatten_volume(&volume, progress).await
     }
 
     pub async fn delete_volume(&self, pool: PoolId, id: VolumeId) -> Result<()> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StorageError};
 use crate::fsutil::{atomic_write, fsync_dir};
 use crate::ids::PoolId;
-use crate::model::PoolConfig;
+use crate::model::{PoolConfig, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredPool {
@@ -37,17 +37,38 @@ impl PoolStore {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// The config's secret (Ceph key, CHAP password), in its own 0600 file:
+    /// the JSON record never holds it.
+    fn secret_path(&self, id: PoolId) -> PathBuf {
+        self.dir.join(format!("{id}.secret"))
+    }
+
+    fn secret_of(config: &PoolConfig) -> Option<&Secret> {
+        match config {
+            PoolConfig::Ceph(c) => Some(&c.key),
+            PoolConfig::Iscsi(i) => Some(&i.chap_password),
+            _ => None,
+        }
+        .filter(|s| !s.is_empty())
+    }
+
     pub fn save(&self, pool: &StoredPool) -> Result<()> {
+        if let Some(secret) = Self::secret_of(&pool.config) {
+            atomic_write(&self.secret_path(pool.pool_id), secret.expose().as_bytes(), 0o600)?;
+        }
         let json = serde_json::to_vec_pretty(pool).map_err(|e| StorageError::Internal(e.to_string()))?;
         atomic_write(&self.path(pool.pool_id), &json, 0o600)
     }
 
     pub fn remove(&self, id: PoolId) -> Result<()> {
-        match std::fs::remove_file(self.path(id)) {
-            Ok(()) => fsync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::io(format!("cannot remove the record of pool {id}"), e)),
+        for path in [self.path(id), self.secret_path(id)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(format!("cannot remove the record of pool {id}"), e)),
+            }
         }
+        fsync_dir(&self.dir)
     }
 
     /// Every stored pool. A record that cannot be read is reported, not skipped
@@ -63,9 +84,20 @@ impl PoolStore {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| StorageError::io(format!("cannot read {}", path.display()), e))?;
-            let pool: StoredPool = serde_json::from_slice(&bytes).map_err(|e| {
+            let mut pool: StoredPool = serde_json::from_slice(&bytes).map_err(|e| {
                 StorageError::Internal(format!("pool record {} is damaged: {e}; fix or remove it", path.display()))
             })?;
+            let secret_path = self.secret_path(pool.pool_id);
+            let secret = match std::fs::read_to_string(&secret_path) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StorageError::io(format!("cannot read {}", secret_path.display()), e)),
+            };
+            match (&mut pool.config, secret) {
+                (PoolConfig::Ceph(c), Some(s)) => c.key = s,
+                (PoolConfig::Iscsi(i), Some(s)) => i.chap_password = s,
+                _ => {}
+            }
             pools.push(pool);
         }
         pools.sort_by_key(|p| p.pool_id);
@@ -94,6 +126,31 @@ mod tests {
         store.remove(pool.pool_id).unwrap();
         store.remove(pool.pool_id).unwrap();
         assert!(store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn secrets_are_kept_apart_in_a_private_file_and_come_back() {
+        use crate::model::CephPoolConfig;
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().unwrap();
+        let store = PoolStore::open(state.path()).unwrap();
+        let id = PoolId::new_random();
+        let config = PoolConfig::Ceph(CephPoolConfig {
+            monitors: vec!["127.0.0.1:6789".into()],
+            ceph_pool: "vms".into(),
+            client_id: "admin".into(),
+            rados_namespace: String::new(),
+            create_if_missing: false,
+            key: Secret::new("AQBsecretkey==".into()),
+        });
+        store.save(&StoredPool { pool_id: id, config: config.clone() }).unwrap();
+        let json = std::fs::read_to_string(state.path().join(format!("pools/{id}.json"))).unwrap();
+        assert!(!json.contains("AQBsecret"), "{json}");
+        let secret = state.path().join(format!("pools/{id}.secret"));
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(store.load_all().unwrap()[0].config, config);
+        store.remove(id).unwrap();
+        assert!(!secret.exists());
     }
 
     #[test]

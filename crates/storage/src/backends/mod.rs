@@ -1,6 +1,7 @@
 //! One folder per pool kind. [`open`] builds the backend for a pool config;
 //! kinds whose backend does not exist yet are refused with `Unimplemented`.
 
+pub mod ceph;
 pub mod local;
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::{Result, StorageError};
+use crate::ids::PoolId;
 use crate::model::{Capabilities, PoolConfig, PoolKind};
 use crate::tools::QemuImg;
 
@@ -19,6 +21,9 @@ pub struct EngineContext {
     pub local_pool_roots: Vec<PathBuf>,
     /// Images may only be imported from inside these.
     pub import_dirs: Vec<PathBuf>,
+    /// The node's state dir (backends keep client files under it).
+    pub state_dir: PathBuf,
+    pub ceph_timeouts: ceph::CephTimeouts,
 }
 
 /// Whether a pool is opened for the first time (its directory may be created)
@@ -30,16 +35,20 @@ pub enum OpenMode {
     Reopen,
 }
 
-pub fn open(config: &PoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Arc<dyn Backend>> {
+pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Arc<dyn Backend>> {
     match config {
         PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
+        PoolConfig::Ceph(c) => Ok(Arc::new(ceph::CephBackend::open(id, c, ctx, mode).await?)),
         other => Err(not_yet(other.kind())),
     }
 }
 
 /// The kinds this node can serve, with what each can do.
 pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
-    vec![(PoolKind::Local, local::LocalBackend::capabilities_of_kind())]
+    vec![
+        (PoolKind::Local, local::LocalBackend::capabilities_of_kind()),
+        (PoolKind::Ceph, ceph::CephBackend::capabilities_of_kind()),
+    ]
 }
 
 fn not_yet(kind: PoolKind) -> StorageError {

@@ -260,6 +260,20 @@ impl QemuImg {
             .map(drop)
     }
 
+    /// Merges a qcow2 overlay's backing chain into it (`rebase -b ""`).
+    pub async fn rebase_flatten(&self, path: &Path, mut on_progress: impl FnMut(f64)) -> Result<(), ToolError> {
+        self.command(self.timeouts.copy)
+            .args(["rebase", "-p", "-f", "qcow2", "-b", "", "--"])
+            .arg(path)
+            .run_streaming(|line| {
+                if let Some(f) = parse_progress(line) {
+                    on_progress(f);
+                }
+            })
+            .await
+            .map(drop)
+    }
+
     pub async fn snapshot_create(&self, path: &Path, name: &str) -> Result<(), ToolError> {
         self.snapshot("-c", path, name).await
     }

@@ -24,6 +24,7 @@ pub fn engine_config(root: &Path) -> EngineConfig {
         local_pool_roots: vec![root.join("pools")],
         import_dirs: vec![root.join("images")],
         timeouts: ToolTimeouts::default(),
+        ceph_timeouts: Default::default(),
     }
 }
 

@@ -178,6 +178,10 @@ impl Backend for LocalBackend {
         self.snapshot_delete(volume, name).await
     }
 
+    async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        self.flatten(volume, progress).await
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         Ok((
             DiskSource::File { path: self.volume_path(volume.id, volume.format) },

@@ -1,0 +1,490 @@
+//! RBD images as volumes: lookup, listing, capacity, create (empty, linked
+//! clone, copy, import), delete through the trash, snapshots.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::rados::Cluster;
+use super::rbd::{self, Image, ProgressHook};
+use super::{CLONE_SNAP_PREFIX, CephBackend, Inner, image_name, parse_image_name};
+use crate::backend::{NewVolume, NewVolumeContent};
+use crate::error::{Result, StorageError};
+use crate::ids::{Name, VolumeId};
+use crate::model::{CephPoolConfig, PoolCapacity, Progress, ProgressSink, Provisioning, SnapshotInfo, VolumeFormat, VolumeInfo};
+use crate::tools::qemu_img::{ConvertOptions, Preallocation};
+
+/// The pool must exist and be an RBD pool; created when asked to.
+pub(super) fn ensure_pool(cluster: &Cluster, cfg: &CephPoolConfig, may_create: bool) -> Result<()> {
+    let pool = &cfg.ceph_pool;
+    if cluster.pool_lookup(pool)?.is_none() {
+        if !(cfg.create_if_missing && may_create) {
+            return Err(StorageError::NotFound(format!(
+                "Ceph pool {pool} does not exist; create it (ceph osd pool create {pool} && rbd pool init {pool}) or set create_if_missing"
+            )));
+        }
+        cluster.mon_command(&serde_json::json!({"prefix": "osd pool create", "pool": pool, "format": "json"}))?;
+        cluster.mon_command(&serde_json::json!({"prefix": "osd pool application enable", "pool": pool, "app": "rbd", "format": "json"}))?;
+        tracing::info!(%pool, "created Ceph pool with application rbd");
+    }
+    let apps = cluster.mon_command(&serde_json::json!({"prefix": "osd pool application get", "pool": pool, "format": "json"}))?;
+    let apps: serde_json::Value = serde_json::from_slice(&apps)
+        .map_err(|e| StorageError::Internal(format!("Ceph answered osd pool application get with bad JSON: {e}")))?;
+    if apps.get("rbd").is_none() {
+        return Err(StorageError::precondition(format!(
+            "Ceph pool {pool} is not an RBD pool (application rbd is not enabled); run `rbd pool init {pool}` or choose another pool"
+        )));
+    }
+    Ok(())
+}
+
+fn ceph_df_pool(i: &Inner) -> Result<(u64, u64)> {
+    let out = i.cluster.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
+    let df: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| StorageError::Internal(format!("Ceph answered df with bad JSON: {e}")))?;
+    let pools = df["pools"].as_array().ok_or_else(|| StorageError::Internal("ceph df: no pools".into()))?;
+    let pool = pools
+        .iter()
+        .find(|p| p["name"] == i.config.ceph_pool.as_str())
+        .ok_or_else(|| StorageError::NotFound(format!("Ceph pool {} is gone from ceph df", i.config.ceph_pool)))?;
+    let field = |name: &str| {
+        pool["stats"][name].as_u64().ok_or_else(|| StorageError::Internal(format!("ceph df: pool stats lack {name}")))
+    };
+    Ok((field("stored")?, field("max_avail")?))
+}
+
+/// Capacity as Ceph reports it for the pool (replication and full ratio
+/// included): total = stored + available; provisioned from the images.
+pub(super) fn capacity(i: &Inner) -> Result<PoolCapacity> {
+    let (stored, max_avail) = ceph_df_pool(i)?;
+    let mut provisioned = 0;
+    let mut count = 0;
+    for (_, name) in rbd::list(&i.io)? {
+        if parse_image_name(&name).is_none() {
+            continue;
+        }
+        match Image::open(&i.io, &name, None) {
+            Ok(img) => {
+                provisioned += img.size()?;
+                count += 1;
+            }
+            Err(e) if e.errno == libc::ENOENT => {} // deleted meanwhile
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(PoolCapacity {
+        total_bytes: stored + max_avail,
+        free_bytes: max_avail,
+        provisioned_bytes: provisioned,
+        allocated_bytes: stored,
+        volume_count: count,
+    })
+}
+
+fn is_user_snapshot(name: &str) -> bool {
+    !name.starts_with(CLONE_SNAP_PREFIX)
+}
+
+pub(super) fn describe(i: &Inner, id: VolumeId) -> Result<Option<VolumeInfo>> {
+    let img = match Image::open(&i.io, &image_name(id), None) {
+        Ok(img) => img,
+        Err(e) if e.errno == libc::ENOENT => return Ok(None),
+        Err(e) => return Err(super::unavailable_if_timeout(e, &format!("volume {id}"))),
+    };
+    let backing = img.parent()?.and_then(|p| parse_image_name(&p.image));
+    let snapshot_count = img.snapshots()?.iter().filter(|s| is_user_snapshot(&s.name)).count() as u32;
+    let ns = if i.config.rados_namespace.is_empty() { String::new() } else { format!("{}/", i.config.rados_namespace) };
+    Ok(Some(VolumeInfo {
+        id,
+        format: VolumeFormat::Raw,
+        size_bytes: img.size()?,
+        allocated_bytes: img.used_bytes()?,
+        backing,
+        snapshot_count,
+        location: format!("rbd:{}/{ns}{}", i.config.ceph_pool, image_name(id)),
+    }))
+}
+
+pub(super) fn list_page(i: &Inner, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
+    let mut ids: Vec<VolumeId> = rbd::list(&i.io)?.iter().filter_map(|(_, name)| parse_image_name(name)).collect();
+    ids.sort_unstable();
+    let mut page = Vec::new();
+    for id in ids.into_iter().filter(|id| after.is_none_or(|a| *id > a)) {
+        if page.len() == limit {
+            break;
+        }
+        if let Some(v) = describe(i, id)? {
+            page.push(v);
+        }
+    }
+    Ok(page)
+}
+
+/// Live clones of any snapshot of the image (clones already in the trash
+/// are being purged and do not count).
+pub(super) fn dependents(i: &Inner, id: VolumeId) -> Result<Vec<VolumeId>> {
+    let name = image_name(id);
+    let img = match Image::open(&i.io, &name, None) {
+        Ok(img) => img,
+        Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut deps = Vec::new();
+    for snap in img.snapshots()? {
+        let at = Image::open(&i.io, &name, Some(&snap.name))?;
+        for (child, in_trash) in at.children()? {
+            if let (Some(child), false) = (parse_image_name(&child), in_trash) {
+                deps.push(child);
+            }
+        }
+    }
+    deps.sort_unstable();
+    deps.dedup();
+    Ok(deps)
+}
+
+/// Runs a blocking librbd copy, reporting progress, stopping it when the
+/// caller's future is dropped.
+async fn with_progress<T: Send + 'static>(
+    backend: &CephBackend,
+    progress: ProgressSink<'_>,
+    f: impl FnOnce(&Inner, &mut ProgressHook<'_>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
+    let inner = backend.inner.clone();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let mut report = |done: u64, total: u64| {
+            tx.send_replace((done, total));
+        };
+        let mut hook = ProgressHook { report: &mut report, cancel: &cancel };
+        f(&inner, &mut hook)
+    });
+    loop {
+        tokio::select! {
+            r = &mut task => {
+                let (done, total) = *rx.borrow();
+                progress(Progress { phase: "copying", done_bytes: done.max(total), total_bytes: total });
+                return r.map_err(|e| StorageError::Internal(format!("Ceph copy task failed: {e}")))?;
+            }
+            Ok(()) = rx.changed() => {
+                let (done, total) = *rx.borrow_and_update();
+                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
+            }
+        }
+    }
+}
+
+pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+    if new.provisioning == Provisioning::Thick {
+        return Err(StorageError::invalid("Ceph RBD volumes are thin-provisioned; ask for a thin volume"));
+    }
+    let (id, size) = (new.id, new.size_bytes);
+    let name = image_name(id);
+    match new.content {
+        NewVolumeContent::Empty => {
+            let name = name.clone();
+            backend.blocking(move |i| Ok(rbd::create(&i.io, &name, size)?)).await?;
+        }
+        NewVolumeContent::LinkedClone { base } => {
+            let (base_id, child) = (base.id, name.clone());
+            backend.blocking(move |i| linked_clone(i, base_id, id, &child, size)).await?;
+        }
+        NewVolumeContent::Copy { source, snapshot } => {
+            let (src, snap, dest) = (image_name(source.id), snapshot.map(|s| s.as_str().to_owned()), name.clone());
+            let copied = with_progress(backend, progress, move |i, hook| {
+                let img = Image::open(&i.io, &src, snap.as_deref())?;
+                let result = img.deep_copy(&i.io, &dest, hook).map_err(StorageError::from).and_then(|()| {
+                    // A full copy is a fresh volume: no snapshots of its source.
+                    let copy = Image::open(&i.io, &dest, None)?;
+                    for s in copy.snapshots()? {
+                        copy.snap_remove(&s.name)?;
+                    }
+                    Ok(())
+                });
+                if result.is_err() {
+                    let _ = rbd::remove(&i.io, &dest);
+                }
+                result
+            })
+            .await;
+            copied?;
+            grow_to(backend, id, size).await?;
+        }
+        NewVolumeContent::Image(image) => {
+            let i = &backend.inner;
+            let ns = if i.config.rados_namespace.is_empty() { String::new() } else { format!("{}/", i.config.rados_namespace) };
+            // Only file paths on argv: the key is in the 0600 keyring the conf names.
+            let target = format!(
+                "rbd:{}/{ns}{name}:conf={}:id={}",
+                i.config.ceph_pool,
+                i.files.conf.display(),
+                i.config.client_id
+            );
+            let opts = ConvertOptions {
+                source: &image.path,
+                source_format: image.format,
+                snapshot: None,
+                target: std::path::Path::new(&target),
+                target_format: crate::model::ImageFormat::Raw,
+                preallocation: Preallocation::Off,
+            };
+            let total = image.virtual_size;
+            progress(Progress { phase: "copying", done_bytes: 0, total_bytes: total });
+            let converted = i
+                .qemu
+                .convert(&opts, |f| progress(Progress { phase: "copying", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
+                .await;
+            if let Err(e) = converted {
+                let n = name.clone();
+                let _ = backend.blocking(move |i| Ok(rbd::remove(&i.io, &n)?)).await;
+                return Err(StorageError::Tool(e));
+            }
+            grow_to(backend, id, size).await?;
+        }
+    }
+    backend
+        .blocking(move |i| describe(i, id))
+        .await?
+        .ok_or_else(|| StorageError::Internal(format!("volume {id} vanished right after it was created")))
+}
+
+async fn grow_to(backend: &CephBackend, id: VolumeId, size: u64) -> Result<()> {
+    backend
+        .blocking(move |i| {
+            let img = Image::open(&i.io, &image_name(id), None)?;
+            if size > img.size()? {
+                img.grow(size)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// snapshot + protect + clone; each finished step is undone if a later fails.
+fn linked_clone(i: &Inner, base: VolumeId, child: VolumeId, child_name: &str, size: u64) -> Result<()> {
+    let base_name = image_name(base);
+    let snap = format!("{CLONE_SNAP_PREFIX}{child}");
+    let img = Image::open(&i.io, &base_name, None)?;
+    let existing: Vec<String> = img.snapshots()?.into_iter().map(|s| s.name).collect();
+    let made_snap = !existing.contains(&snap);
+    if made_snap {
+        img.snap_create(&snap)?;
+    }
+    let undo = |e: StorageError| {
+        if made_snap {
+            let _ = img.snap_remove(&snap);
+        }
+        e
+    };
+    if !img.snap_is_protected(&snap).map_err(|e| undo(e.into()))? {
+        img.snap_protect(&snap).map_err(|e| undo(e.into()))?;
+    }
+    rbd::clone(&i.io, &base_name, &snap, child_name).map_err(|e| undo(e.into()))?;
+    let grown = (|| -> Result<()> {
+        let c = Image::open(&i.io, child_name, None)?;
+        if size > c.size()? {
+            c.grow(size)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = grown {
+        let _ = rbd::remove(&i.io, child_name);
+        return Err(undo(e));
+    }
+    Ok(())
+}
+
+/// Moves the image to the trash (instant whatever its size) after removing
+/// its snapshots; the purger frees its data in the background. Refused while
+/// clones depend on it (the manager checked; the snapshot removal would
+/// fail with EBUSY anyway).
+pub(super) fn delete(i: &Inner, id: VolumeId) -> Result<()> {
+    let name = image_name(id);
+    let img = match Image::open(&i.io, &name, None) {
+        Ok(img) => img,
+        Err(e) if e.errno == libc::ENOENT => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for snap in img.snapshots()? {
+        let at = Image::open(&i.io, &name, Some(&snap.name))?;
+        let live: Vec<String> = at.children()?.into_iter().filter(|(_, trash)| !trash).map(|(n, _)| n).collect();
+        if !live.is_empty() {
+            return Err(StorageError::precondition(format!(
+                "volume {id} cannot be deleted: clones depend on its snapshot {} ({}); delete them first",
+                snap.name,
+                live.join(", ")
+            )));
+        }
+        // Snapshots whose only clones are in the trash go with the image when
+        // the purger frees those clones first.
+        if at.children()?.is_empty() {
+            img.snap_remove(&snap.name)?;
+        }
+    }
+    drop(img);
+    match rbd::trash_move(&i.io, &name) {
+        Err(e) if e.errno == libc::EBUSY => Err(StorageError::precondition(format!(
+            "volume {id} is in use (a client such as a running VM has it open); detach it first"
+        ))),
+        other => Ok(other?),
+    }
+}
+
+/// Frees our images in the trash, children before parents, and removes
+/// clone snapshots whose clone is gone. Runs on wake-up and every minute.
+pub(super) async fn purge_loop(inner: Weak<Inner>) {
+    loop {
+        let Some(i) = inner.upgrade() else { return };
+        let notified = {
+            let i = i.clone();
+            async move { i.purge.notified().await }
+        };
+        let pass = {
+            let i = i.clone();
+            tokio::task::spawn_blocking(move || purge_once(&i)).await
+        };
+        match pass {
+            Ok(Ok(left)) if left > 0 => tracing::debug!(left, "images left in the RBD trash; retrying"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "RBD trash purge failed; retrying"),
+            _ => {}
+        }
+        drop(i);
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// One purge pass; returns how many of our trashed images are left.
+fn purge_once(i: &Inner) -> Result<usize> {
+    let mut left = 0;
+    for _round in 0..8 {
+        let entries: Vec<(String, String)> =
+            rbd::trash_list(&i.io)?.into_iter().filter(|(_, name)| parse_image_name(name).is_some()).collect();
+        if entries.is_empty() {
+            break;
+        }
+        left = entries.len();
+        let mut progressed = false;
+        for (trash_id, _) in &entries {
+            if let Ok(img) = Image::open_by_id(&i.io, trash_id) {
+                for snap in img.snapshots().unwrap_or_default() {
+                    let _ = img.snap_remove(&snap.name); // EBUSY while its clones wait their turn
+                }
+            }
+            if rbd::trash_remove(&i.io, trash_id).is_ok() {
+                progressed = true;
+                left -= 1;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    remove_orphan_clone_snapshots(i)?;
+    Ok(left)
+}
+
+/// `lq-clone-<child>` snapshots whose clone no longer exists.
+fn remove_orphan_clone_snapshots(i: &Inner) -> Result<()> {
+    for (_, name) in rbd::list(&i.io)? {
+        let Some(_) = parse_image_name(&name) else { continue };
+        let Ok(img) = Image::open(&i.io, &name, None) else { continue };
+        for snap in img.snapshots()? {
+            if snap.name.starts_with(CLONE_SNAP_PREFIX) {
+                let at = Image::open(&i.io, &name, Some(&snap.name))?;
+                if at.children()?.is_empty() {
+                    img.snap_remove(&snap.name)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reserved(name: &Name) -> Result<()> {
+    if name.as_str().starts_with("lq-") {
+        return Err(StorageError::invalid(format!("snapshot names starting with lq- are reserved; rename {name}")));
+    }
+    Ok(())
+}
+
+pub(super) fn user_snapshots(i: &Inner, id: VolumeId) -> Result<Vec<SnapshotInfo>> {
+    let img = Image::open(&i.io, &image_name(id), None)?;
+    let mut out = Vec::new();
+    for s in img.snapshots()?.into_iter().filter(|s| is_user_snapshot(&s.name)) {
+        out.push(SnapshotInfo { created_unix_seconds: img.snap_timestamp(s.id)?, name: s.name, vm_state_bytes: 0 });
+    }
+    Ok(out)
+}
+
+pub(super) fn snapshot_create(i: &Inner, id: VolumeId, name: &Name) -> Result<SnapshotInfo> {
+    reserved(name)?;
+    if let Some(s) = user_snapshots(i, id)?.into_iter().find(|s| s.name == name.as_str()) {
+        return Ok(s);
+    }
+    Image::open(&i.io, &image_name(id), None)?.snap_create(name.as_str())?;
+    user_snapshots(i, id)?
+        .into_iter()
+        .find(|s| s.name == name.as_str())
+        .ok_or_else(|| StorageError::Internal(format!("snapshot {name} of volume {id} vanished")))
+}
+
+pub(super) fn snapshot_revert(i: &Inner, id: VolumeId, name: &Name) -> Result<()> {
+    if !user_snapshots(i, id)?.iter().any(|s| s.name == name.as_str()) {
+        return Err(StorageError::NotFound(format!("volume {id} has no snapshot named {name}")));
+    }
+    match Image::open(&i.io, &image_name(id), None)?.snap_rollback(name.as_str()) {
+        Err(e) if e.errno == libc::EBUSY || e.errno == libc::EROFS => Err(StorageError::precondition(format!(
+            "volume {id} is in use (a running VM holds it); stop the VM before reverting"
+        ))),
+        other => Ok(other?),
+    }
+}
+
+pub(super) fn snapshot_delete(i: &Inner, id: VolumeId, name: &Name) -> Result<()> {
+    let vol = image_name(id);
+    let img = match Image::open(&i.io, &vol, None) {
+        Ok(img) => img,
+        Err(e) if e.errno == libc::ENOENT => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !img.snapshots()?.iter().any(|s| s.name == name.as_str()) {
+        return Ok(());
+    }
+    if img.snap_is_protected(name.as_str())? {
+        let children: Vec<String> =
+            Image::open(&i.io, &vol, Some(name.as_str()))?.children()?.into_iter().map(|(n, _)| n).collect();
+        if !children.is_empty() {
+            return Err(StorageError::precondition(format!(
+                "snapshot {name} of volume {id} is protected and clones depend on it ({}); delete them first",
+                children.join(", ")
+            )));
+        }
+    }
+    Ok(img.snap_remove(name.as_str())?)
+}
+
+/// Copies the parent's data into a linked clone: it stands alone afterwards
+/// (the parent's clone snapshot is then removed by the purger).
+pub(super) async fn flatten(backend: &CephBackend, id: VolumeId, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+    with_progress(backend, progress, move |i, hook| {
+        let img = Image::open(&i.io, &image_name(id), None)?;
+        if img.parent()?.is_some() {
+            img.flatten(hook)?;
+        }
+        Ok(())
+    })
+    .await?;
+    backend.inner.purge.notify_one();
+    backend.blocking(move |i| describe(i, id)).await?.ok_or_else(|| StorageError::NotFound(format!("volume {id} vanished")))
+}

@@ -1,0 +1,242 @@
+//! Ceph RBD pools against a real single-node cluster (testkit): volumes,
+//! clones, snapshots, trash, import, bad configs, and a frozen cluster.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use limiquantix_storage::model::{
+    CephPoolConfig, CloneMode, ImageFormat, LocalPoolConfig, PoolConfig, Provisioning, Secret, VolumeFormat, VolumeSource,
+    VolumeSpec,
+};
+use limiquantix_storage::{CephTimeouts, EngineConfig, Name, PoolId, StorageError, StorageManager, VolumeId};
+use limiquantix_testkit::Ceph;
+use limiquantix_testkit::ceph::TEST_POOL;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn ceph_config(ceph: &Ceph) -> CephPoolConfig {
+    CephPoolConfig {
+        monitors: vec![ceph.monitor()],
+        ceph_pool: TEST_POOL.into(),
+        client_id: "admin".into(),
+        rados_namespace: String::new(),
+        create_if_missing: false,
+        key: Secret::new(ceph.admin_key().to_owned()),
+    }
+}
+
+fn engine(root: &std::path::Path, timeout: Duration) -> EngineConfig {
+    let mut e = common::engine_config(root);
+    e.ceph_timeouts = CephTimeouts { mon_op: timeout, osd_op: timeout, mount: timeout };
+    e
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// `qemu-io` on an RBD image through the cluster's own conf.
+fn qemu_io(ceph: &Ceph, image: &str, cmd: &str) -> bool {
+    let target = format!("rbd:{TEST_POOL}/{image}:conf={}:id=admin", ceph.conf().display());
+    Command::new("qemu-io").args(["-f", "raw", "-c", cmd, &target]).output().unwrap().status.success()
+}
+
+fn image(id: VolumeId) -> String {
+    format!("lq-{id}")
+}
+
+#[test]
+fn rbd_volumes_end_to_end() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("images")).unwrap();
+    rt().block_on(async {
+        let m = StorageManager::open(engine(root.path(), Duration::from_secs(10))).await.unwrap();
+        let pool = PoolId::new_random();
+        let report = m.init_pool(pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        let cap = report.capacity.unwrap();
+        assert!(cap.total_bytes > GIB && cap.free_bytes > 0 && cap.free_bytes <= cap.total_bytes, "{cap:?}");
+        assert!(report.capabilities.shared && report.capabilities.linked_clone);
+
+        // Empty volume: raw, thin; qcow2 and thick are refused.
+        let spec = |size| VolumeSpec { size_bytes: Some(size), ..Default::default() };
+        let base_id = VolumeId::new_random();
+        let base = m.create_volume(pool, base_id, spec(GIB), VolumeSource::Empty, &|_| {}).await.unwrap();
+        assert_eq!((base.format, base.size_bytes), (VolumeFormat::Raw, GIB));
+        assert_eq!(base.location, format!("rbd:{TEST_POOL}/lq-{base_id}"));
+        let info = ceph.rbd(&["info", "--format", "json", &format!("{TEST_POOL}/{}", image(base_id))]).unwrap();
+        for feature in ["layering", "exclusive-lock", "object-map", "fast-diff", "deep-flatten"] {
+            assert!(info.contains(feature), "{feature} in {info}");
+        }
+        let qcow = VolumeSpec { size_bytes: Some(GIB), format: Some(VolumeFormat::Qcow2), ..Default::default() };
+        assert!(matches!(m.create_volume(pool, VolumeId::new_random(), qcow, VolumeSource::Empty, &|_| {}).await, Err(StorageError::InvalidArgument(_))));
+        let thick = VolumeSpec { size_bytes: Some(GIB), provisioning: Provisioning::Thick, ..Default::default() };
+        assert!(matches!(m.create_volume(pool, VolumeId::new_random(), thick, VolumeSource::Empty, &|_| {}).await, Err(StorageError::InvalidArgument(_))));
+        assert!(qemu_io(&ceph, &image(base_id), "write -P 0x42 0 4M"));
+        assert!(m.get_volume(pool, base_id).await.unwrap().allocated_bytes >= 4 * MIB);
+
+        // Linked clone: snapshot + protect + clone.
+        let clone_id = VolumeId::new_random();
+        let linked = VolumeSource::Clone { source: base_id, mode: Some(CloneMode::Linked) };
+        let clone = m.create_volume(pool, clone_id, VolumeSpec::default(), linked, &|_| {}).await.unwrap();
+        assert_eq!(clone.backing, Some(base_id));
+        assert!(qemu_io(&ceph, &image(clone_id), "read -P 0x42 0 4M"), "the clone reads its base");
+        assert_eq!(m.get_volume(pool, base_id).await.unwrap().snapshot_count, 0, "the clone snapshot is not a user snapshot");
+        let err = m.delete_volume(pool, base_id).await.unwrap_err();
+        assert!(matches!(err, StorageError::FailedPrecondition(_)) && err.to_string().contains(&clone_id.to_string()), "{err}");
+
+        // Snapshots: create, list, revert, delete.
+        let snap = m.create_snapshot(pool, base_id, "before").await.unwrap();
+        assert_eq!(snap.name, "before");
+        assert!(snap.created_unix_seconds > 1_700_000_000);
+        assert!(qemu_io(&ceph, &image(base_id), "write -P 0x43 0 4M"));
+        m.revert_snapshot(pool, clone_id, "nope").await.unwrap_err();
+        let listed = m.list_snapshots(pool, base_id).await.unwrap();
+        assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["before"]);
+        assert!(matches!(m.create_snapshot(pool, base_id, "lq-mine").await, Err(StorageError::InvalidArgument(_))));
+
+        // Full clone (deep copy, flattened, no snapshots) and a volume from a snapshot.
+        let copy_id = VolumeId::new_random();
+        let full = VolumeSource::Clone { source: base_id, mode: Some(CloneMode::Full) };
+        let rec = common::Recorder::default();
+        let sink = rec.sink();
+        let copy = m.create_volume(pool, copy_id, VolumeSpec::default(), full, &sink).await.unwrap();
+        assert_eq!((copy.backing, copy.snapshot_count), (None, 0));
+        assert!(qemu_io(&ceph, &image(copy_id), "read -P 0x43 0 4M"));
+        let events = rec.events();
+        assert!(!events.is_empty() && events.last().unwrap().done_bytes == events.last().unwrap().total_bytes, "{events:?}");
+        let from_snap_id = VolumeId::new_random();
+        let source = VolumeSource::Snapshot { volume: base_id, name: Name::parse("snapshot", "before").unwrap() };
+        m.create_volume(pool, from_snap_id, VolumeSpec::default(), source, &|_| {}).await.unwrap();
+        assert!(qemu_io(&ceph, &image(from_snap_id), "read -P 0x42 0 4M"), "the snapshot's data, not the current");
+        m.revert_snapshot(pool, copy_id, "before").await.unwrap_err();
+
+        // Resize grows only.
+        assert_eq!(m.resize_volume(pool, copy_id, 2 * GIB, None).await.unwrap().size_bytes, 2 * GIB);
+        assert!(matches!(m.resize_volume(pool, copy_id, GIB, None).await, Err(StorageError::InvalidArgument(_))));
+
+        // Flatten makes the clone independent; then the base can go.
+        let flat = m.flatten_volume(pool, clone_id, &|_| {}).await.unwrap();
+        assert_eq!(flat.backing, None);
+        assert!(qemu_io(&ceph, &image(clone_id), "read -P 0x42 0 4M"));
+        m.delete_snapshot(pool, base_id, "before").await.unwrap();
+        m.delete_volume(pool, base_id).await.unwrap();
+        assert!(matches!(m.get_volume(pool, base_id).await, Err(StorageError::NotFound(_))));
+
+        // Import a qcow2 image into RBD.
+        let img = root.path().join("images/disk.qcow2");
+        common::qemu_img(&["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "64M"]);
+        common::write_pattern(&img, "qcow2", 0x77, MIB, MIB);
+        let imported_id = VolumeId::new_random();
+        let source = VolumeSource::Image { path: img.clone(), format: ImageFormat::Qcow2 };
+        let imported = m.create_volume(pool, imported_id, VolumeSpec::default(), source, &|_| {}).await.unwrap();
+        assert_eq!(imported.size_bytes, 64 * MIB);
+        assert!(qemu_io(&ceph, &image(imported_id), "read -P 0x77 1M 1M"));
+        for e in std::fs::read_dir(root.path().join("state/ceph")).unwrap() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "client files are private");
+        }
+
+        // Deleted images go to the trash, and the purger empties it.
+        for id in [clone_id, copy_id, from_snap_id, imported_id] {
+            m.delete_volume(pool, id).await.unwrap();
+        }
+        let (page, _) = m.list_volumes(pool, None, 100).await.unwrap();
+        assert!(page.is_empty(), "{page:?}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let trash = ceph.rbd(&["trash", "ls", "--format", "json", TEST_POOL]).unwrap();
+            if trash.trim() == "[]" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the trash was not purged: {trash}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let left = ceph.rbd(&["ls", "--format", "json", TEST_POOL]).unwrap();
+        assert_eq!(left.trim(), "[]", "no image left behind");
+    });
+}
+
+#[test]
+fn bad_ceph_configs_are_refused_clearly_and_nothing_is_kept() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let m = StorageManager::open(engine(root.path(), Duration::from_secs(3))).await.unwrap();
+        let try_init = |change: &dyn Fn(&mut CephPoolConfig)| {
+            let mut c = ceph_config(&ceph);
+            change(&mut c);
+            let m = &m;
+            async move { m.init_pool(PoolId::new_random(), PoolConfig::Ceph(c)).await.unwrap_err() }
+        };
+        let err = try_init(&|c| c.ceph_pool = "no-such-pool".into()).await;
+        assert!(matches!(err, StorageError::NotFound(_)) && err.to_string().contains("no-such-pool"), "{err}");
+
+        let other = ceph.create_user("other", TEST_POOL).unwrap();
+        let err = try_init(&|c| c.key = Secret::new(other.clone())).await;
+        assert!(matches!(err, StorageError::PermissionDenied(_)), "a valid key of another user: {err}");
+        assert!(!err.to_string().contains(&other));
+
+        let start = Instant::now();
+        let err = try_init(&|c| c.monitors = vec!["127.0.0.1:1".into()]).await;
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(15), "bounded by the mount timeout: {:?}", start.elapsed());
+
+        for (change, what) in [
+            (Box::new(|c: &mut CephPoolConfig| c.ceph_pool = "vms; rm -rf /".into()) as Box<dyn Fn(&mut CephPoolConfig)>, "Ceph pool name"),
+            (Box::new(|c: &mut CephPoolConfig| c.rados_namespace = "a/b".into()), "RADOS namespace"),
+            (Box::new(|c: &mut CephPoolConfig| c.key = Secret::new("not-base64!".into())), "cephx key"),
+        ] {
+            let err = try_init(&*change).await;
+            assert!(matches!(err, StorageError::InvalidArgument(_)) && err.to_string().contains(what), "{err}");
+        }
+        let err = try_init(&|c| c.rados_namespace = "tenant-a".into()).await;
+        assert!(matches!(err, StorageError::NotFound(_)), "a namespace that does not exist: {err}");
+
+        assert!(m.list_pools().await.unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(root.path().join("state/pools")).unwrap().count(), 0, "no pool record, no secret file");
+    });
+}
+
+#[test]
+fn a_frozen_cluster_gives_unavailable_quickly_and_recovers() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("pools")).unwrap();
+    rt().block_on(async {
+        let m = StorageManager::open(engine(root.path(), Duration::from_secs(3))).await.unwrap();
+        let rbd_pool = PoolId::new_random();
+        m.init_pool(rbd_pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        let local = PoolId::new_random();
+        m.init_pool(local, PoolConfig::Local(LocalPoolConfig { path: root.path().join("pools/l") })).await.unwrap();
+        let vol = VolumeId::new_random();
+        let spec = VolumeSpec { size_bytes: Some(GIB), ..Default::default() };
+        m.create_volume(rbd_pool, vol, spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
+
+        ceph.pause_osd();
+        let start = Instant::now();
+        let err = m.create_volume(rbd_pool, VolumeId::new_random(), spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(12), "within the timeout: {:?}", start.elapsed());
+        // The node's other pools do not notice.
+        m.create_volume(local, VolumeId::new_random(), spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
+
+        ceph.resume_osd();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match m.get_volume(rbd_pool, vol).await {
+                Ok(v) => {
+                    assert_eq!(v.size_bytes, GIB);
+                    break;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "never recovered: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        m.create_volume(rbd_pool, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.expect("works again, no restart");
+    });
+}
