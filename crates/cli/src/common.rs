@@ -1,6 +1,9 @@
 //! Argument types and helpers shared by the control-plane and node commands.
 
-use clap::ValueEnum;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use limiquantix_api::v1 as pb;
 
@@ -69,4 +72,92 @@ pub fn show_progress(bar: &ProgressBar, p: &pb::Progress) {
     bar.set_length(p.total_bytes);
     bar.set_position(p.done_bytes);
     bar.set_message(p.phase.clone());
+}
+
+/// What a pool is made of: exactly one of the backends.
+#[derive(Debug, Args)]
+pub struct PoolConfigArgs {
+    /// Local pool: the directory on the node.
+    #[arg(long, group = "backend")]
+    local_path: Option<PathBuf>,
+    /// NFS pool: server host.
+    #[arg(long, group = "backend", requires = "nfs_export")]
+    nfs_server: Option<String>,
+    #[arg(long)]
+    nfs_export: Option<String>,
+    #[arg(long)]
+    nfs_version: Option<String>,
+    /// Ceph pool: the Ceph (RBD) pool name.
+    #[arg(long, group = "backend", requires = "ceph_monitor")]
+    ceph_pool: Option<String>,
+    /// A Ceph monitor host:port (repeat for each monitor).
+    #[arg(long)]
+    ceph_monitor: Vec<String>,
+    #[arg(long, default_value = "admin")]
+    ceph_user: String,
+    /// A file holding the cephx key (the key never goes on a command line).
+    #[arg(long)]
+    ceph_key_file: Option<PathBuf>,
+    /// A RADOS namespace inside the Ceph pool.
+    #[arg(long)]
+    ceph_namespace: Option<String>,
+    /// Create the Ceph pool (application rbd) if it does not exist.
+    #[arg(long)]
+    ceph_create_pool: bool,
+    /// iSCSI pool: the target portal host:port.
+    #[arg(long, group = "backend", requires = "iscsi_target")]
+    iscsi_portal: Option<String>,
+    #[arg(long)]
+    iscsi_target: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    iscsi_lun: u32,
+    #[arg(long)]
+    chap_user: Option<String>,
+    /// A file holding the CHAP secret.
+    #[arg(long)]
+    chap_password_file: Option<PathBuf>,
+}
+
+fn read_secret(path: &Option<PathBuf>) -> anyhow::Result<String> {
+    match path {
+        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_owned()),
+        None => Ok(String::new()),
+    }
+}
+
+impl PoolConfigArgs {
+    pub fn config(&self) -> anyhow::Result<pb::PoolConfig> {
+        use pb::pool_config::Backend as B;
+        let backend = if let Some(path) = &self.local_path {
+            B::Local(pb::LocalPoolConfig { path: path.display().to_string() })
+        } else if let Some(server) = &self.nfs_server {
+            B::Nfs(pb::NfsPoolConfig {
+                server: server.clone(),
+                export_path: self.nfs_export.clone().unwrap_or_default(),
+                version: self.nfs_version.clone().unwrap_or_default(),
+                mount_options: vec![],
+            })
+        } else if let Some(pool) = &self.ceph_pool {
+            B::Ceph(pb::CephPoolConfig {
+                monitors: self.ceph_monitor.clone(),
+                ceph_pool: pool.clone(),
+                client_id: self.ceph_user.clone(),
+                key: read_secret(&self.ceph_key_file)?,
+                rados_namespace: self.ceph_namespace.clone().unwrap_or_default(),
+                create_if_missing: self.ceph_create_pool,
+            })
+        } else if let Some(portal) = &self.iscsi_portal {
+            B::Iscsi(pb::IscsiPoolConfig {
+                portal: portal.clone(),
+                target_iqn: self.iscsi_target.clone().unwrap_or_default(),
+                lun: self.iscsi_lun,
+                initiator_iqn: String::new(),
+                chap_username: self.chap_user.clone().unwrap_or_default(),
+                chap_password: read_secret(&self.chap_password_file)?,
+            })
+        } else {
+            bail!("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal");
+        };
+        Ok(pb::PoolConfig { backend: Some(backend) })
+    }
 }

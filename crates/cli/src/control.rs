@@ -14,7 +14,7 @@ use limiquantix_api::v1::task_service_client::TaskServiceClient;
 use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
 use tonic::transport::Channel;
 
-use crate::common::{Bus, Format, ImageFormat, bus_pb, format_pb, image_format_pb, progress_bar, show_progress};
+use crate::common::{Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, format_pb, image_format_pb, progress_bar, show_progress};
 use crate::output::{ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, TaskView, print_list, print_one};
 use crate::units::parse_size;
 
@@ -72,39 +72,8 @@ pub struct CreatePool {
     /// A pool id (UUID) to make the call retryable; generated if omitted.
     #[arg(long)]
     id: Option<String>,
-    /// Local pool: the directory on the node.
-    #[arg(long, group = "backend")]
-    local_path: Option<PathBuf>,
-    /// NFS pool: server host.
-    #[arg(long, group = "backend", requires = "nfs_export")]
-    nfs_server: Option<String>,
-    #[arg(long)]
-    nfs_export: Option<String>,
-    #[arg(long)]
-    nfs_version: Option<String>,
-    /// Ceph pool: the Ceph (RBD) pool name.
-    #[arg(long, group = "backend", requires = "ceph_monitor")]
-    ceph_pool: Option<String>,
-    /// A Ceph monitor host:port (repeat for each monitor).
-    #[arg(long)]
-    ceph_monitor: Vec<String>,
-    #[arg(long, default_value = "admin")]
-    ceph_user: String,
-    /// A file holding the cephx key (the key never goes on a command line).
-    #[arg(long)]
-    ceph_key_file: Option<PathBuf>,
-    /// iSCSI pool: the target portal host:port.
-    #[arg(long, group = "backend", requires = "iscsi_target")]
-    iscsi_portal: Option<String>,
-    #[arg(long)]
-    iscsi_target: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    iscsi_lun: u32,
-    #[arg(long)]
-    chap_user: Option<String>,
-    /// A file holding the CHAP secret.
-    #[arg(long)]
-    chap_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    backend: PoolConfigArgs,
     /// Node(s) to create it on: one for a local pool; shared pools default to every node.
     #[arg(long = "node")]
     nodes: Vec<String>,
@@ -352,7 +321,7 @@ impl Clients {
     pub async fn pool(&mut self, cmd: PoolCommand) -> anyhow::Result<()> {
         match cmd {
             PoolCommand::Create(c) => {
-                let config = pool_config(&c)?;
+                let config = c.backend.config()?;
                 let req = pb::CreatePoolRequest {
                     pool_id: c.id.clone().unwrap_or_default(),
                     name: c.name.clone(),
@@ -633,46 +602,4 @@ fn state_pb(s: State) -> pb::VolumeState {
         State::Deleting => pb::VolumeState::Deleting,
         State::Error => pb::VolumeState::Error,
     }
-}
-
-fn read_secret(path: &Option<PathBuf>) -> anyhow::Result<String> {
-    match path {
-        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_owned()),
-        None => Ok(String::new()),
-    }
-}
-
-fn pool_config(c: &CreatePool) -> anyhow::Result<pb::PoolConfig> {
-    use pb::pool_config::Backend as B;
-    let backend = if let Some(path) = &c.local_path {
-        B::Local(pb::LocalPoolConfig { path: path.display().to_string() })
-    } else if let Some(server) = &c.nfs_server {
-        B::Nfs(pb::NfsPoolConfig {
-            server: server.clone(),
-            export_path: c.nfs_export.clone().unwrap_or_default(),
-            version: c.nfs_version.clone().unwrap_or_default(),
-            mount_options: vec![],
-        })
-    } else if let Some(pool) = &c.ceph_pool {
-        B::Ceph(pb::CephPoolConfig {
-            monitors: c.ceph_monitor.clone(),
-            ceph_pool: pool.clone(),
-            client_id: c.ceph_user.clone(),
-            key: read_secret(&c.ceph_key_file)?,
-            rados_namespace: String::new(),
-            create_if_missing: false,
-        })
-    } else if let Some(portal) = &c.iscsi_portal {
-        B::Iscsi(pb::IscsiPoolConfig {
-            portal: portal.clone(),
-            target_iqn: c.iscsi_target.clone().unwrap_or_default(),
-            lun: c.iscsi_lun,
-            initiator_iqn: String::new(),
-            chap_username: c.chap_user.clone().unwrap_or_default(),
-            chap_password: read_secret(&c.chap_password_file)?,
-        })
-    } else {
-        bail!("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal");
-    };
-    Ok(pb::PoolConfig { backend: Some(backend) })
 }

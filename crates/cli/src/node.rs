@@ -12,7 +12,9 @@ use tonic::transport::Channel;
 use crate::output::{
     AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, print_list, print_one,
 };
-use crate::common::{Bus, Format, ImageFormat, bus_pb, format_pb, image_format_pb, new_id, progress_bar, show_progress};
+use crate::common::{
+    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, format_pb, image_format_pb, new_id, progress_bar, show_progress,
+};
 use crate::units::parse_size;
 
 #[derive(Debug, Args)]
@@ -66,9 +68,8 @@ enum PoolCommand {
         /// Pool id (a UUID); a new one is generated if omitted.
         #[arg(long)]
         id: Option<String>,
-        /// A local directory (inside the node's local pool roots).
-        #[arg(long)]
-        local_path: PathBuf,
+        #[command(flatten)]
+        backend: PoolConfigArgs,
     },
     List,
     Info { pool: String },
@@ -148,6 +149,12 @@ enum VolumeCommand {
         format: Option<Format>,
     },
     Delete {
+        #[command(flatten)]
+        pool: PoolArg,
+        volume: String,
+    },
+    /// Make a linked clone independent of its base.
+    Flatten {
         #[command(flatten)]
         pool: PoolArg,
         volume: String,
@@ -239,13 +246,8 @@ type Client = NodeStorageClient<Channel>;
 
 async fn pool(client: &mut Client, cmd: PoolCommand, out: OutputFormat) -> anyhow::Result<()> {
     match cmd {
-        PoolCommand::Init { id, local_path } => {
-            let config = pb::PoolConfig {
-                backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig {
-                    path: local_path.display().to_string(),
-                })),
-            };
-            let req = pb::InitStoragePoolRequest { pool_id: new_id(id), config: Some(config) };
+        PoolCommand::Init { id, backend } => {
+            let req = pb::InitStoragePoolRequest { pool_id: new_id(id), config: Some(backend.config()?) };
             let info = client.init_storage_pool(req).await?.into_inner();
             print_one(out, &PoolView::from_pb(&info));
         }
@@ -356,6 +358,11 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             } else {
                 println!("{}", serde_json::json!({ "volume_id": volume, "deleted": true }));
             }
+        }
+        VolumeCommand::Flatten { pool, volume } => {
+            let req = pb::NodeFlattenVolumeRequest { pool_id: pool.pool, volume_id: volume };
+            let v = follow(client.flatten_volume(req).await?.into_inner(), out).await?;
+            print_one(out, &VolumeView::from_pb(&v));
         }
         VolumeCommand::Import { pool, id, file, image_format, format, size } => {
             let file = std::path::absolute(&file).with_context(|| format!("invalid path {}", file.display()))?;

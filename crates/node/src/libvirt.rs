@@ -81,6 +81,52 @@ impl Libvirt {
         .map_err(|e| StorageError::Internal(format!("libvirt call panicked: {e}")))?
     }
 
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connect) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let uri = self.uri.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connect::open(Some(&uri))
+                .map_err(|e| StorageError::Unavailable(format!("cannot reach libvirt at {uri}: {}", e.message())))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("libvirt call panicked: {e}")))?
+    }
+
+    /// Defines (or updates) a private secret and sets its value through the
+    /// API: the value never appears on a command line or in a file.
+    pub async fn ensure_secret(&self, secret: &limiquantix_storage::LibvirtSecret) -> Result<(), StorageError> {
+        let xml = limiquantix_storage::xml::secret_xml(&secret.uuid, &secret.usage);
+        let value = match &secret.usage {
+            // libvirt keeps a Ceph key as raw bytes and base64-encodes it for QEMU.
+            limiquantix_storage::SecretUsage::Ceph(_) => limiquantix_storage::backends::ceph::decode_base64(secret.value.expose())
+                .ok_or_else(|| StorageError::invalid("the Ceph key is not base64"))?,
+            limiquantix_storage::SecretUsage::Iscsi(_) => secret.value.expose().as_bytes().to_vec(),
+        };
+        let uuid = secret.uuid.clone();
+        self.with_conn(move |conn| {
+            let s = conn
+                .define_secret_xml(&xml, 0)
+                .map_err(|e| StorageError::Internal(format!("libvirt: cannot define secret {uuid}: {}", e.message())))?;
+            s.set_value(&value, 0)
+                .map_err(|e| StorageError::Internal(format!("libvirt: cannot set secret {uuid}: {}", e.message())))
+        })
+        .await
+    }
+
+    /// Removes a secret; a missing one is fine.
+    pub async fn remove_secret(&self, uuid: &str) -> Result<(), StorageError> {
+        let uuid = uuid.to_owned();
+        self.with_conn(move |conn| match conn.lookup_secret_by_uuid_string(&uuid) {
+            Ok(s) => s.undefine().map_err(|e| StorageError::Internal(format!("libvirt: cannot remove secret {uuid}: {}", e.message()))),
+            Err(e) if e.code().is(ErrorNumber::NoSecret) => Ok(()),
+            Err(e) => Err(StorageError::Internal(format!("libvirt: {}", e.message()))),
+        })
+        .await
+    }
+
     /// The domain's live XML.
     pub async fn domain_xml(&self, domain: &str) -> Result<String, StorageError> {
         let name = domain.to_owned();

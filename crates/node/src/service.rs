@@ -151,9 +151,14 @@ impl NodeStorage for NodeService {
         let run = async {
             let id = convert::pool_id(&req.pool_id)?;
             let config = convert::pool_config(req.config)?;
-            self.manager.init_pool(id, config).await
+            let report = self.manager.init_pool(id, config).await?;
+            // VMs will need the pool's key in libvirt; attach defines it again if this fails.
+            if let Err(e) = self.ensure_pool_secret(id).await {
+                tracing::warn!(pool = %id, error = %e, "cannot store the pool's secret in libvirt yet");
+            }
+            Ok(report)
         };
-        run.await.map(|r| Response::new(convert::pool_info(&r))).map_err(to_status)
+        run.await.map(|r: limiquantix_storage::PoolReport| Response::new(convert::pool_info(&r))).map_err(to_status)
     }
 
     async fn destroy_storage_pool(
@@ -161,7 +166,13 @@ impl NodeStorage for NodeService {
         req: Request<pb::DestroyStoragePoolRequest>,
     ) -> Rpc<pb::DestroyStoragePoolResponse> {
         let id = convert::pool_id(&req.into_inner().pool_id).map_err(to_status)?;
+        let secret = self.manager.pool_secret(id).await.ok().flatten();
         self.manager.destroy_pool(id).await.map_err(to_status)?;
+        if let Some(secret) = secret {
+            if let Err(e) = self.remove_pool_secret(&secret.uuid).await {
+                tracing::warn!(pool = %id, error = %e, "cannot remove the pool's secret from libvirt");
+            }
+        }
         Ok(Response::new(pb::DestroyStoragePoolResponse {}))
     }
 
@@ -201,6 +212,17 @@ impl NodeStorage for NodeService {
         let source = VolumeSource::Clone { source, mode };
         Ok(Response::new(self.stream_operation(pool, move |m, progress| {
             Box::pin(async move { m.create_volume(pool, id, spec, source, progress).await })
+        })))
+    }
+
+    type FlattenVolumeStream = EventStream;
+
+    async fn flatten_volume(&self, req: Request<pb::NodeFlattenVolumeRequest>) -> Rpc<EventStream> {
+        let req = req.into_inner();
+        let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        Ok(Response::new(self.stream_operation(pool, move |m, progress| {
+            Box::pin(async move { m.flatten_volume(pool, id, progress).await })
         })))
     }
 
@@ -331,6 +353,17 @@ impl NodeStorage for NodeService {
 
 #[cfg(feature = "libvirt")]
 impl NodeService {
+    async fn ensure_pool_secret(&self, pool: PoolId) -> StorageResult<()> {
+        match self.manager.pool_secret(pool).await? {
+            Some(secret) => self.hypervisor.libvirt.ensure_secret(&secret).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn remove_pool_secret(&self, uuid: &str) -> StorageResult<()> {
+        self.hypervisor.libvirt.remove_secret(uuid).await
+    }
+
     async fn live_resize(&self, pool: PoolId, id: VolumeId, size: u64, domain: &str) -> StorageResult<VolumeInfo> {
         let live = LiveDomain { libvirt: &self.hypervisor.libvirt, domain };
         self.manager.resize_volume(pool, id, size, Some(&live)).await
@@ -348,6 +381,7 @@ impl NodeService {
             return Ok((disk.target_dev, disk.xml));
         }
         let _volume = self.manager.hold_volume(pool, id, "an attach")?;
+        self.ensure_pool_secret(pool).await?;
         let disk = self.manager.attach_info(pool, id, bus, &[], Some(&live)).await?;
         let xml = disk.to_xml();
         libvirt.attach(domain, &xml).await?;
@@ -378,6 +412,12 @@ impl NodeService {
 
 #[cfg(not(feature = "libvirt"))]
 impl NodeService {
+    async fn ensure_pool_secret(&self, _: PoolId) -> StorageResult<()> {
+        Ok(())
+    }
+    async fn remove_pool_secret(&self, _: &str) -> StorageResult<()> {
+        Ok(())
+    }
     fn no_libvirt() -> limiquantix_storage::StorageError {
         limiquantix_storage::StorageError::Unimplemented("this node was built without libvirt support".into())
     }

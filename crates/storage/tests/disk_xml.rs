@@ -87,3 +87,18 @@ fn the_validator_rejects_a_broken_disk() {
     let out = Command::new("virt-xml-validate").arg(&file).arg("domain").output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_secret_xml_validates_against_the_libvirt_schema() {
+    use limiquantix_storage::SecretUsage;
+    use limiquantix_storage::xml::secret_xml;
+    let dir = tempfile::tempdir().unwrap();
+    for usage in [SecretUsage::Ceph("limiquantix pool x client.libvirt".into()), SecretUsage::Iscsi("iqn.2024-01.io.x:t<&>".into())] {
+        let xml = secret_xml("2a1f4c2e-8f7b-4d6e-9b1a-3c5d7e9f0a1b", &usage);
+        assert!(xml.contains(r#"private="yes""#), "{xml}");
+        let file = dir.path().join("secret.xml");
+        std::fs::write(&file, &xml).unwrap();
+        let out = Command::new("virt-xml-validate").arg(&file).arg("secret").output().unwrap();
+        assert!(out.status.success(), "{xml}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

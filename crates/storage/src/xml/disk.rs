@@ -187,6 +187,27 @@ fn write_auth(x: &mut XmlOut, auth: &DiskAuth) {
     x.close("auth");
 }
 
+/// A libvirt `<secret>` (private, persistent) for a pool's key or password.
+pub fn secret_xml(uuid: &str, usage: &crate::backend::SecretUsage) -> String {
+    use crate::backend::SecretUsage;
+    let mut x = XmlOut::new();
+    x.open("secret", &[("ephemeral", "no"), ("private", "yes")]);
+    x.text("uuid", uuid);
+    match usage {
+        SecretUsage::Ceph(name) => {
+            x.open("usage", &[("type", "ceph")]);
+            x.text("name", name);
+        }
+        SecretUsage::Iscsi(target) => {
+            x.open("usage", &[("type", "iscsi")]);
+            x.text("target", target);
+        }
+    }
+    x.close("usage");
+    x.close("secret");
+    x.finish()
+}
+
 /// A thin layer over quick-xml's writer. Writing into a Vec cannot fail, so
 /// the io::Result of each event is an invariant, not an error path.
 pub(crate) struct XmlOut(Writer<Vec<u8>>);

@@ -94,7 +94,7 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
     if s.is_empty() || s.len() % 4 != 0 {
         return None;
     }

@@ -22,7 +22,7 @@ use crate::model::{Capabilities, CephPoolConfig, PoolCapacity, PoolKind, Progres
 use crate::tools::QemuImg;
 use crate::xml::{DiskAuth, DiskDriver, DiskSource, NetHost, SecretRef};
 
-pub use config::{parse_monitor, validate};
+pub use config::{decode_base64, parse_monitor, validate};
 use rados::{Cluster, ConnectConfig, IoCtx};
 
 /// librados client timeouts (from the node config).
