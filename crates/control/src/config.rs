@@ -27,6 +27,10 @@ pub struct ControlConfig {
     /// retried before the saga unwinds.
     #[serde(default = "default_saga_retry")]
     pub saga_retry_secs: u64,
+    /// How often the leader refreshes pool capacity and brings shared pools
+    /// to nodes that joined.
+    #[serde(default = "default_pool_refresh")]
+    pub pool_refresh_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +65,9 @@ fn default_offline_after() -> u64 {
 }
 fn default_saga_retry() -> u64 {
     60
+}
+fn default_pool_refresh() -> u64 {
+    10
 }
 fn default_root() -> String {
     "/limiquantix/".into()

@@ -35,9 +35,6 @@ use crate::repo::Repo;
 use crate::sagas::SagaRunner;
 use crate::store::{EtcdOptions, EtcdStore, RedbStore, Store};
 
-/// How often the leader refreshes pool capacity from the nodes.
-const POOL_REFRESH: Duration = Duration::from_secs(10);
-
 /// A control plane running in this process.
 pub struct ControlPlane {
     pub addr: SocketAddr,
@@ -76,7 +73,8 @@ impl ControlPlane {
             config: Settings { saga_retry: config.saga_retry() },
         });
         background.push(tokio::spawn(sagas::runner::run(app.clone())));
-        background.push(tokio::spawn(background::run(app.clone(), POOL_REFRESH)));
+        let pool_refresh = Duration::from_secs(config.pool_refresh_secs.max(1));
+        background.push(tokio::spawn(background::run(app.clone(), pool_refresh)));
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;

@@ -136,23 +136,17 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
                 client.init_storage_pool(req).await.map(|r| r.into_inner()).map_err(|e| node_error(&node_id, e))
             }
             .await;
-            let status = match result {
-                Ok(info) => pool_node_status(&node_id, &info),
-                Err(e) => pb::PoolNodeStatus {
-                    node_id: node_id.clone(),
-                    phase: pb::PoolPhase::Error as i32,
-                    message: e.message,
-                    updated_unix_seconds: now(),
-                },
-            };
-            let capacity = if status.phase == pb::PoolPhase::Ready as i32 {
-                let req = pb::GetStoragePoolInfoRequest { pool_id: pool.id.clone() };
-                match app.nodes.client(&app.repo, &node_id).await {
-                    Ok(mut c) => c.get_storage_pool_info(req).await.ok().and_then(|r| r.into_inner().capacity),
-                    Err(_) => None,
+            let (status, capacity) = match result {
+                Ok(info) => (pool_node_status(&node_id, &info), info.capacity),
+                Err(e) => {
+                    let status = pb::PoolNodeStatus {
+                        node_id: node_id.clone(),
+                        phase: pb::PoolPhase::Error as i32,
+                        message: e.message,
+                        updated_unix_seconds: now(),
+                    };
+                    (status, None)
                 }
-            } else {
-                None
             };
             match known {
                 Some(i) => statuses[i] = status,

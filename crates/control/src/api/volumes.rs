@@ -279,6 +279,17 @@ impl VolumeApi {
     async fn online_node(&self, node_id: &str) -> ApiResult<pb::Node> {
         self.app.nodes.online(&self.app.repo, node_id).await
     }
+
+    /// The node that works on an existing volume: a local pool's own node
+    /// (which must be online); for a shared pool, any online node that has
+    /// the pool ready.
+    async fn serving_node(&self, v: &pb::Volume) -> ApiResult<String> {
+        let pool = records::pool(&self.app.repo, &v.pool_id).await?.value;
+        if pool.kind == pb::PoolKind::Local as i32 {
+            return Ok(self.online_node(&v.node_id).await?.id);
+        }
+        placement_node(&self.app, &pool).await
+    }
 }
 
 #[tonic::async_trait]
@@ -401,10 +412,9 @@ impl VolumeService for VolumeApi {
         }
         let attached = current.state == pb::VolumeState::Attached as i32;
         let node = match (&current.attachment, attached) {
-            (Some(a), true) => a.node_id.clone(),
-            _ => current.node_id.clone(),
+            (Some(a), true) => self.online_node(&a.node_id).await?.id,
+            _ => self.serving_node(&current).await?,
         };
-        self.online_node(&node).await?;
         let repo = &self.app.repo;
         let delta = r.new_size_bytes - current.size_bytes;
         // The volume's and the pool's CAS in one transaction: exactly one of
@@ -464,7 +474,7 @@ impl VolumeService for VolumeApi {
             .into());
         }
         refuse_if_dependents(&self.app, &current, "deleted").await?;
-        self.online_node(&current.node_id).await?;
+        let node = self.serving_node(&current).await?;
         let op = self
             .start(
                 &id,
@@ -479,7 +489,7 @@ impl VolumeService for VolumeApi {
                         pool_id: v.pool_id.clone(),
                         volume_id: v.id.clone(),
                         name: v.name.clone(),
-                        node_id: v.node_id.clone(),
+                        node_id: node.clone(),
                         previous_state: v.state,
                     };
                     Ok((saga, pb::VolumeState::Deleting as i32))
@@ -494,13 +504,13 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         let name = parse_name("snapshot", &r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
-        self.online_node(&current.node_id).await?;
+        let node = self.serving_node(&current).await?;
         let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
         let op = self
             .start(
                 &current.id,
                 |v| require_available(v, "snapshots are taken of available (detached) volumes"),
-                |v| Ok((CreateSnapshot(target(v, &name)), v.state)),
+                |v| Ok((CreateSnapshot(target(v, &name, &node)), v.state)),
                 Some((keys::snapshot(&current.id, &name), &snap)),
             )
             .await?;
@@ -521,12 +531,12 @@ impl VolumeService for VolumeApi {
             return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
         }
         refuse_if_dependents(&self.app, &current, "reverted").await?;
-        self.online_node(&current.node_id).await?;
+        let node = self.serving_node(&current).await?;
         let op = self
             .start(
                 &current.id,
                 |v| require_available(v, "detach it before reverting"),
-                |v| Ok((RevertSnapshot(target(v, &name)), v.state)),
+                |v| Ok((RevertSnapshot(target(v, &name, &node)), v.state)),
                 None,
             )
             .await?;
@@ -540,9 +550,9 @@ impl VolumeService for VolumeApi {
         let Some(snap) = self.app.repo.get::<pb::Snapshot>(&keys::snapshot(&current.id, &name)).await? else {
             return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
         };
-        self.online_node(&current.node_id).await?;
+        let node = self.serving_node(&current).await?;
         let op = self
-            .start(&current.id, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name)), v.state)), None)
+            .start(&current.id, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name, &node)), v.state)), None)
             .await?;
         Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.value), task_id: op.task_id }))
     }
@@ -624,11 +634,11 @@ impl VolumeService for VolumeApi {
     }
 }
 
-fn target(v: &pb::Volume, name: &str) -> SnapshotTarget {
+fn target(v: &pb::Volume, name: &str, node: &str) -> SnapshotTarget {
     SnapshotTarget {
         pool_id: v.pool_id.clone(),
         volume_id: v.id.clone(),
-        node_id: v.node_id.clone(),
+        node_id: node.to_owned(),
         name: name.to_owned(),
         volume_state: v.state,
     }
