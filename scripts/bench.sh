@@ -3,6 +3,7 @@
 #   scripts/bench.sh            both
 #   scripts/bench.sh node       the node engine vs qemu-img, virsh, cp
 #   scripts/bench.sh control    the control plane at 100,000 volumes, redb and etcd
+#   scripts/bench.sh ceph       the RBD backend vs the rbd CLI on a test cluster
 # Needs root (the node benchmark starts a private libvirtd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,12 @@ which=${1:-all}
 [ $# -gt 0 ] && shift
 case "$which" in
 node) exec target/release/lq-bench node "$@" ;;
+ceph) exec target/release/lq-bench ceph "$@" ;;
 control) exec target/release/lq-bench control "$@" ;;
 all)
   target/release/lq-bench node
   target/release/lq-bench control
+  target/release/lq-bench ceph
   ;;
-*) echo "usage: $0 [node|control|all] [options]" >&2; exit 2 ;;
+*) echo "usage: $0 [node|control|ceph|all] [options]" >&2; exit 2 ;;
 esac

@@ -2,8 +2,10 @@
 //!
 //! - `lq-bench node`: the node engine against qemu-img, virsh and cp;
 //! - `lq-bench control`: the control plane with 100,000 volumes over 1,000
-//!   nodes, on redb and on etcd.
+//!   nodes, on redb and on etcd;
+//! - `lq-bench ceph`: the RBD backend against the `rbd` CLI on a test cluster.
 
+mod ceph_bench;
 mod control_bench;
 mod measure;
 mod node;
@@ -21,11 +23,13 @@ struct Cli {
 enum Bench {
     Node(node_bench::Args),
     Control(control_bench::Args),
+    Ceph(ceph_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Bench::Node(args) => node_bench::run(args),
         Bench::Control(args) => control_bench::run(args),
+        Bench::Ceph(args) => ceph_bench::run(args),
     }
 }

@@ -61,7 +61,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Creates the volume completely or not at all: a failure or a cancelled
     /// future leaves nothing behind.
     async fn create_volume(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo>;
-    async fn delete_volume(&self, volume: &VolumeInfo) -> Result<()>;
+    /// Deletes the volume; a missing one is fine. Refused, naming them, while
+    /// linked clones depend on it (see [`dependents_error`]).
+    async fn delete_volume(&self, id: VolumeId) -> Result<()>;
     /// Grows the volume (the manager has checked new_size > current size).
     async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo>;
 
@@ -82,6 +84,15 @@ pub trait Backend: Send + Sync + 'static {
     fn libvirt_secret(&self) -> Option<LibvirtSecret> {
         None
     }
+}
+
+/// The refusal of an operation on a volume that linked clones depend on.
+pub fn dependents_error(id: VolumeId, dependents: &[VolumeId], action: &str) -> crate::error::StorageError {
+    let list: Vec<String> = dependents.iter().map(|d| d.to_string()).collect();
+    crate::error::StorageError::precondition(format!(
+        "volume {id} cannot be {action}: linked clones depend on it ({}); delete them first",
+        list.join(", ")
+    ))
 }
 
 /// A secret the node keeps in libvirt for a pool.

@@ -511,9 +511,8 @@ impl StorageManager {
     pub async fn delete_volume(&self, pool: PoolId, id: VolumeId) -> Result<()> {
         let backend = self.backend(pool).await?;
         let _guard = self.locks.exclusive(pool, id, "a delete")?;
-        let Some(volume) = backend.get_volume(id).await? else { return Ok(()) };
-        self.refuse_if_dependents(backend.as_ref(), id, "deleted").await?;
-        backend.delete_volume(&volume).await
+        // The backend finds it, checks its dependents and deletes it in one go.
+        backend.delete_volume(id).await
     }
 
     async fn refuse_if_dependents(&self, backend: &dyn Backend, id: VolumeId, action: &str) -> Result<()> {
@@ -521,11 +520,7 @@ impl StorageManager {
         if dependents.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = dependents.iter().map(|d| d.to_string()).collect();
-        Err(StorageError::precondition(format!(
-            "volume {id} cannot be {action}: linked clones depend on it ({}); delete them first",
-            list.join(", ")
-        )))
+        Err(crate::backend::dependents_error(id, &dependents, action))
     }
 
     pub async fn attach_info(

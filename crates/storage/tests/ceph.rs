@@ -88,6 +88,27 @@ fn rbd_volumes_end_to_end() {
         let err = m.delete_volume(pool, base_id).await.unwrap_err();
         assert!(matches!(err, StorageError::FailedPrecondition(_)) && err.to_string().contains(&clone_id.to_string()), "{err}");
 
+        // Clones of an unchanged base share one clone snapshot; a changed base gets a new one.
+        let clone_snaps = || {
+            let out = ceph.rbd(&["snap", "ls", "--format", "json", &format!("{TEST_POOL}/{}", image(base_id))]).unwrap();
+            out.matches("\"lq-clone-").count()
+        };
+        assert_eq!(clone_snaps(), 1);
+        let second = VolumeId::new_random();
+        let linked = VolumeSource::Clone { source: base_id, mode: Some(CloneMode::Linked) };
+        m.create_volume(pool, second, VolumeSpec::default(), linked, &|_| {}).await.unwrap();
+        assert_eq!(clone_snaps(), 1, "an unchanged base is not snapshotted again");
+        assert!(qemu_io(&ceph, &image(base_id), "write -P 0x44 8M 1M"));
+        let third = VolumeId::new_random();
+        let linked = VolumeSource::Clone { source: base_id, mode: Some(CloneMode::Linked) };
+        m.create_volume(pool, third, VolumeSpec::default(), linked, &|_| {}).await.unwrap();
+        assert_eq!(clone_snaps(), 2, "a changed base gets a new clone snapshot");
+        assert!(qemu_io(&ceph, &image(third), "read -P 0x44 8M 1M"), "the new clone sees the change");
+        assert!(qemu_io(&ceph, &image(second), "read -P 0 8M 1M"), "the earlier clone does not");
+        for id in [second, third] {
+            m.delete_volume(pool, id).await.unwrap();
+        }
+
         // Snapshots: create, list, revert, delete.
         let snap = m.create_snapshot(pool, base_id, "before").await.unwrap();
         assert_eq!(snap.name, "before");
@@ -97,6 +118,11 @@ fn rbd_volumes_end_to_end() {
         let listed = m.list_snapshots(pool, base_id).await.unwrap();
         assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["before"]);
         assert!(matches!(m.create_snapshot(pool, base_id, "lq-mine").await, Err(StorageError::InvalidArgument(_))));
+        let clone_snap = ceph.rbd(&["snap", "ls", "--format", "json", &format!("{TEST_POOL}/{}", image(base_id))]).unwrap();
+        let clone_snap = clone_snap.split("\"name\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        assert!(clone_snap.starts_with("lq-clone-"), "{clone_snap}");
+        let err = m.delete_snapshot(pool, base_id, &clone_snap).await.unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)), "the backend's clone snapshots are not the user's to delete: {err}");
 
         // Full clone (deep copy, flattened, no snapshots) and a volume from a snapshot.
         let copy_id = VolumeId::new_random();

@@ -61,6 +61,10 @@ pub(crate) struct Inner {
     files: config::ClientFiles,
     /// Wakes the trash purger.
     purge: tokio::sync::Notify,
+    /// Held while a clone picks its base snapshot and while the purger
+    /// collects clone snapshots, so a snapshot is never collected between
+    /// being picked and being cloned.
+    clone_snapshots: std::sync::Mutex<()>,
 }
 
 pub struct CephBackend {
@@ -120,7 +124,16 @@ impl CephBackend {
             let io = cluster.ioctx(&config.ceph_pool, &config.rados_namespace)?;
             let files = config::ClientFiles::write(&dir, pool_id, &config)?;
             drop(pool_io);
-            Ok(Inner { pool_id, config, io, cluster, qemu, files, purge: tokio::sync::Notify::new() })
+            Ok(Inner {
+                pool_id,
+                config,
+                io,
+                cluster,
+                qemu,
+                files,
+                purge: tokio::sync::Notify::new(),
+                clone_snapshots: std::sync::Mutex::new(()),
+            })
         })
         .await
         .map_err(|e| StorageError::Internal(format!("Ceph connect task failed: {e}")))??;
@@ -195,8 +208,7 @@ impl Backend for CephBackend {
         volumes::create(self, new, progress).await
     }
 
-    async fn delete_volume(&self, volume: &VolumeInfo) -> Result<()> {
-        let id = volume.id;
+    async fn delete_volume(&self, id: VolumeId) -> Result<()> {
         self.blocking(move |i| volumes::delete(i, id)).await?;
         self.inner.purge.notify_one();
         Ok(())

@@ -181,6 +181,40 @@ impl Image {
         Ok(Self { handle })
     }
 
+    /// Opens `name` read-only (cheaper: no watch, no lock); ENOENT if missing.
+    pub fn open_read_only(io: &IoCtx, name: &str) -> CephResult<Self> {
+        let n = cstring("rbd_open_read_only", name)?;
+        let mut handle: sys::rbd_image_t = std::ptr::null_mut();
+        // SAFETY: valid ioctx and name; out-pointer; no snapshot.
+        check("rbd_open_read_only", unsafe { sys::rbd_open_read_only(io.raw(), n.as_ptr(), &mut handle, std::ptr::null()) })?;
+        Ok(Self { handle })
+    }
+
+    /// Reads from snapshot `snap` from now on (None: the image head).
+    pub fn set_snap(&self, snap: Option<&str>) -> CephResult<()> {
+        let s = snap.map(|s| cstring("rbd_snap_set", s)).transpose()?;
+        // SAFETY: open image; NULL selects the head.
+        check("rbd_snap_set", unsafe { sys::rbd_snap_set(self.handle, s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())) })
+            .map(drop)
+    }
+
+    /// Whether anything was written to the head since snapshot `snap`.
+    pub fn changed_since(&self, snap: &str) -> CephResult<bool> {
+        unsafe extern "C" fn note(_offset: u64, _len: usize, _exists: c_int, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the &mut bool below, alive during the call.
+            unsafe { *(arg as *mut bool) = true };
+            0
+        }
+        let s = cstring("rbd_diff_iterate2", snap)?;
+        let size = self.size()?;
+        let mut changed = false;
+        // SAFETY: open image at its head; callback and argument live through the call.
+        check("rbd_diff_iterate2", unsafe {
+            sys::rbd_diff_iterate2(self.handle, s.as_ptr(), 0, size, 0, 1, Some(note), &mut changed as *mut bool as *mut c_void)
+        })?;
+        Ok(changed)
+    }
+
     /// Opens an image by id (images in the trash have no name to open by).
     pub fn open_by_id(io: &IoCtx, id: &str) -> CephResult<Self> {
         let i = cstring("rbd_open_by_id", id)?;

@@ -63,7 +63,7 @@ pub(super) fn capacity(i: &Inner) -> Result<PoolCapacity> {
         if parse_image_name(&name).is_none() {
             continue;
         }
-        match Image::open(&i.io, &name, None) {
+        match Image::open_read_only(&i.io, &name) {
             Ok(img) => {
                 provisioned += img.size()?;
                 count += 1;
@@ -86,14 +86,13 @@ fn is_user_snapshot(name: &str) -> bool {
 }
 
 pub(super) fn describe(i: &Inner, id: VolumeId) -> Result<Option<VolumeInfo>> {
-    let img = match Image::open(&i.io, &image_name(id), None) {
+    let img = match Image::open_read_only(&i.io, &image_name(id)) {
         Ok(img) => img,
         Err(e) if e.errno == libc::ENOENT => return Ok(None),
         Err(e) => return Err(super::unavailable_if_timeout(e, &format!("volume {id}"))),
     };
     let backing = img.parent()?.and_then(|p| parse_image_name(&p.image));
     let snapshot_count = img.snapshots()?.iter().filter(|s| is_user_snapshot(&s.name)).count() as u32;
-    let ns = if i.config.rados_namespace.is_empty() { String::new() } else { format!("{}/", i.config.rados_namespace) };
     Ok(Some(VolumeInfo {
         id,
         format: VolumeFormat::Raw,
@@ -101,8 +100,19 @@ pub(super) fn describe(i: &Inner, id: VolumeId) -> Result<Option<VolumeInfo>> {
         allocated_bytes: img.used_bytes()?,
         backing,
         snapshot_count,
-        location: format!("rbd:{}/{ns}{}", i.config.ceph_pool, image_name(id)),
+        location: location(i, id),
     }))
+}
+
+fn location(i: &Inner, id: VolumeId) -> String {
+    let ns = if i.config.rados_namespace.is_empty() { String::new() } else { format!("{}/", i.config.rados_namespace) };
+    format!("rbd:{}/{ns}{}", i.config.ceph_pool, image_name(id))
+}
+
+/// A volume that was just made and holds no data of its own yet: what it is
+/// is known without asking the cluster again.
+fn fresh(i: &Inner, id: VolumeId, size_bytes: u64, backing: Option<VolumeId>) -> VolumeInfo {
+    VolumeInfo { id, format: VolumeFormat::Raw, size_bytes, allocated_bytes: 0, backing, snapshot_count: 0, location: location(i, id) }
 }
 
 pub(super) fn list_page(i: &Inner, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
@@ -123,24 +133,31 @@ pub(super) fn list_page(i: &Inner, after: Option<VolumeId>, limit: usize) -> Res
 /// Live clones of any snapshot of the image (clones already in the trash
 /// are being purged and do not count).
 pub(super) fn dependents(i: &Inner, id: VolumeId) -> Result<Vec<VolumeId>> {
-    let name = image_name(id);
-    let img = match Image::open(&i.io, &name, None) {
+    let img = match Image::open_read_only(&i.io, &image_name(id)) {
         Ok(img) => img,
         Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let mut deps = Vec::new();
-    for snap in img.snapshots()? {
-        let at = Image::open(&i.io, &name, Some(&snap.name))?;
-        for (child, in_trash) in at.children()? {
-            if let (Some(child), false) = (parse_image_name(&child), in_trash) {
-                deps.push(child);
-            }
-        }
-    }
+    let mut deps: Vec<VolumeId> = children_by_snapshot(&img)?
+        .into_iter()
+        .flat_map(|(_, children)| children)
+        .filter(|(_, in_trash)| !in_trash)
+        .filter_map(|(child, _)| parse_image_name(&child))
+        .collect();
     deps.sort_unstable();
     deps.dedup();
     Ok(deps)
+}
+
+/// Every snapshot with its clones (name, in trash), read on one open image.
+fn children_by_snapshot(img: &Image) -> Result<Vec<(String, Vec<(String, bool)>)>> {
+    let mut out = Vec::new();
+    for snap in img.snapshots()? {
+        img.set_snap(Some(&snap.name))?;
+        out.push((snap.name.clone(), img.children()?));
+    }
+    img.set_snap(None)?;
+    Ok(out)
 }
 
 /// Runs a blocking librbd copy, reporting progress, stopping it when the
@@ -191,11 +208,21 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
     match new.content {
         NewVolumeContent::Empty => {
             let name = name.clone();
-            backend.blocking(move |i| Ok(rbd::create(&i.io, &name, size)?)).await?;
+            return backend
+                .blocking(move |i| {
+                    rbd::create(&i.io, &name, size)?;
+                    Ok(fresh(i, id, size, None))
+                })
+                .await;
         }
         NewVolumeContent::LinkedClone { base } => {
             let (base_id, child) = (base.id, name.clone());
-            backend.blocking(move |i| linked_clone(i, base_id, id, &child, size)).await?;
+            return backend
+                .blocking(move |i| {
+                    linked_clone(i, base_id, &child, size)?;
+                    Ok(fresh(i, id, size, Some(base_id)))
+                })
+                .await;
         }
         NewVolumeContent::Copy { source, snapshot } => {
             let (src, snap, dest) = (image_name(source.id), snapshot.map(|s| s.as_str().to_owned()), name.clone());
@@ -269,12 +296,25 @@ async fn grow_to(backend: &CephBackend, id: VolumeId, size: u64) -> Result<()> {
 }
 
 /// snapshot + protect + clone; each finished step is undone if a later fails.
-fn linked_clone(i: &Inner, base: VolumeId, child: VolumeId, child_name: &str, size: u64) -> Result<()> {
+/// Clones of a base that has not changed since its newest clone snapshot
+/// share that snapshot (a VM template cloned a hundred times takes one
+/// snapshot, not a hundred: each costs a monitor round).
+fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Result<()> {
+    let _picking = i.clone_snapshots.lock().expect("clone snapshot lock");
     let base_name = image_name(base);
-    let snap = format!("{CLONE_SNAP_PREFIX}{child}");
+    let reusable = {
+        let img = Image::open_read_only(&i.io, &base_name)?;
+        let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
+        match newest {
+            Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => Some(s.name),
+            _ => None,
+        }
+    };
+    let (snap, made_snap) = match reusable {
+        Some(snap) => (snap, false),
+        None => (format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4()), true),
+    };
     let img = Image::open(&i.io, &base_name, None)?;
-    let existing: Vec<String> = img.snapshots()?.into_iter().map(|s| s.name).collect();
-    let made_snap = !existing.contains(&snap);
     if made_snap {
         img.snap_create(&snap)?;
     }
@@ -288,16 +328,11 @@ fn linked_clone(i: &Inner, base: VolumeId, child: VolumeId, child_name: &str, si
         img.snap_protect(&snap).map_err(|e| undo(e.into()))?;
     }
     rbd::clone(&i.io, &base_name, &snap, child_name).map_err(|e| undo(e.into()))?;
-    let grown = (|| -> Result<()> {
-        let c = Image::open(&i.io, child_name, None)?;
-        if size > c.size()? {
-            c.grow(size)?;
+    if size > img.size()? {
+        if let Err(e) = Image::open(&i.io, child_name, None).and_then(|c| c.grow(size)) {
+            let _ = rbd::remove(&i.io, child_name);
+            return Err(undo(e.into()));
         }
-        Ok(())
-    })();
-    if let Err(e) = grown {
-        let _ = rbd::remove(&i.io, child_name);
-        return Err(undo(e));
     }
     Ok(())
 }
@@ -308,28 +343,33 @@ fn linked_clone(i: &Inner, base: VolumeId, child: VolumeId, child_name: &str, si
 /// fail with EBUSY anyway).
 pub(super) fn delete(i: &Inner, id: VolumeId) -> Result<()> {
     let name = image_name(id);
-    let img = match Image::open(&i.io, &name, None) {
+    // Read-only first: most volumes have no snapshots, and then nothing is
+    // written before the trash move.
+    let img = match Image::open_read_only(&i.io, &name) {
         Ok(img) => img,
         Err(e) if e.errno == libc::ENOENT => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    for snap in img.snapshots()? {
-        let at = Image::open(&i.io, &name, Some(&snap.name))?;
-        let live: Vec<String> = at.children()?.into_iter().filter(|(_, trash)| !trash).map(|(n, _)| n).collect();
-        if !live.is_empty() {
-            return Err(StorageError::precondition(format!(
-                "volume {id} cannot be deleted: clones depend on its snapshot {} ({}); delete them first",
-                snap.name,
-                live.join(", ")
-            )));
-        }
-        // Snapshots whose only clones are in the trash go with the image when
-        // the purger frees those clones first.
-        if at.children()?.is_empty() {
-            img.snap_remove(&snap.name)?;
+    let snaps = children_by_snapshot(&img)?;
+    drop(img);
+    let live: Vec<VolumeId> = snaps
+        .iter()
+        .flat_map(|(_, children)| children)
+        .filter(|(_, in_trash)| !in_trash)
+        .filter_map(|(child, _)| parse_image_name(child))
+        .collect();
+    if !live.is_empty() {
+        return Err(crate::backend::dependents_error(id, &live, "deleted"));
+    }
+    // Snapshots whose only clones are in the trash go with the image when
+    // the purger has freed those clones.
+    let removable: Vec<&String> = snaps.iter().filter(|(_, children)| children.is_empty()).map(|(s, _)| s).collect();
+    if !removable.is_empty() {
+        let img = Image::open(&i.io, &name, None)?;
+        for snap in removable {
+            img.snap_remove(snap)?;
         }
     }
-    drop(img);
     match rbd::trash_move(&i.io, &name) {
         Err(e) if e.errno == libc::EBUSY => Err(StorageError::precondition(format!(
             "volume {id} is in use (a client such as a running VM has it open); detach it first"
@@ -394,8 +434,9 @@ fn purge_once(i: &Inner) -> Result<usize> {
     Ok(left)
 }
 
-/// `lq-clone-<child>` snapshots whose clone no longer exists.
+/// Clone snapshots that no clone uses any more.
 fn remove_orphan_clone_snapshots(i: &Inner) -> Result<()> {
+    let _collecting = i.clone_snapshots.lock().expect("clone snapshot lock");
     for (_, name) in rbd::list(&i.io)? {
         let Some(_) = parse_image_name(&name) else { continue };
         let Ok(img) = Image::open(&i.io, &name, None) else { continue };
@@ -440,6 +481,7 @@ pub(super) fn snapshot_create(i: &Inner, id: VolumeId, name: &Name) -> Result<Sn
 }
 
 pub(super) fn snapshot_revert(i: &Inner, id: VolumeId, name: &Name) -> Result<()> {
+    reserved(name)?;
     if !user_snapshots(i, id)?.iter().any(|s| s.name == name.as_str()) {
         return Err(StorageError::NotFound(format!("volume {id} has no snapshot named {name}")));
     }
@@ -452,6 +494,8 @@ pub(super) fn snapshot_revert(i: &Inner, id: VolumeId, name: &Name) -> Result<()
 }
 
 pub(super) fn snapshot_delete(i: &Inner, id: VolumeId, name: &Name) -> Result<()> {
+    // Clone snapshots belong to the backend; they go when their clones do.
+    reserved(name)?;
     let vol = image_name(id);
     let img = match Image::open(&i.io, &vol, None) {
         Ok(img) => img,

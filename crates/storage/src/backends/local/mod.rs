@@ -154,8 +154,13 @@ impl Backend for LocalBackend {
         self.create(new, progress).await
     }
 
-    async fn delete_volume(&self, volume: &VolumeInfo) -> Result<()> {
-        self.delete(volume).await
+    async fn delete_volume(&self, id: VolumeId) -> Result<()> {
+        let Some(volume) = self.find_volume(id)? else { return Ok(()) };
+        let dependents = self.find_dependents(id).await?;
+        if !dependents.is_empty() {
+            return Err(crate::backend::dependents_error(id, &dependents, "deleted"));
+        }
+        self.delete(&volume).await
     }
 
     async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo> {

@@ -1,0 +1,138 @@
+//! The RBD backend (librados/librbd, one connection) side by side with the
+//! `rbd` CLI doing the same on the same test cluster: create, linked clone
+//! (snapshot + protect + clone) and delete per operation, and the delete of a
+//! 100 GiB image holding data (our trash move vs `rbd rm`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use limiquantix_storage::model::{CephPoolConfig, CloneMode, PoolConfig, Secret, VolumeSource, VolumeSpec};
+use limiquantix_storage::{PoolId, StorageManager, VolumeId};
+use limiquantix_testkit::Ceph;
+use limiquantix_testkit::ceph::TEST_POOL;
+
+use crate::measure::{Stats, round, run_command, time_once};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 25)]
+    samples: usize,
+    /// Data written into each big image before it is deleted.
+    #[arg(long, default_value_t = 1024)]
+    big_data_mib: u64,
+}
+
+const GIB: u64 = 1 << 30;
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ceph = Ceph::start().context("starting the test Ceph cluster")?;
+    let root = tempfile::tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rbd = |a: &[&str]| run_command(Command::new("rbd").arg("-c").arg(ceph.conf()).args(a));
+    let image = |name: &str| format!("{TEST_POOL}/{name}");
+    let n = args.samples;
+
+    let manager = rt.block_on(async {
+        let mut engine = limiquantix_storage::EngineConfig {
+            state_dir: root.path().join("state"),
+            local_pool_roots: vec![],
+            import_dirs: vec![],
+            timeouts: Default::default(),
+            ceph_timeouts: Default::default(),
+        };
+        engine.ceph_timeouts.mount = Duration::from_secs(10);
+        StorageManager::open(engine).await
+    })?;
+    let pool = PoolId::new_random();
+    let config = CephPoolConfig {
+        monitors: vec![ceph.monitor()],
+        ceph_pool: TEST_POOL.into(),
+        client_id: "admin".into(),
+        rados_namespace: String::new(),
+        create_if_missing: false,
+        key: Secret::new(ceph.admin_key().to_owned()),
+    };
+    rt.block_on(manager.init_pool(pool, PoolConfig::Ceph(config)))?;
+    let spec = || VolumeSpec { size_bytes: Some(GIB), ..Default::default() };
+
+    // create
+    let (mut ours_create, mut cli_create) = (Stats::default(), Stats::default());
+    let mut ours_ids = Vec::new();
+    for i in 0..n {
+        let id = VolumeId::new_random();
+        ours_create.push(time_once(|| Ok(rt.block_on(manager.create_volume(pool, id, spec(), VolumeSource::Empty, &|_| {})).map(drop)?))?);
+        ours_ids.push(id);
+        cli_create.push(time_once(|| rbd(&["create", "--size", "1G", &image(&format!("cli-{i}"))]))?);
+    }
+
+    // linked clone of one base
+    let base = ours_ids[0];
+    let (mut ours_clone, mut cli_clone) = (Stats::default(), Stats::default());
+    let mut clone_ids = Vec::new();
+    for i in 0..n {
+        let id = VolumeId::new_random();
+        let source = VolumeSource::Clone { source: base, mode: Some(CloneMode::Linked) };
+        ours_clone.push(time_once(|| Ok(rt.block_on(manager.create_volume(pool, id, VolumeSpec::default(), source, &|_| {})).map(drop)?))?);
+        clone_ids.push(id);
+        let snap = format!("{}@s{i}", image("cli-0"));
+        cli_clone.push(time_once(|| {
+            rbd(&["snap", "create", &snap])?;
+            rbd(&["snap", "protect", &snap])?;
+            rbd(&["clone", &snap, &image(&format!("cli-clone-{i}"))])
+        })?);
+    }
+
+    // delete (clones first: their bases cannot go before them)
+    let (mut ours_delete, mut cli_delete) = (Stats::default(), Stats::default());
+    for (i, id) in clone_ids.iter().enumerate() {
+        ours_delete.push(time_once(|| Ok(rt.block_on(manager.delete_volume(pool, *id))?))?);
+        cli_delete.push(time_once(|| rbd(&["rm", "--no-progress", &image(&format!("cli-clone-{i}"))]))?);
+    }
+    for (i, id) in ours_ids.iter().enumerate().skip(1) {
+        ours_delete.push(time_once(|| Ok(rt.block_on(manager.delete_volume(pool, *id))?))?);
+        cli_delete.push(time_once(|| rbd(&["rm", "--no-progress", &image(&format!("cli-{i}"))]))?);
+    }
+
+    // A 100 GiB image with data: our delete (trash) vs rbd rm.
+    let big = VolumeId::new_random();
+    let big_spec = VolumeSpec { size_bytes: Some(100 * GIB), ..Default::default() };
+    rt.block_on(manager.create_volume(pool, big, big_spec, VolumeSource::Empty, &|_| {}))?;
+    rbd(&["create", "--size", "100G", &image("cli-big")])?;
+    let total = format!("{}M", args.big_data_mib);
+    for name in [format!("lq-{big}"), "cli-big".into()] {
+        rbd(&["bench", "--io-type", "write", "--io-size", "4M", "--io-pattern", "rand", "--io-total", &total, &image(&name)])?;
+    }
+    let ours_big = time_once(|| Ok(rt.block_on(manager.delete_volume(pool, big))?))?;
+    let cli_big = time_once(|| rbd(&["rm", "--no-progress", &image("cli-big")]))?;
+
+    let rows = [
+        ("create 1 GiB: native", &ours_create),
+        ("create 1 GiB: rbd create", &cli_create),
+        ("linked clone: native", &ours_clone),
+        ("linked clone: rbd snap create+protect+clone", &cli_clone),
+        ("delete: native (trash)", &ours_delete),
+        ("delete: rbd rm", &cli_delete),
+    ];
+    eprintln!("{:<46} median / p99 (ms, n)", "operation");
+    for (name, s) in rows {
+        eprintln!("{name:<46} {}", s.summary());
+    }
+    eprintln!("{:<46} {ours_big:.1} ms", format!("delete 100 GiB ({} MiB data): native", args.big_data_mib));
+    eprintln!("{:<46} {cli_big:.1} ms", "delete 100 GiB: rbd rm");
+    println!(
+        "{}",
+        serde_json::json!({
+            "create_speedup_vs_rbd_cli": round(cli_create.median_ms() / ours_create.median_ms()),
+            "linked_clone_speedup_vs_rbd_cli": round(cli_clone.median_ms() / ours_clone.median_ms()),
+            "delete_speedup_vs_rbd_cli": round(cli_delete.median_ms() / ours_delete.median_ms()),
+            "create_ms": round(ours_create.median_ms()),
+            "linked_clone_ms": round(ours_clone.median_ms()),
+            "delete_ms": round(ours_delete.median_ms()),
+            "delete_100g_ms": round(ours_big),
+            "rbd_rm_100g_ms": round(cli_big),
+        })
+    );
+    drop(manager);
+    Ok(())
+}
