@@ -95,7 +95,7 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {

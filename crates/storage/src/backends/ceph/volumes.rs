@@ -149,8 +149,11 @@ pub(super) fn dependents(i: &Inner, id: VolumeId) -> Result<Vec<VolumeId>> {
     Ok(deps)
 }
 
-/// Every snapshot with its clones (name, in trash), read on one open image.
-fn children_by_snapshot(img: &Image) -> Result<Vec<(String, Vec<(String, bool)>)>> {
+/// A snapshot's name and its clones: (image name, in the trash).
+type SnapshotChildren = (String, Vec<(String, bool)>);
+
+/// Every snapshot with its clones, read on one open image.
+fn children_by_snapshot(img: &Image) -> Result<Vec<SnapshotChildren>> {
     let mut out = Vec::new();
     for snap in img.snapshots()? {
         img.set_snap(Some(&snap.name))?;
@@ -328,12 +331,11 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
         img.snap_protect(&snap).map_err(|e| undo(e.into()))?;
     }
     rbd::clone(&i.io, &base_name, &snap, child_name).map_err(|e| undo(e.into()))?;
-    if size > img.size()? {
-        if let Err(e) = Image::open(&i.io, child_name, None).and_then(|c| c.grow(size)) {
+    if size > img.size()?
+        && let Err(e) = Image::open(&i.io, child_name, None).and_then(|c| c.grow(size)) {
             let _ = rbd::remove(&i.io, child_name);
             return Err(undo(e.into()));
         }
-    }
     Ok(())
 }
 
