@@ -9,7 +9,6 @@ use clap::Parser;
 use limiquantix_api::v1 as pb;
 use limiquantix_control::{ControlConfig, ControlPlane, StoreConfig};
 use limiquantix_node::{NodeConfig, RunningNode};
-use tracing_subscriber::EnvFilter;
 
 /// The pool `--dev` creates, with a fixed id so restarts find it again.
 const DEV_POOL_ID: &str = "0d0d0d0d-0000-4000-8000-000000000001";
@@ -34,12 +33,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    limiquantix_node::init_logging();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => ControlConfig::load(path)?,

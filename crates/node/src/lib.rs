@@ -26,6 +26,17 @@ use tonic::transport::server::TcpIncoming;
 pub use config::NodeConfig;
 pub use service::NodeService;
 
+/// Logs to stderr (colours only on a terminal); RUST_LOG filters, info by default.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 /// Serves the node API on `listener` until `shutdown` completes; in-flight
 /// calls are allowed to finish.
 pub async fn serve(

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use limiquantix_node::{NodeConfig, RunningNode};
-use tracing_subscriber::EnvFilter;
 
 /// The LimiQuantix node storage daemon (gRPC NodeStorage).
 #[derive(Debug, Parser)]
@@ -38,12 +37,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    limiquantix_node::init_logging();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
