@@ -288,3 +288,31 @@ async fn metrics_report_pools_rpcs_and_sagas() {
     }
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_and_reflection_are_served_next_to_the_api() {
+    let k = Cluster::start().await;
+    let url = k.cp.as_ref().unwrap().url();
+    let channel = tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["limiquantix.storage.v1.VolumeService", "limiquantix.storage.v1.TaskService"] {
+        let resp = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(resp.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service}");
+    }
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = responses.message().await.unwrap().unwrap().message_response else {
+        panic!("no service list")
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for want in ["StoragePoolService", "VolumeService", "NodeService", "TaskService"] {
+        assert!(names.contains(&format!("limiquantix.storage.v1.{want}").as_str()), "{names:?}");
+    }
+    let page = common::http_get(&format!("{url}/")).await.unwrap();
+    assert!(page.contains("200 OK") && page.contains("leading"), "{page}");
+}
