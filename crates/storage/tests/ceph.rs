@@ -264,5 +264,39 @@ fn a_frozen_cluster_gives_unavailable_quickly_and_recovers() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         m.create_volume(rbd_pool, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.expect("works again, no restart");
+
+        // A restarted node reconnects with the key it kept (0600 file) and finds its volumes.
+        drop(m);
+        let m = StorageManager::open(engine(root.path(), Duration::from_secs(3))).await.unwrap();
+        let reports = m.list_pools().await.unwrap();
+        assert!(reports.iter().all(|r| r.phase == limiquantix_storage::PoolPhase::Ready), "{reports:?}");
+        assert_eq!(m.get_volume(rbd_pool, vol).await.unwrap().size_bytes, GIB);
+    });
+}
+
+#[test]
+fn pools_and_namespaces_are_created_when_asked() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let m = StorageManager::open(engine(root.path(), Duration::from_secs(10))).await.unwrap();
+        let mut cfg = ceph_config(&ceph);
+        cfg.ceph_pool = "lq-made".into();
+        cfg.rados_namespace = "tenant-a".into();
+        cfg.create_if_missing = true;
+        let pool = PoolId::new_random();
+        m.init_pool(pool, PoolConfig::Ceph(cfg)).await.unwrap();
+        let apps = ceph.ceph(&["osd", "pool", "application", "get", "lq-made", "-f", "json"]).unwrap();
+        assert!(apps.contains("rbd"), "the new pool is an RBD pool: {apps}");
+        let namespaces = ceph.rbd(&["namespace", "ls", "--format", "json", "lq-made"]).unwrap();
+        assert!(namespaces.contains("tenant-a"), "{namespaces}");
+        let id = VolumeId::new_random();
+        let spec = VolumeSpec { size_bytes: Some(GIB), ..Default::default() };
+        let v = m.create_volume(pool, id, spec, VolumeSource::Empty, &|_| {}).await.unwrap();
+        assert_eq!(v.location, format!("rbd:lq-made/tenant-a/lq-{id}"));
+        let listed = ceph.rbd(&["ls", "--format", "json", "lq-made/tenant-a"]).unwrap();
+        assert!(listed.contains(&format!("lq-{id}")), "the image lives in the namespace: {listed}");
+        let disk = m.attach_info(pool, id, Default::default(), &[], None).await.unwrap().to_xml();
+        assert!(disk.contains(&format!(r#"name="lq-made/tenant-a/lq-{id}""#)), "{disk}");
     });
 }
