@@ -37,9 +37,9 @@ impl BenchNode {
         }
     }
 
-    pub async fn init_pool(&mut self, name: &str) -> anyhow::Result<String> {
+    pub async fn init_pool(&mut self, dir_name: &str) -> anyhow::Result<String> {
         let id = new_id();
-        let path = self.root.join("pools").join(name).display().to_string();
+        let path = self.root.join("pools").join(dir_name).display().to_string();
         let config = pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path })) };
         self.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: id.clone(), config: Some(config) }).await?;
         Ok(id)
@@ -102,7 +102,7 @@ impl BenchNode {
             std::fs::copy(&template.location, dir.join(format!("lq-{id}.qcow2")))?;
             ids.push(id);
         }
-        let listed = self.pool_info(pool).await?.capacity.map(|c| c.volume_count).unwrap_or(0);
+        let listed = self.pool_info(pool).await?.capacity.context("the pool reports no capacity")?.volume_count;
         if listed != count as u64 {
             bail!("pool holds {listed} volumes, expected {count}");
         }

@@ -343,7 +343,7 @@ impl Clients {
                 print_one(self.out, &ClusterPoolView::from_pb(&pool));
             }
             PoolCommand::List { kind } => {
-                let kind = kind.map(|k| kind_pb(k) as i32).unwrap_or(0);
+                let kind = kind.map_or(pb::PoolKind::Unspecified, kind_pb) as i32;
                 let pools = self.pools.list_pools(pb::ListPoolsRequest { kind, labels: HashMap::new() }).await?.into_inner().pools;
                 print_list(self.out, &pools.iter().map(ClusterPoolView::from_pb).collect::<Vec<_>>());
             }
@@ -412,7 +412,7 @@ impl Clients {
                 self.finish_volume(op).await?;
             }
             VolumeCommand::List { pool, state, name_prefix, labels, page_size, page_token, all } => {
-                let state = state.map(|s| state_pb(s) as i32).unwrap_or(0);
+                let state = state.map_or(pb::VolumeState::Unspecified, state_pb) as i32;
                 let mut token = page_token.unwrap_or_default();
                 let mut volumes = Vec::new();
                 loop {

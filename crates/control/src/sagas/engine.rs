@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::repo::Txn;
 use crate::store::Revision;
-use crate::tasks;
+use crate::tasks::{self, now};
 
 /// Undo attempts on a non-transient error before the saga is declared stuck.
 const MAX_UNDO_ATTEMPTS: u32 = 5;
@@ -98,10 +98,6 @@ impl Stored {
         app.metrics.saga_finished(&self.record.kind, outcome.is_ok());
         Ok(())
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn backoff(attempt: u32) -> Duration {
