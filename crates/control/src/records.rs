@@ -70,6 +70,13 @@ pub async fn volume(repo: &Repo, volume_id: &str) -> ApiResult<Versioned<pb::Vol
     repo.get::<pb::Volume>(&keys::volume(&pool, &id)).await?.ok_or_else(missing)
 }
 
+/// A snapshot of the volume by its name.
+pub async fn snapshot(repo: &Repo, volume: &pb::Volume, name: &str) -> ApiResult<Versioned<pb::Snapshot>> {
+    repo.get::<pb::Snapshot>(&keys::snapshot(&volume.id, name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("volume {} has no snapshot named {name}", volume.name)))
+}
+
 pub fn state_name(state: i32) -> &'static str {
     match pb::VolumeState::try_from(state).unwrap_or(pb::VolumeState::Unspecified) {
         pb::VolumeState::Creating => "creating",

@@ -117,9 +117,7 @@ impl VolumeApi {
                 let src = records::volume(repo, &snap.volume_id).await?.value;
                 self.check_source(&src, &pool)?;
                 let snap_name = parse_name("snapshot", &snap.snapshot_name)?;
-                if repo.get_raw(&keys::snapshot(&src.id, &snap_name)).await?.is_none() {
-                    return Err(ApiError::not_found(format!("volume {} has no snapshot named {snap_name}", src.name)));
-                }
+                records::snapshot(repo, &src, &snap_name).await?;
                 (new.spec.size_bytes.max(src.size_bytes), self.source_node(&src, &pool).await?)
             }
             Some(S::Image(image)) => {
@@ -527,9 +525,7 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         let name = parse_name("snapshot", &r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
-        if self.app.repo.get_raw(&keys::snapshot(&current.id, &name)).await?.is_none() {
-            return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
-        }
+        records::snapshot(&self.app.repo, &current, &name).await?;
         refuse_if_dependents(&self.app, &current, "reverted").await?;
         let node = self.serving_node(&current).await?;
         let op = self
@@ -547,9 +543,7 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         let name = parse_name("snapshot", &r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
-        let Some(snap) = self.app.repo.get::<pb::Snapshot>(&keys::snapshot(&current.id, &name)).await? else {
-            return Err(ApiError::not_found(format!("volume {} has no snapshot named {name}", current.name)).into());
-        };
+        let snap = records::snapshot(&self.app.repo, &current, &name).await?;
         let node = self.serving_node(&current).await?;
         let op = self
             .start(&current.id, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name, &node)), v.state)), None)

@@ -8,9 +8,8 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::{release_volume, update_volume};
+use super::common::{detach_from_vm, release_volume, update_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
-use crate::nodes::node_error;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetachVolume {
@@ -37,15 +36,7 @@ fn still_attached<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'
 }
 
 fn detach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
-        let req = pb::NodeDetachVolumeRequest { volume_id: s.volume_id.clone(), domain: s.vm.clone(), timeout_seconds: 0 };
-        match client.detach_volume(req).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == tonic::Code::NotFound => Ok(()), // the VM is gone, and the disk with it
-            Err(e) => Err(node_error(&s.node_id, e)),
-        }
-    })
+    Box::pin(detach_from_vm(ctx, &s.node_id, &s.volume_id, &s.vm))
 }
 
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
