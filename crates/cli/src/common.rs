@@ -32,12 +32,27 @@ pub fn new_id(id: Option<String>) -> String {
     id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-pub fn format_pb(f: Option<Format>) -> i32 {
+fn format_pb(f: Option<Format>) -> i32 {
     match f {
         None => pb::VolumeFormat::Unspecified as i32,
         Some(Format::Qcow2) => pb::VolumeFormat::Qcow2 as i32,
         Some(Format::Raw) => pb::VolumeFormat::Raw as i32,
     }
+}
+
+/// The spec of a new volume. Without a size, a clone, import or snapshot copy
+/// takes its source's size (the API's `size_bytes: 0`).
+pub fn volume_spec(size: Option<u64>, format: Option<Format>, provisioning: pb::Provisioning) -> pb::VolumeSpec {
+    const SIZE_OF_SOURCE: u64 = 0;
+    pb::VolumeSpec {
+        size_bytes: size.unwrap_or(SIZE_OF_SOURCE),
+        format: format_pb(format),
+        provisioning: provisioning as i32,
+    }
+}
+
+pub fn provisioning_pb(thick: bool) -> pb::Provisioning {
+    if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin }
 }
 
 pub fn image_format_pb(f: ImageFormat) -> i32 {

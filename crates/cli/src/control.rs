@@ -14,7 +14,9 @@ use limiquantix_api::v1::task_service_client::TaskServiceClient;
 use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
 use tonic::transport::Channel;
 
-use crate::common::{Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, format_pb, image_format_pb, progress_bar, show_progress};
+use crate::common::{
+    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress, volume_spec,
+};
 use crate::output::{ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, TaskView, print_list, print_one};
 use crate::units::parse_size;
 
@@ -399,13 +401,12 @@ impl Clients {
                     }
                     None => None,
                 };
-                let provisioning = if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin } as i32;
                 let req = pb::CreateVolumeRequest {
                     volume_id: id.unwrap_or_default(),
                     pool,
                     name,
                     labels: labels.into_iter().collect(),
-                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning }),
+                    spec: Some(volume_spec(size, format, provisioning_pb(thick))),
                     source,
                 };
                 let op = self.volumes.create_volume(req).await?.into_inner();
@@ -455,7 +456,7 @@ impl Clients {
                     name,
                     labels: HashMap::new(),
                     mode,
-                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                    spec: Some(volume_spec(size, format, pb::Provisioning::Unspecified)),
                 };
                 let op = self.volumes.clone_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;
@@ -474,7 +475,7 @@ impl Clients {
                     node_id: node.unwrap_or_default(),
                     path: file.display().to_string(),
                     format: image_format_pb(image_format),
-                    spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                    spec: Some(volume_spec(size, format, pb::Provisioning::Unspecified)),
                 };
                 let op = self.volumes.import_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;

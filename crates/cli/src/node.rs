@@ -13,7 +13,8 @@ use crate::output::{
     AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, print_list, print_one,
 };
 use crate::common::{
-    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, format_pb, image_format_pb, new_id, progress_bar, show_progress,
+    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, image_format_pb, new_id, progress_bar, provisioning_pb, show_progress,
+    volume_spec,
 };
 use crate::units::parse_size;
 
@@ -298,11 +299,10 @@ async fn follow(stream: tonic::Streaming<pb::VolumeOperationEvent>, out: OutputF
 async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> anyhow::Result<()> {
     match cmd {
         VolumeCommand::Create { pool, id, size, format, thick } => {
-            let provisioning = if thick { pb::Provisioning::Thick } else { pb::Provisioning::Thin };
             let req = pb::NodeCreateVolumeRequest {
                 pool_id: pool.pool,
                 volume_id: new_id(id),
-                spec: Some(pb::VolumeSpec { size_bytes: size, format: format_pb(format), provisioning: provisioning as i32 }),
+                spec: Some(volume_spec(Some(size), format, provisioning_pb(thick))),
                 source: None,
             };
             let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
@@ -346,7 +346,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
                 source_volume_id: source,
                 volume_id: new_id(id),
                 mode: mode as i32,
-                spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                spec: Some(volume_spec(size, format, pb::Provisioning::Unspecified)),
             };
             let v = follow(client.clone_volume(req).await?.into_inner(), out).await?;
             print_one(out, &VolumeView::from_pb(&v));
@@ -375,7 +375,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             let req = pb::NodeCreateVolumeRequest {
                 pool_id: pool.pool,
                 volume_id: new_id(id),
-                spec: Some(pb::VolumeSpec { size_bytes: size.unwrap_or(0), format: format_pb(format), provisioning: 0 }),
+                spec: Some(volume_spec(size, format, pb::Provisioning::Unspecified)),
                 source: Some(source),
             };
             let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
