@@ -215,7 +215,9 @@ pub enum TaskCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterNodeCommand {
+    /// The nodes registered with the control plane.
     List,
+    /// One registered node.
     Get { node: String },
     /// No new volumes, pools or attachments on the node (--undo ends it).
     Drain {

@@ -68,9 +68,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Volume(cmd) => control!(volume, cmd),
         Command::Snapshot(cmd) => control!(snapshot, cmd),
         Command::Task(cmd) => control!(task, cmd),
-        Command::Node(args) => match args.cluster_command() {
-            Some(cmd) => control!(node, cmd),
-            None => node::run(args, out).await,
+        Command::Node(args) => match args.into_cluster_command() {
+            Ok(cmd) => control!(node, cmd),
+            Err(args) => node::run(args, out).await,
         },
     }
 }

@@ -16,6 +16,7 @@ use crate::common::{
     Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, image_format_pb, new_id, progress_bar, provisioning_pb, show_progress,
     volume_spec,
 };
+use crate::control::ClusterNodeCommand;
 use crate::units::parse_size;
 
 #[derive(Debug, Args)]
@@ -28,30 +29,20 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The control-plane node commands (list, get, drain), if this is one.
-    pub fn cluster_command(&self) -> Option<crate::control::ClusterNodeCommand> {
-        use crate::control::ClusterNodeCommand as C;
-        match &self.command {
-            NodeCommand::List => Some(C::List),
-            NodeCommand::Get { node } => Some(C::Get { node: node.clone() }),
-            NodeCommand::Drain { node, undo } => Some(C::Drain { node: node.clone(), undo: *undo }),
-            _ => None,
+    /// The control-plane node commands (list, get, drain) as such; the direct
+    /// node commands back as they were.
+    pub fn into_cluster_command(self) -> Result<ClusterNodeCommand, Self> {
+        match self.command {
+            NodeCommand::Cluster(cmd) => Ok(cmd),
+            _ => Err(self),
         }
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
-    /// The nodes registered with the control plane.
-    List,
-    /// One registered node.
-    Get { node: String },
-    /// No new volumes, pools or attachments on the node (--undo ends it).
-    Drain {
-        node: String,
-        #[arg(long)]
-        undo: bool,
-    },
+    #[command(flatten)]
+    Cluster(ClusterNodeCommand),
     /// Host name, version and the pool kinds the node supports.
     Info,
     #[command(subcommand)]
@@ -236,9 +227,7 @@ pub async fn run(args: NodeArgs, out: OutputFormat) -> anyhow::Result<()> {
         NodeCommand::Pool(cmd) => pool(&mut client, cmd, out).await?,
         NodeCommand::Volume(cmd) => volume(&mut client, cmd, out).await?,
         NodeCommand::Snapshot(cmd) => snapshot(&mut client, cmd, out).await?,
-        NodeCommand::List | NodeCommand::Get { .. } | NodeCommand::Drain { .. } => {
-            unreachable!("cluster node commands go to the control plane")
-        }
+        NodeCommand::Cluster(_) => unreachable!("cluster node commands go to the control plane"),
     }
     Ok(())
 }

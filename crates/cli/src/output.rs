@@ -48,27 +48,16 @@ pub fn print_one<T: View>(format: OutputFormat, item: &T) {
     }
 }
 
-fn enum_name<E: TryFrom<i32>>(v: i32, name: impl Fn(E) -> &'static str) -> String {
-    E::try_from(v).map(|e| name(e).to_owned()).unwrap_or_else(|_| format!("unknown({v})"))
+/// An enum value as the proto names it, without the enum's prefix, in lower
+/// case: VOLUME_STATE_AVAILABLE prints as "available".
+fn enum_name<E: TryFrom<i32> + Default>(v: i32, proto_name: fn(&E) -> &'static str) -> String {
+    let Ok(value) = E::try_from(v) else { return format!("unknown({v})") };
+    let prefix = proto_name(&E::default()).trim_end_matches("UNSPECIFIED");
+    let name = proto_name(&value);
+    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
 }
 
-pub fn kind_name(v: i32) -> String {
-    enum_name(v, |k: pb::PoolKind| match k {
-        pb::PoolKind::Local => "local",
-        pb::PoolKind::Nfs => "nfs",
-        pb::PoolKind::Ceph => "ceph",
-        pb::PoolKind::Iscsi => "iscsi",
-        pb::PoolKind::Unspecified => "unspecified",
-    })
-}
 
-pub fn format_name(v: i32) -> String {
-    enum_name(v, |f: pb::VolumeFormat| match f {
-        pb::VolumeFormat::Qcow2 => "qcow2",
-        pb::VolumeFormat::Raw => "raw",
-        pb::VolumeFormat::Unspecified => "unspecified",
-    })
-}
 
 #[derive(Debug, Serialize)]
 pub struct CapabilitiesView {
@@ -89,7 +78,7 @@ impl CapabilitiesView {
             snapshots: c.snapshots,
             shared: c.shared,
             live_resize: c.live_resize,
-            formats: c.formats.iter().map(|f| format_name(*f)).collect(),
+            formats: c.formats.iter().map(|f| enum_name(*f, pb::VolumeFormat::as_str_name)).collect(),
         }
     }
 
@@ -136,12 +125,8 @@ impl PoolView {
         let cap = p.capacity.unwrap_or_default();
         Self {
             pool_id: p.pool_id.clone(),
-            kind: kind_name(p.kind),
-            phase: enum_name(p.phase, |ph: pb::PoolPhase| match ph {
-                pb::PoolPhase::Ready => "ready",
-                pb::PoolPhase::Error => "error",
-                pb::PoolPhase::Unspecified => "unspecified",
-            }),
+            kind: enum_name(p.kind, pb::PoolKind::as_str_name),
+            phase: enum_name(p.phase, pb::PoolPhase::as_str_name),
             message: p.message.clone(),
             location,
             total_bytes: cap.total_bytes,
@@ -191,7 +176,7 @@ impl VolumeView {
         Self {
             volume_id: v.volume_id.clone(),
             pool_id: v.pool_id.clone(),
-            format: format_name(v.format),
+            format: enum_name(v.format, pb::VolumeFormat::as_str_name),
             size_bytes: v.size_bytes,
             allocated_bytes: v.allocated_bytes,
             backing_volume_id: (!v.backing_volume_id.is_empty()).then(|| v.backing_volume_id.clone()),
@@ -263,7 +248,10 @@ impl NodeInfoView {
             supported_kinds: n
                 .supported_kinds
                 .iter()
-                .map(|k| KindView { kind: kind_name(k.kind), capabilities: CapabilitiesView::from_pb(k.capabilities.as_ref()) })
+                .map(|k| KindView {
+                    kind: enum_name(k.kind, pb::PoolKind::as_str_name),
+                    capabilities: CapabilitiesView::from_pb(k.capabilities.as_ref()),
+                })
                 .collect(),
         }
     }
@@ -292,37 +280,8 @@ impl View for AttachInfoView {
     }
 }
 
-fn pool_state_name(v: i32) -> String {
-    enum_name(v, |s: pb::PoolState| match s {
-        pb::PoolState::Creating => "creating",
-        pb::PoolState::Ready => "ready",
-        pb::PoolState::Error => "error",
-        pb::PoolState::Deleting => "deleting",
-        pb::PoolState::Unspecified => "unspecified",
-    })
-}
 
-pub fn volume_state_name(v: i32) -> String {
-    enum_name(v, |s: pb::VolumeState| match s {
-        pb::VolumeState::Creating => "creating",
-        pb::VolumeState::Available => "available",
-        pb::VolumeState::Attached => "attached",
-        pb::VolumeState::Resizing => "resizing",
-        pb::VolumeState::Deleting => "deleting",
-        pb::VolumeState::Error => "error",
-        pb::VolumeState::Unspecified => "unspecified",
-    })
-}
 
-pub fn task_state_name(v: i32) -> String {
-    enum_name(v, |s: pb::TaskState| match s {
-        pb::TaskState::Running => "running",
-        pb::TaskState::Succeeded => "succeeded",
-        pb::TaskState::Failed => "failed",
-        pb::TaskState::Cancelled => "cancelled",
-        pb::TaskState::Unspecified => "unspecified",
-    })
-}
 
 #[derive(Debug, Serialize)]
 pub struct PoolNodeView {
@@ -354,8 +313,8 @@ impl ClusterPoolView {
         Self {
             id: p.id.clone(),
             name: p.name.clone(),
-            kind: kind_name(p.kind),
-            state: pool_state_name(p.state),
+            kind: enum_name(p.kind, pb::PoolKind::as_str_name),
+            state: enum_name(p.state, pb::PoolState::as_str_name),
             message: p.message.clone(),
             description: p.description.clone(),
             labels: p.labels.clone().into_iter().collect(),
@@ -364,11 +323,7 @@ impl ClusterPoolView {
                 .iter()
                 .map(|n| PoolNodeView {
                     node_id: n.node_id.clone(),
-                    phase: enum_name(n.phase, |ph: pb::PoolPhase| match ph {
-                        pb::PoolPhase::Ready => "ready",
-                        pb::PoolPhase::Error => "error",
-                        pb::PoolPhase::Unspecified => "unspecified",
-                    }),
+                    phase: enum_name(n.phase, pb::PoolPhase::as_str_name),
                     message: n.message.clone(),
                 })
                 .collect(),
@@ -423,9 +378,9 @@ impl ClusterVolumeView {
             id: v.id.clone(),
             name: v.name.clone(),
             pool_id: v.pool_id.clone(),
-            state: volume_state_name(v.state),
+            state: enum_name(v.state, pb::VolumeState::as_str_name),
             size_bytes: v.size_bytes,
-            format: format_name(v.format),
+            format: enum_name(v.format, pb::VolumeFormat::as_str_name),
             backing_volume_id: (!v.backing_volume_id.is_empty()).then(|| v.backing_volume_id.clone()),
             node_id: v.node_id.clone(),
             attached_to: v.attachment.as_ref().map(|a| a.vm.clone()),
@@ -474,15 +429,11 @@ impl ClusterNodeView {
             id: n.id.clone(),
             hostname: n.hostname.clone(),
             address: n.address.clone(),
-            state: enum_name(n.state, |s: pb::NodeState| match s {
-                pb::NodeState::Online => "online",
-                pb::NodeState::Offline => "offline",
-                pb::NodeState::Unspecified => "unspecified",
-            }),
+            state: enum_name(n.state, pb::NodeState::as_str_name),
             draining: n.draining,
             version: n.version.clone(),
             last_heartbeat_unix_seconds: n.last_heartbeat_unix_seconds,
-            kinds: n.supported_kinds.iter().map(|k| kind_name(k.kind)).collect(),
+            kinds: n.supported_kinds.iter().map(|k| enum_name(k.kind, pb::PoolKind::as_str_name)).collect(),
         }
     }
 }
@@ -515,7 +466,7 @@ impl TaskView {
             id: t.id.clone(),
             kind: t.kind.clone(),
             resource_id: t.resource_id.clone(),
-            state: task_state_name(t.state),
+            state: enum_name(t.state, pb::TaskState::as_str_name),
             step: t.step.clone(),
             done_bytes: p.done_bytes,
             total_bytes: p.total_bytes,
