@@ -87,20 +87,7 @@ impl From<Status> for ApiError {
 
 impl From<limiquantix_storage::StorageError> for ApiError {
     fn from(e: limiquantix_storage::StorageError) -> Self {
-        use limiquantix_storage::ErrorClass as C;
-        let code = match e.class() {
-            C::InvalidArgument => Code::InvalidArgument,
-            C::NotFound => Code::NotFound,
-            C::AlreadyExists => Code::AlreadyExists,
-            C::FailedPrecondition => Code::FailedPrecondition,
-            C::ResourceExhausted => Code::ResourceExhausted,
-            C::Unavailable => Code::Unavailable,
-            C::Unimplemented => Code::Unimplemented,
-            C::PermissionDenied => Code::PermissionDenied,
-            C::Cancelled => Code::Cancelled,
-            C::DeadlineExceeded => Code::DeadlineExceeded,
-            C::Internal => Code::Internal,
-        };
+        let code = limiquantix_node::status::code(e.class());
         Self::new(code, e.to_string())
     }
 }

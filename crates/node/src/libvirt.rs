@@ -61,10 +61,8 @@ impl Libvirt {
         domain: &str,
         f: impl FnOnce(&Connect, &Domain) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let (uri, name) = (self.uri.clone(), domain.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = Connect::open(Some(&uri))
-                .map_err(|e| StorageError::Unavailable(format!("cannot reach libvirt at {uri}: {}", e.message())))?;
+        let name = domain.to_owned();
+        self.with_conn(move |conn| {
             let dom = conn.lookup_domain_by_name(&name).map_err(|e| {
                 if e.code().is(ErrorNumber::NoDomain) {
                     StorageError::NotFound(format!("VM {name} does not exist on this node"))
@@ -75,10 +73,9 @@ impl Libvirt {
             if !dom.is_active().map_err(|e| libvirt_error(&name, &e))? {
                 return Err(StorageError::precondition(format!("VM {name} is not running; start it before hot-plugging disks")));
             }
-            f(&conn, &dom)
+            f(conn, &dom)
         })
         .await
-        .map_err(|e| StorageError::Internal(format!("libvirt call panicked: {e}")))?
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -99,12 +96,7 @@ impl Libvirt {
     /// API: the value never appears on a command line or in a file.
     pub async fn ensure_secret(&self, secret: &limiquantix_storage::LibvirtSecret) -> Result<(), StorageError> {
         let xml = limiquantix_storage::xml::secret_xml(&secret.uuid, &secret.usage);
-        let value = match &secret.usage {
-            // libvirt keeps a Ceph key as raw bytes and base64-encodes it for QEMU.
-            limiquantix_storage::SecretUsage::Ceph(_) => limiquantix_storage::backends::ceph::decode_base64(secret.value.expose())
-                .ok_or_else(|| StorageError::invalid("the Ceph key is not base64"))?,
-            limiquantix_storage::SecretUsage::Iscsi(_) => secret.value.expose().as_bytes().to_vec(),
-        };
+        let value = secret.libvirt_value()?;
         let uuid = secret.uuid.clone();
         self.with_conn(move |conn| {
             let s = conn

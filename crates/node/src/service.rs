@@ -82,9 +82,14 @@ pub fn node_info(manager: &StorageManager) -> pb::NodeInfo {
     }
 }
 
+/// Whether `name` can be a VM (libvirt domain) name of ours: libvirt itself
+/// accepts any name.
+pub fn is_domain_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/')
+}
+
 fn domain_name(domain: &str) -> Result<&str, Status> {
-    // libvirt accepts any name; refuse what could not be one of ours.
-    if domain.is_empty() || domain.len() > 255 || domain.chars().any(|c| c.is_control() || c == '/') {
+    if !is_domain_name(domain) {
         return Err(Status::invalid_argument(format!("{domain:?} is not a valid VM (domain) name")));
     }
     Ok(domain)

@@ -4,7 +4,16 @@ use limiquantix_storage::{ErrorClass, StorageError};
 use tonic::{Code, Status};
 
 pub fn to_status(err: StorageError) -> Status {
-    let code = match err.class() {
+    let code = code(err.class());
+    if code == Code::Internal {
+        tracing::error!(error = %err, "internal error");
+    }
+    Status::new(code, err.to_string())
+}
+
+/// The gRPC code each class of engine error answers with.
+pub fn code(class: ErrorClass) -> Code {
+    match class {
         ErrorClass::InvalidArgument => Code::InvalidArgument,
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::AlreadyExists => Code::AlreadyExists,
@@ -16,9 +25,5 @@ pub fn to_status(err: StorageError) -> Status {
         ErrorClass::Cancelled => Code::Cancelled,
         ErrorClass::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorClass::Internal => Code::Internal,
-    };
-    if code == Code::Internal {
-        tracing::error!(error = %err, "internal error");
     }
-    Status::new(code, err.to_string())
 }

@@ -103,6 +103,18 @@ pub struct LibvirtSecret {
     pub value: crate::model::Secret,
 }
 
+impl LibvirtSecret {
+    /// The bytes libvirt keeps: a Ceph key raw (libvirt base64-encodes it for
+    /// QEMU), a CHAP password as it is.
+    pub fn libvirt_value(&self) -> crate::error::Result<Vec<u8>> {
+        match self.usage {
+            SecretUsage::Ceph(_) => crate::backends::ceph::decode_base64(self.value.expose())
+                .ok_or_else(|| crate::error::StorageError::invalid("the Ceph key is not base64")),
+            SecretUsage::Iscsi(_) => Ok(self.value.expose().as_bytes().to_vec()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretUsage {
     /// `<usage type='ceph'><name>…</name></usage>`

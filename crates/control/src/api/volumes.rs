@@ -67,7 +67,7 @@ fn require_available(v: &pb::Volume, hint: &str) -> ApiResult<()> {
 }
 
 fn check_vm_name(vm: &str) -> ApiResult<()> {
-    if vm.is_empty() || vm.len() > 255 || vm.chars().any(|c| c.is_control() || c == '/') {
+    if !limiquantix_node::service::is_domain_name(vm) {
         return Err(ApiError::invalid(format!("{vm:?} is not a valid VM name")));
     }
     Ok(())
