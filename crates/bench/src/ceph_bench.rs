@@ -3,8 +3,6 @@
 //! (snapshot + protect + clone) and delete per operation, and the delete of a
 //! 100 GiB image holding data (our trash move vs `rbd rm`).
 
-use std::process::Command;
-use std::time::Duration;
 
 use anyhow::Context;
 use limiquantix_storage::model::{CephPoolConfig, CloneMode, PoolConfig, Secret, VolumeSource, VolumeSpec};
@@ -12,7 +10,7 @@ use limiquantix_storage::{PoolId, StorageManager, VolumeId};
 use limiquantix_testkit::Ceph;
 use limiquantix_testkit::ceph::TEST_POOL;
 
-use crate::measure::{Stats, round, run_command, time_once};
+use crate::measure::{Stats, round, time_once};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,19 +27,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ceph = Ceph::start().context("starting the test Ceph cluster")?;
     let root = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let rbd = |a: &[&str]| run_command(Command::new("rbd").arg("-c").arg(ceph.conf()).args(a));
+    let rbd = |a: &[&str]| -> anyhow::Result<()> {
+        ceph.rbd(a)?;
+        Ok(())
+    };
     let image = |name: &str| format!("{TEST_POOL}/{name}");
     let n = args.samples;
 
     let manager = rt.block_on(async {
-        let mut engine = limiquantix_storage::EngineConfig {
+        let engine = limiquantix_storage::EngineConfig {
             state_dir: root.path().join("state"),
             local_pool_roots: vec![],
             import_dirs: vec![],
             timeouts: Default::default(),
             ceph_timeouts: Default::default(),
         };
-        engine.ceph_timeouts.mount = Duration::from_secs(10);
         StorageManager::open(engine).await
     })?;
     let pool = PoolId::new_random();
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(manager.create_volume(pool, big, big_spec, VolumeSource::Empty, &|_| {}))?;
     rbd(&["create", "--size", "100G", &image("cli-big")])?;
     let total = format!("{}M", args.big_data_mib);
-    for name in [format!("lq-{big}"), "cli-big".into()] {
+    for name in [limiquantix_storage::backends::ceph::image_name(big), "cli-big".into()] {
         rbd(&["bench", "--io-type", "write", "--io-size", "4M", "--io-pattern", "rand", "--io-total", &total, &image(&name)])?;
     }
     let ours_big = time_once(|| Ok(rt.block_on(manager.delete_volume(pool, big))?))?;

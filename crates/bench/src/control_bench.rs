@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let figures = rt.block_on(measure(&args, store, work.path()))?;
         let mut figures = figures;
         if let Some(e) = &etcd {
-            figures.insert("etcd_rss_mb".into(), serde_json::json!(round(rss_bytes(e.pid())? as f64 / 1e6)));
+            figures.insert("etcd_rss_mb".into(), serde_json::json!(round(rss_bytes(e.pid().context("etcd has exited")?)? as f64 / 1e6)));
         }
         eprintln!("{kind}: {}", serde_json::to_string_pretty(&figures)?);
         results.insert(kind.into(), serde_json::Value::Object(figures));

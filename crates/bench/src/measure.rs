@@ -1,14 +1,12 @@
 //! Timing samples and their medians.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 
-/// Runs a command to completion; its stderr in the error.
-pub fn run_command(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+/// Runs a command to completion (the testkit's runner, for timing closures).
+pub fn run_command(cmd: &mut std::process::Command) -> anyhow::Result<()> {
+    limiquantix_testkit::run_command(cmd)?;
     Ok(())
 }
 

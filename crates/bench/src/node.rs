@@ -7,6 +7,9 @@ use anyhow::{Context, bail};
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_client::NodeStorageClient;
 use limiquantix_node::{NodeConfig, RunningNode};
+use limiquantix_storage::VolumeId;
+use limiquantix_storage::backends::local::volume_file_name;
+use limiquantix_storage::model::VolumeFormat;
 use tonic::transport::Channel;
 
 pub struct BenchNode {
@@ -98,9 +101,9 @@ impl BenchNode {
         let dir = Path::new(&template.location).parent().context("volume path")?.to_owned();
         let mut ids = vec![template.volume_id.clone()];
         for _ in 1..count {
-            let id = new_id();
-            std::fs::copy(&template.location, dir.join(format!("lq-{id}.qcow2")))?;
-            ids.push(id);
+            let id = VolumeId::new_random();
+            std::fs::copy(&template.location, dir.join(volume_file_name(id, VolumeFormat::Qcow2)))?;
+            ids.push(id.to_string());
         }
         let listed = self.pool_info(pool).await?.capacity.context("the pool reports no capacity")?.volume_count;
         if listed != count as u64 {

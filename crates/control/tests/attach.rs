@@ -13,14 +13,9 @@ use common::{Clients, GIB};
 use limiquantix_api::v1 as pb;
 use limiquantix_node::RunningNode;
 use limiquantix_testkit::Libvirtd;
-use limiquantix_testkit::etcd::free_port;
+use limiquantix_testkit::free_port;
 use limiquantix_testkit::libvirt::minimal_domain;
 use tonic::Code;
-
-fn capacity(libvirtd: &Libvirtd, domain: &str, target: &str) -> u64 {
-    let out = libvirtd.virsh(&["domblkinfo", domain, target]).unwrap();
-    out.lines().find_map(|l| l.strip_prefix("Capacity:")).unwrap().trim().parse().unwrap()
-}
 
 fn qemu_has(libvirtd: &Libvirtd, domain: &str, volume_id: &str) -> bool {
     libvirtd.virsh(&["dumpxml", domain]).unwrap().contains(&format!("<serial>{volume_id}</serial>"))
@@ -65,7 +60,7 @@ fn attach_resize_detach_and_crashes_at_every_step() {
         // A grow of an attached volume goes through libvirt: the guest sees it.
         let op = c.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id: v.id.clone(), new_size_bytes: 2 * GIB }).await.unwrap().into_inner();
         c.wait_ok(&op.task_id).await;
-        assert_eq!(capacity(&libvirtd, "lq-cp-vm", "sda"), 2 * GIB);
+        assert_eq!(libvirtd.disk_capacity("lq-cp-vm", "sda").unwrap(), 2 * GIB);
         assert_eq!(c.volume(&v.id).await.unwrap().state, pb::VolumeState::Attached as i32);
 
         let op = c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await.unwrap().into_inner();

@@ -13,7 +13,7 @@ use common::process::{spawn, write_config};
 use common::{Clients, GIB, create_req};
 use limiquantix_api::v1 as pb;
 use limiquantix_node::RunningNode;
-use limiquantix_testkit::etcd::free_port;
+use limiquantix_testkit::free_port;
 
 /// Every task has ended, every volume is in a resting state, and the node's
 /// files are exactly the volumes the store knows.

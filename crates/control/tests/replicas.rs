@@ -10,7 +10,7 @@ use common::{Clients, GIB, create_req, http_get};
 use limiquantix_api::v1 as pb;
 use limiquantix_node::RunningNode;
 use limiquantix_testkit::Etcd;
-use limiquantix_testkit::etcd::free_port;
+use limiquantix_testkit::free_port;
 
 async fn leading(url: &str) -> bool {
     http_get(&format!("{url}/")).await.is_ok_and(|page| page.contains("This replica is leading"))

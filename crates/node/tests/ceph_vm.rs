@@ -14,11 +14,6 @@ use limiquantix_testkit::{Ceph, Libvirtd};
 
 const GIB: u64 = 1 << 30;
 
-fn capacity(libvirtd: &Libvirtd, domain: &str, target: &str) -> u64 {
-    let out = libvirtd.virsh(&["domblkinfo", domain, target]).unwrap();
-    out.lines().find_map(|l| l.strip_prefix("Capacity:")).unwrap().trim().parse().unwrap()
-}
-
 #[test]
 fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
     let ceph = Ceph::start().expect("ceph");
@@ -79,7 +74,7 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
             panic!("attach failed: {e:?}\nQEMU log:\n{}", libvirtd.qemu_log("lq-rbd-vm"));
         }
         let target = attached.unwrap().into_inner().target_dev;
-        assert_eq!(capacity(&libvirtd, "lq-rbd-vm", &target), GIB, "QEMU opened it through librbd");
+        assert_eq!(libvirtd.disk_capacity("lq-rbd-vm", &target).unwrap(), GIB, "QEMU opened it through librbd");
         let watchers = ceph.rbd(&["status", "--format", "json", &format!("{TEST_POOL}/lq-{}", vol.volume_id)]).unwrap();
         assert!(watchers.contains("\"address\""), "QEMU watches the image: {watchers}");
 
@@ -90,7 +85,7 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
             live_domain: "lq-rbd-vm".into(),
         };
         node.client.resize_volume(resize).await.unwrap();
-        assert_eq!(capacity(&libvirtd, "lq-rbd-vm", &target), 2 * GIB, "a live grow reaches the guest");
+        assert_eq!(libvirtd.disk_capacity("lq-rbd-vm", &target).unwrap(), 2 * GIB, "a live grow reaches the guest");
 
         let detach = pb::NodeDetachVolumeRequest { volume_id: vol.volume_id.clone(), domain: "lq-rbd-vm".into(), timeout_seconds: 20 };
         node.client.detach_volume(detach).await.unwrap();

@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_storage_client::NodeStorageClient;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn the_daemon_serves_its_config_and_stops_on_sigterm() {
     let root = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = limiquantix_testkit::free_port().unwrap();
     let config = root.path().join("node.toml");
     std::fs::write(
         &config,

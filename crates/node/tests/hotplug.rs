@@ -14,11 +14,6 @@ use tonic::Code;
 
 const GIB: u64 = 1 << 30;
 
-fn capacity(libvirtd: &Libvirtd, domain: &str, target: &str) -> u64 {
-    let out = libvirtd.virsh(&["domblkinfo", domain, target]).unwrap();
-    out.lines().find_map(|l| l.strip_prefix("Capacity:")).unwrap().trim().parse().unwrap()
-}
-
 #[test]
 fn attach_resize_and_detach_on_a_running_vm() {
     let libvirtd = Libvirtd::start().expect("private libvirtd");
@@ -51,7 +46,7 @@ fn attach_resize_and_detach_on_a_running_vm() {
         assert_eq!(second.target_dev, "sdb", "the next free target");
         let listed = libvirtd.virsh(&["domblklist", "lq-hotplug"]).unwrap();
         assert!(listed.contains("sda") && listed.contains("sdb"), "{listed}");
-        assert_eq!(capacity(&libvirtd, "lq-hotplug", "sda"), GIB);
+        assert_eq!(libvirtd.disk_capacity("lq-hotplug", "sda").unwrap(), GIB);
 
         // Live resize: QEMU grows the image and the guest sees the new size.
         let resize = pb::NodeResizeVolumeRequest {
@@ -62,7 +57,7 @@ fn attach_resize_and_detach_on_a_running_vm() {
         };
         let grown = node.client.resize_volume(resize).await.unwrap().into_inner();
         assert_eq!(grown.size_bytes, 2 * GIB);
-        assert_eq!(capacity(&libvirtd, "lq-hotplug", "sda"), 2 * GIB);
+        assert_eq!(libvirtd.disk_capacity("lq-hotplug", "sda").unwrap(), 2 * GIB);
 
         let del = pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: volumes[0].clone() };
         assert_eq!(node.client.delete_volume(del.clone()).await.unwrap_err().code(), Code::FailedPrecondition);

@@ -15,16 +15,6 @@ use limiquantix_testkit::libvirt::minimal_domain;
 
 const GIB: u64 = 1 << 30;
 
-fn domblk_capacity(libvirtd: &Libvirtd, domain: &str, target: &str) -> u64 {
-    let out = libvirtd.virsh(&["domblkinfo", domain, target]).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix("Capacity:"))
-        .unwrap_or_else(|| panic!("no capacity in {out}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
     let libvirtd = Libvirtd::start().expect("private libvirtd");
@@ -87,7 +77,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
         if let Err(e) = libvirtd.create_domain(&domain) {
             panic!("domain failed to start: {e}\n{}\nQEMU log:\n{}", domain, libvirtd.qemu_log("lq-e2e"));
         }
-        assert_eq!(domblk_capacity(&libvirtd, "lq-e2e", "sdb"), 2 * GIB, "QEMU sees the clone's size");
+        assert_eq!(libvirtd.disk_capacity("lq-e2e", "sdb").unwrap(), 2 * GIB, "QEMU sees the clone's size");
         let live = libvirtd.virsh(&["dumpxml", "lq-e2e"]).unwrap();
         assert!(live.contains(&format!("<serial>{clone_id}</serial>")), "{live}");
         assert!(live.contains(&format!("lq-{base_id}.qcow2")), "QEMU resolved the backing chain: {live}");

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::etcd::free_port;
-use crate::process::{ChildGuard, wait_until};
+use crate::process::{ChildGuard, free_port, run_command as run, wait_until};
 
 /// The RBD pool every cluster starts with.
 pub const TEST_POOL: &str = "lqtest";
@@ -23,17 +22,6 @@ pub struct Ceph {
     mon: Option<ChildGuard>,
     v1_port: u16,
     admin_key: String,
-}
-
-fn run(cmd: &mut Command) -> io::Result<String> {
-    let out = cmd.stdin(Stdio::null()).output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn new_uuid() -> io::Result<String> {
@@ -110,29 +98,30 @@ impl Ceph {
         })
     }
 
-    fn signal(guard: &Option<ChildGuard>, sig: i32) {
-        if let Some(g) = guard {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(g.pid() as i32, sig) };
-        }
-    }
-
     /// Freezes the OSD (SIGSTOP): every I/O hangs, the data stays (memstore
     /// keeps it in the frozen process).
     pub fn pause_osd(&self) {
-        Self::signal(&self.osd, libc::SIGSTOP);
+        if let Some(g) = &self.osd {
+            g.signal(libc::SIGSTOP);
+        }
     }
 
     pub fn resume_osd(&self) {
-        Self::signal(&self.osd, libc::SIGCONT);
+        if let Some(g) = &self.osd {
+            g.signal(libc::SIGCONT);
+        }
     }
 
     pub fn pause_mon(&self) {
-        Self::signal(&self.mon, libc::SIGSTOP);
+        if let Some(g) = &self.mon {
+            g.signal(libc::SIGSTOP);
+        }
     }
 
     pub fn resume_mon(&self) {
-        Self::signal(&self.mon, libc::SIGCONT);
+        if let Some(g) = &self.mon {
+            g.signal(libc::SIGCONT);
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -2,11 +2,11 @@
 //! shared/recipes/etcd.md), stopped by pid on drop.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::process::{ChildGuard, wait_until};
+use crate::process::{ChildGuard, free_port, wait_until};
 
 pub struct Etcd {
     dir: tempfile::TempDir,
@@ -15,10 +15,6 @@ pub struct Etcd {
 }
 
 /// A port that was free a moment ago (etcd needs real numbers: it advertises them).
-pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Etcd {
     pub fn start() -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lq-etcd-").tempdir()?;
@@ -61,19 +57,17 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Option<u32> {
         self.daemon.pid()
     }
 
     /// Freezes etcd (SIGSTOP) to test what clients do when the store hangs.
     pub fn pause(&self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.daemon.pid() as i32, libc::SIGSTOP) };
+        self.daemon.signal(libc::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.daemon.pid() as i32, libc::SIGCONT) };
+        self.daemon.signal(libc::SIGCONT);
     }
 }
 

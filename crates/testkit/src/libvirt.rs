@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::process::{ChildGuard, kill_pid_file, wait_until};
+use crate::process::{ChildGuard, kill_pid_file, run_command, wait_until};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -150,15 +150,16 @@ impl Libvirtd {
 
     /// Runs `virsh -c <this daemon> args...`; an error carries virsh's stderr.
     pub fn virsh<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> io::Result<String> {
-        let out = Command::new("virsh").arg("-c").arg(&self.uri).args(args).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "virsh {} failed: {}",
-                args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_command(Command::new("virsh").arg("-c").arg(&self.uri).args(args))
+    }
+
+    /// The size QEMU reports for a domain's disk (`virsh domblkinfo`), in bytes.
+    pub fn disk_capacity(&self, domain: &str, target: &str) -> io::Result<u64> {
+        let out = self.virsh(&["domblkinfo", domain, target])?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("Capacity:"))
+            .and_then(|c| c.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no capacity in domblkinfo output: {out}")))
     }
 
     /// Starts a transient domain from `xml`.

@@ -2,7 +2,8 @@
 //! by pid on drop.
 
 use std::io;
-use std::process::{Child, Command};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A spawned server. Dropping it stops it.
@@ -29,8 +30,17 @@ impl ChildGuard {
         Ok(Self { name: name.to_owned(), child: Some(child) })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    /// The pid, while the process is not reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the process if it still runs.
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child, which is not reaped yet.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
     }
 
     /// Whether the process is still running (it is our child: try_wait is exact).
@@ -78,6 +88,20 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(10));
     }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs a command to completion; its stdout, or its stderr in the error.
+pub fn run_command(cmd: &mut Command) -> io::Result<String> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Polls `ready` every 20 ms until it returns true or `timeout` passes.

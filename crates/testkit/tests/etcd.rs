@@ -11,7 +11,7 @@ fn etcd_starts_on_loopback_and_stops() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let pid = etcd.pid();
+    let pid = etcd.pid().expect("etcd runs");
     drop(etcd);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z"), "etcd is gone: {stat}");

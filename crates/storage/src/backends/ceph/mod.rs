@@ -43,7 +43,7 @@ const IMAGE_PREFIX: &str = "lq-";
 /// Snapshots the backend makes for linked clones: `lq-clone-<child id>`.
 const CLONE_SNAP_PREFIX: &str = "lq-clone-";
 
-pub(crate) fn image_name(id: VolumeId) -> String {
+pub fn image_name(id: VolumeId) -> String {
     format!("{IMAGE_PREFIX}{id}")
 }
 
