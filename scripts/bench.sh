@@ -12,13 +12,7 @@ cargo build --release --bins
 which=${1:-all}
 [ $# -gt 0 ] && shift
 case "$which" in
-node) exec target/release/lq-bench node "$@" ;;
-ceph) exec target/release/lq-bench ceph "$@" ;;
-control) exec target/release/lq-bench control "$@" ;;
-all)
-  target/release/lq-bench node
-  target/release/lq-bench control
-  target/release/lq-bench ceph
-  ;;
+node | control | ceph) exec target/release/lq-bench "$which" "$@" ;;
+all) for b in node control ceph; do target/release/lq-bench "$b"; done ;;
 *) echo "usage: $0 [node|control|ceph|all] [options]" >&2; exit 2 ;;
 esac

@@ -43,9 +43,11 @@ for p in "${plain_packages[@]}"; do
   [ -n "$(installed_version "$p")" ] || missing+=("$p")
 done
 
+updated=
 want=$(qemu_version || true)
 if [ -z "$want" ]; then
   sudo_if_needed apt-get update -qq
+  updated=1
   want=$(qemu_version)
 fi
 qemu_packages=(qemu-utils qemu-block-extra)
@@ -59,7 +61,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
-sudo_if_needed apt-get update -qq || true
+[ -n "$updated" ] || sudo_if_needed apt-get update -qq || true
 sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   --allow-downgrades "${missing[@]}"
 qemu-img --version | head -n 1

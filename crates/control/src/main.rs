@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use limiquantix_api::v1 as pb;
 use limiquantix_control::{ControlConfig, ControlPlane, StoreConfig};
-use limiquantix_node::{NodeConfig, RunningNode};
+use limiquantix_node::{NodeConfig, RunningNode, shutdown_signal};
 
 /// The pool `--dev` creates, with a fixed id so restarts find it again.
 const DEV_POOL_ID: &str = "0d0d0d0d-0000-4000-8000-000000000001";
@@ -127,14 +127,4 @@ async fn ensure_dev_pool(url: &str, node_id: &str, path: &std::path::Path) -> an
         }
     }
     bail!("the dev pool's task ended without an outcome")
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use limiquantix_storage::{EngineConfig, ToolTimeouts};
+use limiquantix_storage::{CephTimeouts, EngineConfig, ToolTimeouts};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7701";
@@ -50,38 +50,40 @@ pub struct NodeConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TimeoutsConfig {
     /// qemu-img create/info/resize/snapshot.
-    #[serde(default = "default_metadata_secs")]
     pub metadata_secs: u64,
     /// Inspection of an image to import.
-    #[serde(default = "default_inspect_secs")]
     pub inspect_secs: u64,
     /// Data copies (full clone, import).
-    #[serde(default = "default_copy_secs")]
     pub copy_secs: u64,
 }
 
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        let t = ToolTimeouts::default();
+        Self { metadata_secs: t.metadata.as_secs(), inspect_secs: t.inspect.as_secs(), copy_secs: t.copy.as_secs() }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CephConfig {
-    #[serde(default = "default_ceph_secs")]
     pub mon_op_timeout_secs: u64,
-    #[serde(default = "default_ceph_secs")]
     pub osd_op_timeout_secs: u64,
-    #[serde(default = "default_ceph_secs")]
     pub mount_timeout_secs: u64,
 }
 
 impl Default for CephConfig {
     fn default() -> Self {
-        Self { mon_op_timeout_secs: default_ceph_secs(), osd_op_timeout_secs: default_ceph_secs(), mount_timeout_secs: default_ceph_secs() }
+        let t = CephTimeouts::default();
+        Self {
+            mon_op_timeout_secs: t.mon_op.as_secs(),
+            osd_op_timeout_secs: t.osd_op.as_secs(),
+            mount_timeout_secs: t.mount.as_secs(),
+        }
     }
-}
-
-fn default_ceph_secs() -> u64 {
-    10
 }
 
 fn default_listen() -> SocketAddr {
@@ -101,21 +103,6 @@ fn default_detach_timeout_secs() -> u64 {
 }
 fn default_shutdown_grace_secs() -> u64 {
     30
-}
-fn default_metadata_secs() -> u64 {
-    ToolTimeouts::default().metadata.as_secs()
-}
-fn default_inspect_secs() -> u64 {
-    ToolTimeouts::default().inspect.as_secs()
-}
-fn default_copy_secs() -> u64 {
-    ToolTimeouts::default().copy.as_secs()
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        Self { metadata_secs: default_metadata_secs(), inspect_secs: default_inspect_secs(), copy_secs: default_copy_secs() }
-    }
 }
 
 impl Default for NodeConfig {
@@ -157,7 +144,7 @@ impl NodeConfig {
                 inspect: Duration::from_secs(self.timeouts.inspect_secs),
                 copy: Duration::from_secs(self.timeouts.copy_secs),
             },
-            ceph_timeouts: limiquantix_storage::CephTimeouts {
+            ceph_timeouts: CephTimeouts {
                 mon_op: Duration::from_secs(self.ceph.mon_op_timeout_secs),
                 osd_op: Duration::from_secs(self.ceph.osd_op_timeout_secs),
                 mount: Duration::from_secs(self.ceph.mount_timeout_secs),

@@ -37,6 +37,17 @@ pub fn init_logging() {
         .init();
 }
 
+/// Completes on SIGTERM or SIGINT: the daemons' cue to stop gracefully.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight calls");
+}
+
 /// Serves the node API on `listener` until `shutdown` completes; in-flight
 /// calls are allowed to finish.
 pub async fn serve(

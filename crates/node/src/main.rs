@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use limiquantix_node::{NodeConfig, RunningNode};
+use limiquantix_node::{NodeConfig, RunningNode, shutdown_signal};
 
 /// The LimiQuantix node storage daemon (gRPC NodeStorage).
 #[derive(Debug, Parser)]
@@ -68,14 +68,4 @@ async fn main() -> anyhow::Result<()> {
     node.serve_until(shutdown_signal(), Duration::from_secs(config.shutdown_grace_secs)).await?;
     tracing::info!("limiquantix-node stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight calls");
 }
