@@ -21,11 +21,11 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Adds the task `id` and its saga (same id; its first `done` steps completed
-/// by this very transaction) to `txn`.
-pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str, done: usize) -> ApiResult<()> {
+/// Adds the task `id` and its saga (same id; its step 0 completed by this
+/// very transaction) to `txn`.
+pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str) -> ApiResult<()> {
     txn.put(keys::task(id), &crate::tasks::new_task(id, S::KIND, resource_id));
-    txn.expect_absent(keys::saga(id)).put_raw(keys::saga(id), SagaRecord::new(id, id, state, done)?.encode());
+    txn.expect_absent(keys::saga(id)).put_raw(keys::saga(id), SagaRecord::new(id, id, state)?.encode());
     Ok(())
 }
 

@@ -139,7 +139,7 @@ impl StoragePoolService for PoolApi {
                     .expect_absent(keys::pool_name(&name))
                     .put_raw(keys::pool_name(&name), id.clone().into_bytes())
                     .put_raw(keys::pool_secret(&id), serde_json::to_vec(&secrets).expect("secrets serialize"));
-                add_saga(&mut txn, &task_id, &saga, &id, 1)?;
+                add_saga(&mut txn, &task_id, &saga, &id)?;
                 txn.commit(repo).await?;
                 Ok(pb::PoolOperation { pool: Some(pool), task_id })
             })
@@ -231,7 +231,7 @@ impl StoragePoolService for PoolApi {
                 let pkey = keys::pool(&p.id);
                 let mut txn = Txn::new();
                 txn.expect(&pkey, current.revision).put(&pkey, &p);
-                add_saga(&mut txn, &task_id, &saga, &p.id, 1)?;
+                add_saga(&mut txn, &task_id, &saga, &p.id)?;
                 txn.commit(repo).await?;
                 Ok(pb::PoolOperation { pool: Some(p), task_id })
             })

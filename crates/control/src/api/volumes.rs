@@ -200,7 +200,7 @@ impl VolumeApi {
                     .put_raw(&name_key, id.clone().into_bytes())
                     .expect(keys::pool(&pool.id), p.revision)
                     .put(keys::pool(&pool.id), &pool_now);
-                add_saga(&mut txn, &task_id, &saga, &id, 1)?;
+                add_saga(&mut txn, &task_id, &saga, &id)?;
                 txn.commit(repo).await?;
                 Ok(pb::VolumeOperation { volume: Some(volume), task_id })
             })
@@ -265,7 +265,7 @@ impl VolumeApi {
                 if let Some((key, snap)) = &create {
                     txn.expect_absent(key).put(key, *snap);
                 }
-                add_saga(&mut txn, &task_id, &saga, &v.id, 1)?;
+                add_saga(&mut txn, &task_id, &saga, &v.id)?;
                 txn.commit(repo).await?;
                 Ok(pb::VolumeOperation { volume: Some(v), task_id })
             })
@@ -448,7 +448,7 @@ impl VolumeService for VolumeApi {
                 let vkey = keys::volume(&v.pool_id, &v.id);
                 let mut txn = Txn::new();
                 txn.expect(&vkey, vv.revision).put(&vkey, &v).expect(&pkey, p.revision).put(&pkey, &pool);
-                add_saga(&mut txn, &task_id, &saga, &v.id, 1)?;
+                add_saga(&mut txn, &task_id, &saga, &v.id)?;
                 txn.commit(repo).await?;
                 Ok(pb::VolumeOperation { volume: Some(v), task_id })
             })

@@ -9,7 +9,7 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::{detach_from_vm, release_volume, update_volume};
+use super::common::{detach_from_vm, finish_volume, release_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::nodes::node_error;
 use crate::tasks::now;
@@ -29,7 +29,7 @@ impl Saga for AttachVolume {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(idle) },
+            Step::done_by_api("reserve", idle),
             Step { name: "attach-on-node", action: attach_on_node, undo: Some(detach_on_node) },
             Step { name: "finish", action: finish, undo: None },
         ]
@@ -60,23 +60,13 @@ fn detach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'
 }
 
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let task = ctx.task_id.clone();
-        let target = s.target_dev.clone().unwrap_or_default();
-        update_volume(ctx, &s.pool_id, &s.volume_id, |v| {
-            if v.task_id == task {
-                v.task_id.clear();
-                v.state = pb::VolumeState::Attached as i32;
-                v.attachment = Some(pb::Attachment {
-                    vm: s.vm.clone(),
-                    node_id: s.node_id.clone(),
-                    target_dev: target.clone(),
-                    attached_unix_seconds: now(),
-                });
-            }
-            Ok(())
-        })
-        .await
-        .map(drop)
-    })
+    let attachment = pb::Attachment {
+        vm: s.vm.clone(),
+        node_id: s.node_id.clone(),
+        target_dev: s.target_dev.clone().unwrap_or_default(),
+        attached_unix_seconds: now(),
+    };
+    Box::pin(finish_volume(ctx, &s.pool_id, &s.volume_id, pb::VolumeState::Attached as i32, move |v| {
+        v.attachment = Some(attachment.clone())
+    }))
 }

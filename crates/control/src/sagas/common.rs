@@ -1,10 +1,11 @@
-//! Step helpers shared by the volume sagas.
+//! Step helpers shared by the sagas.
 
 use limiquantix_api::v1 as pb;
 
 use super::SagaCtx;
 use crate::error::ApiResult;
 use crate::keys;
+use crate::repo::Txn;
 use crate::nodes::node_error;
 
 /// Edits the volume record (compare-and-swap, retried).
@@ -20,11 +21,23 @@ pub async fn update_volume(
 
 /// Ends the operation this saga runs on the volume: back to `state`, no task.
 pub async fn release_volume(ctx: &SagaCtx, pool_id: &str, volume_id: &str, state: i32) -> ApiResult<()> {
-    let task = ctx.task_id.clone();
+    finish_volume(ctx, pool_id, volume_id, state, |_| {}).await
+}
+
+/// Ends the operation with its outcome: `outcome` edits the record, which
+/// goes to `state` with no task. Once only: a re-run finds the task gone.
+pub async fn finish_volume(
+    ctx: &SagaCtx,
+    pool_id: &str,
+    volume_id: &str,
+    state: i32,
+    mut outcome: impl FnMut(&mut pb::Volume) + Send,
+) -> ApiResult<()> {
     update_volume(ctx, pool_id, volume_id, |v| {
-        if v.task_id == task {
+        if v.task_id == ctx.task_id {
             v.task_id.clear();
             v.state = state;
+            outcome(v);
         }
         Ok(())
     })
@@ -41,4 +54,41 @@ pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &
         Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
         Err(e) => Err(node_error(node_id, e)),
     }
+}
+
+/// Asks the node to delete the volume (idempotent there).
+pub async fn delete_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str) -> ApiResult<()> {
+    let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
+    let req = pb::NodeDeleteVolumeRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned() };
+    client.delete_volume(req).await.map_err(|e| node_error(node_id, e))?;
+    Ok(())
+}
+
+/// Asks the node to delete one snapshot of the volume.
+pub async fn delete_snapshot_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str, name: &str) -> ApiResult<()> {
+    let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
+    let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned(), name: name.to_owned() };
+    client.delete_volume_snapshot(req).await.map_err(|e| node_error(node_id, e))?;
+    Ok(())
+}
+
+/// Every node in `nodes` forgets the pool (its data stays), last first; a node
+/// leaves the list once done, so a re-run goes on where this one stopped.
+pub async fn destroy_pool_on_nodes(ctx: &SagaCtx, pool_id: &str, nodes: &mut Vec<String>) -> ApiResult<()> {
+    while let Some(node) = nodes.last().cloned() {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &node).await?;
+        client
+            .destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: pool_id.to_owned() })
+            .await
+            .map_err(|e| node_error(&node, e))?;
+        nodes.pop();
+    }
+    Ok(())
+}
+
+/// Deletes the pool's records: the pool, its name and its secret.
+pub async fn forget_pool_records(ctx: &SagaCtx, pool_id: &str, name: &str) -> ApiResult<()> {
+    let mut txn = Txn::new();
+    txn.delete(keys::pool(pool_id)).delete(keys::pool_name(name)).delete(keys::pool_secret(pool_id));
+    txn.commit(&ctx.app.repo).await.map(drop)
 }

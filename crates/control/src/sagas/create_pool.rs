@@ -10,12 +10,12 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+use super::common::{destroy_pool_on_nodes, forget_pool_records};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
 use crate::nodes::node_error;
 use crate::pools::{node_pool_config, pool_node_status};
-use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatePool {
@@ -33,7 +33,7 @@ impl Saga for CreatePool {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(forget) },
+            Step::done_by_api("reserve", forget),
             Step { name: "init-on-nodes", action: init_on_nodes, undo: Some(destroy_on_nodes) },
             Step { name: "finish", action: finish, undo: None },
         ]
@@ -41,11 +41,7 @@ impl Saga for CreatePool {
 }
 
 fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
-    Box::pin(async move {
-        let mut txn = Txn::new();
-        txn.delete(keys::pool(&s.pool_id)).delete(keys::pool_name(&s.name)).delete(keys::pool_secret(&s.pool_id));
-        txn.commit(&ctx.app.repo).await.map(drop)
-    })
+    Box::pin(forget_pool_records(ctx, &s.pool_id, &s.name))
 }
 
 fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
@@ -96,17 +92,7 @@ fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> 
 }
 
 fn destroy_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
-    Box::pin(async move {
-        while let Some(node) = s.initialised.last().cloned() {
-            let mut client = ctx.app.nodes.client(&ctx.app.repo, &node).await?;
-            client
-                .destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: s.pool_id.clone() })
-                .await
-                .map_err(|e| node_error(&node, e))?;
-            s.initialised.pop();
-        }
-        Ok(())
-    })
+    Box::pin(destroy_pool_on_nodes(ctx, &s.pool_id, &mut s.initialised))
 }
 
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {

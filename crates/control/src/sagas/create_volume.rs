@@ -11,6 +11,7 @@ use limiquantix_api::v1 as pb;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use super::common;
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
@@ -43,15 +44,11 @@ impl Saga for CreateVolume {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "reserve", action: already_done, undo: Some(release) },
+            Step::done_by_api("reserve", release),
             Step { name: "create-on-node", action: create_on_node, undo: Some(delete_on_node) },
             Step { name: "make-available", action: make_available, undo: None },
         ]
     }
-}
-
-fn already_done<'a>(_: &'a SagaCtx, _: &'a mut CreateVolume) -> StepFuture<'a> {
-    Box::pin(async { Ok(()) })
 }
 
 /// Forgets the reserved record and gives the pool its space back.
@@ -110,12 +107,7 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
 }
 
 fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
-        let req = pb::NodeDeleteVolumeRequest { pool_id: s.pool_id.clone(), volume_id: s.volume_id.clone() };
-        client.delete_volume(req).await.map_err(|e| node_error(&s.node_id, e))?;
-        Ok(())
-    })
+    Box::pin(common::delete_on_node(ctx, &s.node_id, &s.pool_id, &s.volume_id))
 }
 
 fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {

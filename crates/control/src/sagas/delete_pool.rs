@@ -7,10 +7,9 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+use super::common::{destroy_pool_on_nodes, forget_pool_records};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::keys;
-use crate::nodes::node_error;
-use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletePool {
@@ -25,7 +24,7 @@ impl Saga for DeletePool {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "mark-deleting", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(restore) },
+            Step::done_by_api("mark-deleting", restore),
             Step { name: "destroy-on-nodes", action: destroy_on_nodes, undo: None },
             Step { name: "forget", action: forget, undo: None },
         ]
@@ -50,24 +49,12 @@ fn restore<'a>(ctx: &'a SagaCtx, s: &'a mut DeletePool) -> StepFuture<'a> {
 }
 
 fn destroy_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut DeletePool) -> StepFuture<'a> {
-    Box::pin(async move {
-        while let Some(node) = s.nodes.last().cloned() {
-            let mut client = ctx.app.nodes.client(&ctx.app.repo, &node).await?;
-            client
-                .destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: s.pool_id.clone() })
-                .await
-                .map_err(|e| node_error(&node, e))?;
-            s.nodes.pop();
-        }
-        Ok(())
-    })
+    Box::pin(destroy_pool_on_nodes(ctx, &s.pool_id, &mut s.nodes))
 }
 
 fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut DeletePool) -> StepFuture<'a> {
     Box::pin(async move {
-        let mut txn = Txn::new();
-        txn.delete(keys::pool(&s.pool_id)).delete(keys::pool_name(&s.name)).delete(keys::pool_secret(&s.pool_id));
-        txn.commit(&ctx.app.repo).await?;
+        forget_pool_records(ctx, &s.pool_id, &s.name).await?;
         ctx.app.metrics.forget_pool(&s.pool_id, &s.name);
         Ok(())
     })

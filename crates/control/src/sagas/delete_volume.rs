@@ -12,11 +12,10 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::release_volume;
+use super::common::{self, release_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
-use crate::nodes::node_error;
 use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,7 +32,7 @@ impl Saga for DeleteVolume {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "mark-deleting", action: noop, undo: Some(restore) },
+            Step::done_by_api("mark-deleting", restore),
             Step { name: "delete-snapshots", action: delete_snapshots, undo: None },
             Step { name: "delete-on-node", action: delete_on_node, undo: None },
             Step { name: "forget", action: forget, undo: None },
@@ -45,10 +44,6 @@ impl Saga for DeleteVolume {
     }
 }
 
-fn noop<'a>(_: &'a SagaCtx, _: &'a mut DeleteVolume) -> StepFuture<'a> {
-    Box::pin(async { Ok(()) })
-}
-
 fn restore<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
     Box::pin(release_volume(ctx, &s.pool_id, &s.volume_id, s.previous_state))
 }
@@ -58,13 +53,7 @@ fn delete_snapshots<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture
         let repo = &ctx.app.repo;
         let snapshots = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await?;
         for (key, snap) in snapshots {
-            let mut client = ctx.app.nodes.client(repo, &s.node_id).await?;
-            let req = pb::DeleteVolumeSnapshotRequest {
-                pool_id: s.pool_id.clone(),
-                volume_id: s.volume_id.clone(),
-                name: snap.value.name.clone(),
-            };
-            client.delete_volume_snapshot(req).await.map_err(|e| node_error(&s.node_id, e))?;
+            common::delete_snapshot_on_node(ctx, &s.node_id, &s.pool_id, &s.volume_id, &snap.value.name).await?;
             let mut txn = Txn::new();
             txn.delete(&key);
             txn.commit(repo).await?;
@@ -74,12 +63,7 @@ fn delete_snapshots<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture
 }
 
 fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
-        let req = pb::NodeDeleteVolumeRequest { pool_id: s.pool_id.clone(), volume_id: s.volume_id.clone() };
-        client.delete_volume(req).await.map_err(|e| node_error(&s.node_id, e))?;
-        Ok(())
-    })
+    Box::pin(common::delete_on_node(ctx, &s.node_id, &s.pool_id, &s.volume_id))
 }
 
 fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {

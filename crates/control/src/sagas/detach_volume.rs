@@ -8,7 +8,7 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::{detach_from_vm, release_volume, update_volume};
+use super::common::{detach_from_vm, finish_volume, release_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,7 +24,7 @@ impl Saga for DetachVolume {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(still_attached) },
+            Step::done_by_api("mark", still_attached),
             Step { name: "detach-on-node", action: detach_on_node, undo: None },
             Step { name: "finish", action: finish, undo: None },
         ]
@@ -40,17 +40,5 @@ fn detach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'
 }
 
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut DetachVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let task = ctx.task_id.clone();
-        update_volume(ctx, &s.pool_id, &s.volume_id, |v| {
-            if v.task_id == task {
-                v.task_id.clear();
-                v.state = pb::VolumeState::Available as i32;
-                v.attachment = None;
-            }
-            Ok(())
-        })
-        .await
-        .map(drop)
-    })
+    Box::pin(finish_volume(ctx, &s.pool_id, &s.volume_id, pb::VolumeState::Available as i32, |v| v.attachment = None))
 }

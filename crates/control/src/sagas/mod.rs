@@ -43,6 +43,14 @@ pub struct Step<S> {
     pub undo: Option<StepFn<S>>,
 }
 
+impl<S> Step<S> {
+    /// Step 0: what the API call already did in the transaction that stored
+    /// the saga (the reservation); only its undo runs here.
+    pub fn done_by_api(name: &'static str, undo: StepFn<S>) -> Self {
+        Self { name, action: |_, _| Box::pin(async { Ok(()) }), undo: Some(undo) }
+    }
+}
+
 /// A kind of saga: its persisted state (inputs and what steps produced) and
 /// its steps.
 pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -79,15 +87,15 @@ pub enum SagaPhase {
 }
 
 impl SagaRecord {
-    /// A new saga whose first `done` steps were completed by the caller's own
-    /// transaction (the reservation the API makes before answering).
-    pub fn new<S: Saga>(id: &str, task_id: &str, state: &S, done: usize) -> ApiResult<Self> {
+    /// A new saga whose step 0 (`Step::done_by_api`) the caller's own
+    /// transaction completes: the reservation the API makes before answering.
+    pub fn new<S: Saga>(id: &str, task_id: &str, state: &S) -> ApiResult<Self> {
         Ok(Self {
             id: id.to_owned(),
             kind: S::KIND.to_owned(),
             task_id: task_id.to_owned(),
             state: serde_json::to_value(state).map_err(|e| ApiError::internal(format!("saga state: {e}")))?,
-            next_step: done,
+            next_step: 1,
             running: None,
             phase: SagaPhase::Forward,
             failing_since: None,

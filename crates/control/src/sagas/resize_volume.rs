@@ -9,7 +9,7 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::update_volume;
+use super::common::finish_volume;
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
@@ -33,15 +33,11 @@ impl Saga for ResizeVolume {
 
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "reserve", action: noop, undo: Some(release) },
+            Step::done_by_api("reserve", release),
             Step { name: "resize-on-node", action: resize_on_node, undo: None },
             Step { name: "finish", action: finish, undo: None },
         ]
     }
-}
-
-fn noop<'a>(_: &'a SagaCtx, _: &'a mut ResizeVolume) -> StepFuture<'a> {
-    Box::pin(async { Ok(()) })
 }
 
 /// One transaction, so a re-run after a crash cannot give the space back twice.
@@ -82,17 +78,6 @@ fn resize_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut ResizeVolume) -> StepFuture<'
 }
 
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut ResizeVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let task = ctx.task_id.clone();
-        update_volume(ctx, &s.pool_id, &s.volume_id, |v| {
-            if v.task_id == task {
-                v.size_bytes = s.new_size_bytes;
-                v.state = s.previous_state;
-                v.task_id.clear();
-            }
-            Ok(())
-        })
-        .await
-        .map(drop)
-    })
+    let new_size = s.new_size_bytes;
+    Box::pin(finish_volume(ctx, &s.pool_id, &s.volume_id, s.previous_state, move |v| v.size_bytes = new_size))
 }

@@ -10,7 +10,7 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::{release_volume, update_volume};
+use super::common::{delete_snapshot_on_node, release_volume, update_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::keys;
 use crate::nodes::node_error;
@@ -36,7 +36,7 @@ impl Saga for CreateSnapshot {
     const KIND: &'static str = "snapshot.create";
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "reserve", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(forget_reserved) },
+            Step::done_by_api("reserve", forget_reserved),
             Step { name: "snapshot-on-node", action: create_on_node, undo: Some(|c, s| delete_on_node(c, &s.0)) },
             Step { name: "finish", action: finish_create, undo: None },
         ]
@@ -47,7 +47,7 @@ impl Saga for RevertSnapshot {
     const KIND: &'static str = "snapshot.revert";
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(|c, s| idle(c, &s.0)) },
+            Step::done_by_api("mark", |c, s| idle(c, &s.0)),
             Step { name: "revert-on-node", action: revert_on_node, undo: None },
             Step { name: "finish", action: |c, s| Box::pin(recount_and_idle(c, &s.0)), undo: None },
         ]
@@ -58,7 +58,7 @@ impl Saga for DeleteSnapshot {
     const KIND: &'static str = "snapshot.delete";
     fn steps() -> Vec<Step<Self>> {
         vec![
-            Step { name: "mark", action: |_, _| Box::pin(async { Ok(()) }), undo: Some(|c, s| idle(c, &s.0)) },
+            Step::done_by_api("mark", |c, s| idle(c, &s.0)),
             Step { name: "delete-on-node", action: |c, s| delete_on_node(c, &s.0), undo: None },
             Step { name: "forget", action: forget_deleted, undo: None },
         ]
@@ -96,12 +96,7 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture
 }
 
 fn delete_on_node<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a> {
-    Box::pin(async move {
-        let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
-        let req = pb::DeleteVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
-        client.delete_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?;
-        Ok(())
-    })
+    Box::pin(delete_snapshot_on_node(ctx, &t.node_id, &t.pool_id, &t.volume_id, &t.name))
 }
 
 fn finish_create<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
