@@ -8,3 +8,11 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("storage_v1_descriptor");
 }
+
+/// A proto enum value's name without its enum's prefix, in lower case
+/// (VOLUME_STATE_AVAILABLE → "available"): how people and logs read it.
+pub fn short_name<E: Default>(value: &E, proto_name: fn(&E) -> &'static str) -> String {
+    let prefix = proto_name(&E::default()).trim_end_matches("UNSPECIFIED");
+    let name = proto_name(value);
+    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+}

@@ -48,13 +48,12 @@ pub fn print_one<T: View>(format: OutputFormat, item: &T) {
     }
 }
 
-/// An enum value as the proto names it, without the enum's prefix, in lower
-/// case: VOLUME_STATE_AVAILABLE prints as "available".
+/// An enum field as people read it ("available"), or unknown(N).
 fn enum_name<E: TryFrom<i32> + Default>(v: i32, proto_name: fn(&E) -> &'static str) -> String {
-    let Ok(value) = E::try_from(v) else { return format!("unknown({v})") };
-    let prefix = proto_name(&E::default()).trim_end_matches("UNSPECIFIED");
-    let name = proto_name(&value);
-    name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+    match E::try_from(v) {
+        Ok(value) => limiquantix_api::short_name(&value, proto_name),
+        Err(_) => format!("unknown({v})"),
+    }
 }
 
 

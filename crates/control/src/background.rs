@@ -32,7 +32,6 @@ async fn mark_offline_nodes(app: &App) -> crate::error::ApiResult<()> {
     for (_, n) in app.repo.list::<pb::Node>(keys::NODES, None, 0).await? {
         let node = n.value;
         let online = app.nodes.is_online(&node);
-        app.metrics.node(&node.id, &node.hostname, online);
         if !online && node.state == pb::NodeState::Online as i32 {
             tracing::warn!(node = %node.id, hostname = %node.hostname, "node missed its heartbeats: offline");
             let id = node.id.clone();

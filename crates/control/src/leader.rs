@@ -49,15 +49,12 @@ async fn lead_once(options: &EtcdOptions, name: &str, replica_id: &str, tx: &wat
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        #[allow(unreachable_code)]
-        Ok::<(), anyhow::Error>(())
     };
     let mut election = client.election_client();
     let lead = async {
-        let resp = election.campaign(name, replica_id, lease).await?;
+        election.campaign(name, replica_id, lease).await?;
         tracing::info!(%replica_id, "leading: this replica runs the sagas");
         let _ = tx.send(true);
-        let _leader = resp.leader().cloned();
         std::future::pending::<()>().await;
         Ok::<(), anyhow::Error>(())
     };

@@ -32,16 +32,6 @@ pub fn kind_of(config: &pb::PoolConfig) -> pb::PoolKind {
     }
 }
 
-pub fn kind_name(kind: pb::PoolKind) -> &'static str {
-    match kind {
-        pb::PoolKind::Local => "local",
-        pb::PoolKind::Nfs => "nfs",
-        pb::PoolKind::Ceph => "ceph",
-        pb::PoolKind::Iscsi => "iscsi",
-        pb::PoolKind::Unspecified => "unspecified",
-    }
-}
-
 /// The config without its secrets, and the secrets.
 pub fn split_secrets(mut config: pb::PoolConfig) -> (pb::PoolConfig, PoolSecrets) {
     use pb::pool_config::Backend as B;
@@ -154,8 +144,7 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
             }
             let id = pool.id.clone();
             let statuses_now = statuses.clone();
-            let (updated, ()) = app
-                .repo
+            app.repo
                 .update::<pb::Pool, ()>(&keys::pool(&id), |p| {
                     p.nodes = statuses_now.clone();
                     if let Some(c) = capacity {
@@ -165,8 +154,6 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
                     Ok(())
                 })
                 .await?;
-            let cap = updated.capacity.unwrap_or_default();
-            app.metrics.pool(&updated.id, &updated.name, cap.total_bytes, cap.free_bytes, updated.provisioned_bytes);
         }
     }
     Ok(())

@@ -27,6 +27,11 @@ pub fn parse_name(what: &str, s: &str) -> ApiResult<String> {
     Ok(Name::parse(what, s).map_err(ApiError::from)?.as_str().to_owned())
 }
 
+/// An enum field's value; one the API does not define is refused.
+pub fn known<E: TryFrom<i32>>(what: &str, v: i32) -> ApiResult<E> {
+    E::try_from(v).map_err(|_| ApiError::invalid(format!("{what} {v} is unknown")))
+}
+
 /// Label keys follow the name rule; values are short printable text.
 pub fn check_labels(labels: &std::collections::HashMap<String, String>) -> ApiResult<()> {
     for (k, v) in labels {
@@ -101,12 +106,4 @@ pub fn ensure_idle(v: &pb::Volume) -> ApiResult<()> {
         )));
     }
     Ok(())
-}
-
-/// The node that serves a volume: its pool's node for local pools.
-pub fn volume_node(v: &pb::Volume) -> ApiResult<String> {
-    if v.node_id.is_empty() {
-        return Err(ApiError::internal(format!("volume {} has no node", v.id)));
-    }
-    Ok(v.node_id.clone())
 }

@@ -76,11 +76,21 @@ pub fn ensure_pool_ready(pool: &pb::Pool) -> ApiResult<()> {
     Ok(())
 }
 
+/// The pool's overcommit ratio; 1 (none) when unset.
+pub fn overcommit_ratio(pool: &pb::Pool) -> f64 {
+    if pool.overcommit_ratio > 0.0 { pool.overcommit_ratio } else { 1.0 }
+}
+
+/// How many bytes a pool of `capacity_bytes` may provision at `ratio`.
+pub fn provisioning_limit(capacity_bytes: u64, ratio: f64) -> u64 {
+    (capacity_bytes as f64 * ratio) as u64
+}
+
 /// Checks that `extra` more bytes fit under the pool's provisioning limit.
 pub fn ensure_room(pool: &pb::Pool, extra: u64) -> ApiResult<()> {
     let capacity = pool.capacity.unwrap_or_default().total_bytes;
-    let ratio = if pool.overcommit_ratio > 0.0 { pool.overcommit_ratio } else { 1.0 };
-    let limit = (capacity as f64 * ratio) as u64;
+    let ratio = overcommit_ratio(pool);
+    let limit = provisioning_limit(capacity, ratio);
     let wanted = pool.provisioned_bytes.saturating_add(extra);
     if wanted > limit {
         return Err(ApiError::exhausted(format!(

@@ -69,14 +69,12 @@ impl NodeService for NodeApi {
             })
             .await?;
         tracing::info!(node = %node.id, hostname = %node.hostname, address = %node.address, "node registered");
-        self.app.metrics.node(&node.id, &node.hostname, true);
         Ok(Response::new(node))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Rpc<pb::HeartbeatResponse> {
         let id = parse_node_id(&req.into_inner().node_id)?;
-        let (node, ()) = self
-            .app
+        self.app
             .repo
             .update::<pb::Node, ()>(&keys::node(&id), |n| {
                 n.last_heartbeat_unix_seconds = now();
@@ -85,7 +83,6 @@ impl NodeService for NodeApi {
             })
             .await
             .map_err(|e| if e.code() == tonic::Code::NotFound { ApiError::not_found(format!("node {id} is not registered; register it first")) } else { e })?;
-        self.app.metrics.node(&node.id, &node.hostname, true);
         Ok(Response::new(pb::HeartbeatResponse { interval_seconds: self.app.nodes.heartbeat_interval.as_secs() as u32 }))
     }
 

@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use limiquantix_api::short_name;
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::storage_pool_service_server::StoragePoolService;
 use tonic::{Request, Response, Status};
 
-use super::{add_saga, new_id};
+use super::{add_saga, new_id, overcommit_ratio, provisioning_limit};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::pools::{kind_name, kind_of, split_secrets};
+use crate::pools::{kind_of, split_secrets};
 use crate::records::{self, check_labels, parse_name, parse_pool_id, state_name};
 use crate::repo::Txn;
 use crate::sagas::create_pool::CreatePool;
@@ -56,16 +57,16 @@ impl PoolApi {
                 return Err(ApiError::precondition(format!("node {} ({}) is draining", node.id, node.hostname)));
             }
             if !node.supported_kinds.iter().any(|k| k.kind == kind as i32) {
-                let served: Vec<&str> = node
+                let served: Vec<String> = node
                     .supported_kinds
                     .iter()
-                    .map(|k| kind_name(pb::PoolKind::try_from(k.kind).unwrap_or(pb::PoolKind::Unspecified)))
+                    .map(|k| short_name(&pb::PoolKind::try_from(k.kind).unwrap_or_default(), pb::PoolKind::as_str_name))
                     .collect();
                 return Err(ApiError::new(
                     tonic::Code::Unimplemented,
                     format!(
                         "{} pools are not supported by node {} ({}); it serves: {}",
-                        kind_name(kind),
+                        short_name(&kind, pb::PoolKind::as_str_name),
                         node.id,
                         node.hostname,
                         served.join(", ")
@@ -167,10 +168,7 @@ impl StoragePoolService for PoolApi {
     async fn update_pool(&self, req: Request<pb::UpdatePoolRequest>) -> Rpc<pb::Pool> {
         let r = req.into_inner();
         let pool = records::pool(&self.app.repo, &r.pool).await?.value;
-        check_labels(&r.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect())?;
-        for k in r.labels.keys() {
-            parse_name("label", k)?;
-        }
+        check_labels(&r.labels)?;
         let ratio = r.overcommit_ratio.map(check_ratio).transpose()?;
         if r.description.as_ref().is_some_and(|d| d.len() > 1024) {
             return Err(ApiError::invalid("the description is longer than 1024 characters").into());
@@ -191,8 +189,7 @@ impl StoragePoolService for PoolApi {
                 }
                 if let Some(ratio) = ratio {
                     if ratio < p.overcommit_ratio {
-                        let capacity = p.capacity.unwrap_or_default().total_bytes;
-                        let limit = (capacity as f64 * ratio) as u64;
+                        let limit = provisioning_limit(p.capacity.unwrap_or_default().total_bytes, ratio);
                         if p.provisioned_bytes > limit {
                             return Err(ApiError::precondition(format!(
                                 "overcommit {ratio} would allow {limit} bytes, but {} are already provisioned",
@@ -248,12 +245,11 @@ impl StoragePoolService for PoolApi {
             *by_state.entry(state_name(v.value.state).to_owned()).or_default() += 1;
         }
         let capacity = pool.capacity.unwrap_or_default();
-        let ratio = if pool.overcommit_ratio > 0.0 { pool.overcommit_ratio } else { 1.0 };
         Ok(Response::new(pb::PoolMetrics {
             pool_id: pool.id.clone(),
             capacity: Some(capacity),
             provisioned_bytes: pool.provisioned_bytes,
-            provisioning_limit_bytes: (capacity.total_bytes as f64 * ratio) as u64,
+            provisioning_limit_bytes: provisioning_limit(capacity.total_bytes, overcommit_ratio(&pool)),
             volume_count: volumes.len() as u64,
             volumes_by_state: by_state.into_iter().collect(),
             nodes: pool.nodes,

@@ -11,7 +11,7 @@ use super::{add_saga, ensure_pool_ready, ensure_room, new_id, placement_node};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::records::{self, check_labels, ensure_idle, parse_name, parse_volume_id, state_name};
+use crate::records::{self, check_labels, ensure_idle, known, parse_name, parse_volume_id, state_name};
 use crate::repo::Txn;
 use crate::sagas::attach_volume::AttachVolume;
 use crate::sagas::create_volume::CreateVolume;
@@ -49,9 +49,8 @@ fn check_spec(spec: &pb::VolumeSpec, pool: &pb::Pool) -> ApiResult<()> {
     if spec.size_bytes != 0 {
         validate_size("volume size", spec.size_bytes)?;
     }
-    let format = pb::VolumeFormat::try_from(spec.format).map_err(|_| ApiError::invalid(format!("format {} is unknown", spec.format)))?;
-    pb::Provisioning::try_from(spec.provisioning)
-        .map_err(|_| ApiError::invalid(format!("provisioning {} is unknown", spec.provisioning)))?;
+    let format: pb::VolumeFormat = known("format", spec.format)?;
+    known::<pb::Provisioning>("provisioning", spec.provisioning)?;
     let formats = pool.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
     if format != pb::VolumeFormat::Unspecified && !formats.contains(&(format as i32)) {
         return Err(ApiError::invalid(format!("pool {} does not store {} volumes", pool.name, format.as_str_name())));
@@ -111,14 +110,14 @@ impl VolumeApi {
             Some(S::Clone(c)) => {
                 let src = records::volume(repo, &c.source_volume_id).await?.value;
                 self.check_source(&src, &pool)?;
-                (new.spec.size_bytes.max(src.size_bytes), self.source_node(&src, &pool).await?)
+                (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
             }
             Some(S::Snapshot(snap)) => {
                 let src = records::volume(repo, &snap.volume_id).await?.value;
                 self.check_source(&src, &pool)?;
                 let snap_name = parse_name("snapshot", &snap.snapshot_name)?;
                 records::snapshot(repo, &src, &snap_name).await?;
-                (new.spec.size_bytes.max(src.size_bytes), self.source_node(&src, &pool).await?)
+                (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
             }
             Some(S::Image(image)) => {
                 if image.path.is_empty() || !image.path.starts_with('/') {
@@ -217,23 +216,9 @@ impl VolumeApi {
             )));
         }
         ensure_idle(src)?;
-        if src.state != pb::VolumeState::Available as i32 {
-            return Err(ApiError::precondition(format!(
-                "volume {} is {}; only an available (detached) volume can be the source",
-                src.name,
-                state_name(src.state)
-            )));
-        }
-        Ok(())
+        require_available(src, "only an available (detached) volume can be the source")
     }
 
-    async fn source_node(&self, src: &pb::Volume, pool: &pb::Pool) -> ApiResult<String> {
-        if pool.kind == pb::PoolKind::Local as i32 {
-            self.app.nodes.online(&self.app.repo, &src.node_id).await.map(|n| n.id)
-        } else {
-            placement_node(&self.app, pool).await
-        }
-    }
 
     /// Marks `v` busy with a new saga in one transaction (the CAS on the
     /// volume's revision makes exactly one of racing operations win).
@@ -283,10 +268,15 @@ impl VolumeApi {
     /// the pool ready.
     async fn serving_node(&self, v: &pb::Volume) -> ApiResult<String> {
         let pool = records::pool(&self.app.repo, &v.pool_id).await?.value;
+        self.serving_node_in(v, &pool).await
+    }
+
+    /// `serving_node` for a volume of `pool`, which the caller has loaded.
+    async fn serving_node_in(&self, v: &pb::Volume, pool: &pb::Pool) -> ApiResult<String> {
         if pool.kind == pb::PoolKind::Local as i32 {
             return Ok(self.online_node(&v.node_id).await?.id);
         }
-        placement_node(&self.app, &pool).await
+        placement_node(&self.app, pool).await
     }
 }
 
@@ -312,7 +302,7 @@ impl VolumeService for VolumeApi {
     async fn clone_volume(&self, req: Request<pb::CloneVolumeRequest>) -> Rpc<pb::VolumeOperation> {
         let r = req.into_inner();
         let src = records::volume(&self.app.repo, &r.source_volume_id).await?.value;
-        pb::CloneMode::try_from(r.mode).map_err(|_| ApiError::invalid(format!("clone mode {} is unknown", r.mode)))?;
+        known::<pb::CloneMode>("clone mode", r.mode)?;
         let source = pb::VolumeSource {
             source: Some(pb::volume_source::Source::Clone(pb::CloneSource { source_volume_id: src.id.clone(), mode: r.mode })),
         };
@@ -330,7 +320,7 @@ impl VolumeService for VolumeApi {
 
     async fn import_volume(&self, req: Request<pb::ImportVolumeRequest>) -> Rpc<pb::VolumeOperation> {
         let r = req.into_inner();
-        let format = pb::ImageFormat::try_from(r.format).map_err(|_| ApiError::invalid(format!("image format {} is unknown", r.format)))?;
+        let format: pb::ImageFormat = known("image format", r.format)?;
         if format == pb::ImageFormat::Unspecified {
             return Err(ApiError::invalid("say the image's format: qcow2, raw, vmdk, vhdx or vdi").into());
         }
@@ -361,7 +351,7 @@ impl VolumeService for VolumeApi {
             n if n > 1000 => return Err(ApiError::invalid(format!("page size {n} is above 1000")).into()),
             n => n as usize,
         };
-        let state = pb::VolumeState::try_from(r.state).map_err(|_| ApiError::invalid(format!("state {} is unknown", r.state)))?;
+        let state: pb::VolumeState = known("state", r.state)?;
         let prefix = if r.pool.is_empty() { keys::VOLUMES.to_owned() } else { keys::pool_volumes(&records::pool(repo, &r.pool).await?.value.id) };
         let mut after = (!r.page_token.is_empty()).then(|| format!("{prefix}{}", r.page_token));
         let mut volumes = Vec::new();
@@ -459,11 +449,7 @@ impl VolumeService for VolumeApi {
 
     async fn delete_volume(&self, req: Request<pb::DeleteVolumeRequest>) -> Rpc<pb::VolumeOperation> {
         let id = parse_volume_id(&req.into_inner().volume_id)?;
-        let repo = &self.app.repo;
-        let Some(_) = records::pool_of_volume(repo, &id).await? else {
-            return Err(ApiError::not_found(format!("volume {id} does not exist")).into());
-        };
-        let current = records::volume(repo, &id).await?.value;
+        let current = records::volume(&self.app.repo, &id).await?.value;
         if let Some(a) = current.attachment.as_ref().filter(|_| current.state == pb::VolumeState::Attached as i32) {
             return Err(ApiError::precondition(format!(
                 "volume {} is attached to VM {} on node {}; detach it first",
@@ -554,7 +540,7 @@ impl VolumeService for VolumeApi {
     async fn attach_volume(&self, req: Request<pb::AttachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
         let r = req.into_inner();
         check_vm_name(&r.vm)?;
-        pb::DiskBus::try_from(r.bus).map_err(|_| ApiError::invalid(format!("bus {} is unknown", r.bus)))?;
+        known::<pb::DiskBus>("bus", r.bus)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
         let node_id = if r.node_id.is_empty() { current.node_id.clone() } else { records::parse_node_id(&r.node_id)? };

@@ -25,7 +25,6 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// What a step gets: the application, its task, and cancellation.
 pub struct SagaCtx {
     pub app: Arc<App>,
-    pub saga_id: String,
     pub task_id: String,
     cancel: watch::Receiver<bool>,
     last_progress: Mutex<Option<Instant>>,
@@ -112,7 +111,6 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
     let (cancel, cancel_watch) = watch_cancel(&app, &record.task_id);
     let ctx = SagaCtx {
         app: app.clone(),
-        saga_id: record.id.clone(),
         task_id: record.task_id.clone(),
         cancel,
         last_progress: Mutex::new(None),
