@@ -14,10 +14,10 @@ pub struct Etcd {
     client_port: u16,
 }
 
-/// A port that was free a moment ago (etcd needs real numbers: it advertises them).
 impl Etcd {
     pub fn start() -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lq-etcd-").tempdir()?;
+        // Real numbers, not port 0: etcd advertises them.
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
