@@ -36,7 +36,7 @@ async fn mark_offline_nodes(app: &App) -> crate::error::ApiResult<()> {
             tracing::warn!(node = %node.id, hostname = %node.hostname, "node missed its heartbeats: offline");
             let id = node.id.clone();
             app.repo
-                .update::<pb::Node, ()>(&keys::node(&id), |n| {
+                .update::<pb::Node>(&keys::node(&id), |n| {
                     n.state = pb::NodeState::Offline as i32;
                     Ok(())
                 })

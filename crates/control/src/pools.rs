@@ -145,7 +145,7 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
             let id = pool.id.clone();
             let statuses_now = statuses.clone();
             app.repo
-                .update::<pb::Pool, ()>(&keys::pool(&id), |p| {
+                .update::<pb::Pool>(&keys::pool(&id), |p| {
                     p.nodes = statuses_now.clone();
                     if let Some(c) = capacity {
                         p.capacity = Some(c);

@@ -89,25 +89,23 @@ impl Repo {
 
     /// Reads `key`, lets `change` edit it, writes it back if nobody else
     /// wrote in between; retried on conflict. `change` may refuse with an error.
-    pub async fn update<M, T>(&self, key: &str, mut change: impl FnMut(&mut M) -> ApiResult<T>) -> ApiResult<(M, T)>
+    pub async fn update<M>(&self, key: &str, change: impl Fn(&mut M) -> ApiResult<()>) -> ApiResult<M>
     where
         M: Message + Default + Clone,
     {
-        for n in 0..CONFLICT_RETRIES {
+        let change = &change;
+        self.retry(|| async move {
             let Some(current) = self.get::<M>(key).await? else {
                 return Err(ApiError::not_found(format!("{key} does not exist")));
             };
-            let mut value = current.value.clone();
-            let out = change(&mut value)?;
+            let mut value = current.value;
+            change(&mut value)?;
             let mut txn = Txn::new();
             txn.expect(key, current.revision).put(key, &value);
-            match txn.commit(self).await {
-                Ok(_) => return Ok((value, out)),
-                Err(e) if e.is_conflict() => tokio::time::sleep(Duration::from_millis((n as u64).min(20))).await,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ApiError::unavailable("the state kept changing under this request; retry it"))
+            txn.commit(self).await?;
+            Ok(value)
+        })
+        .await
     }
 }
 

@@ -28,7 +28,7 @@ fn is_final(t: &pb::Task) -> bool {
 }
 
 pub async fn set_progress(repo: &Repo, task_id: &str, p: pb::Progress) -> ApiResult<()> {
-    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+    repo.update::<pb::Task>(&keys::task(task_id), |t| {
         t.progress = Some(p.clone());
         t.updated_unix_seconds = now();
         Ok(())
@@ -43,7 +43,7 @@ pub async fn set_step(repo: &Repo, task_id: &str, step: &str, retrying: Option<&
         Some(why) => format!("{step} (retrying: {why})"),
         None => step.to_owned(),
     };
-    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+    repo.update::<pb::Task>(&keys::task(task_id), |t| {
         t.step = label.clone();
         t.updated_unix_seconds = now();
         Ok(())
@@ -53,7 +53,7 @@ pub async fn set_step(repo: &Repo, task_id: &str, step: &str, retrying: Option<&
 }
 
 pub async fn finish(repo: &Repo, task_id: &str, outcome: Result<(), ApiError>) -> ApiResult<()> {
-    repo.update::<pb::Task, ()>(&keys::task(task_id), |t| {
+    repo.update::<pb::Task>(&keys::task(task_id), |t| {
         if is_final(t) {
             return Ok(());
         }
@@ -83,8 +83,8 @@ pub async fn finish(repo: &Repo, task_id: &str, outcome: Result<(), ApiError>) -
 }
 
 pub async fn request_cancel(repo: &Repo, task_id: &str) -> ApiResult<pb::Task> {
-    let (task, ()) = repo
-        .update::<pb::Task, ()>(&keys::task(task_id), |t| {
+    let task = repo
+        .update::<pb::Task>(&keys::task(task_id), |t| {
             if !is_final(t) {
                 t.cancel_requested = true;
                 t.updated_unix_seconds = now();

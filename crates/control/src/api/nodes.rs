@@ -76,7 +76,7 @@ impl NodeService for NodeApi {
         let id = parse_node_id(&req.into_inner().node_id)?;
         self.app
             .repo
-            .update::<pb::Node, ()>(&keys::node(&id), |n| {
+            .update::<pb::Node>(&keys::node(&id), |n| {
                 n.last_heartbeat_unix_seconds = now();
                 n.state = pb::NodeState::Online as i32;
                 Ok(())
@@ -100,10 +100,10 @@ impl NodeService for NodeApi {
     async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Rpc<pb::Node> {
         let r = req.into_inner();
         let id = parse_node_id(&r.node_id)?;
-        let (node, ()) = self
+        let node = self
             .app
             .repo
-            .update::<pb::Node, ()>(&keys::node(&id), |n| {
+            .update::<pb::Node>(&keys::node(&id), |n| {
                 n.draining = !r.undo;
                 Ok(())
             })

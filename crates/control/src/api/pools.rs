@@ -173,10 +173,10 @@ impl StoragePoolService for PoolApi {
         if r.description.as_ref().is_some_and(|d| d.len() > 1024) {
             return Err(ApiError::invalid("the description is longer than 1024 characters").into());
         }
-        let (updated, ()) = self
+        let updated = self
             .app
             .repo
-            .update::<pb::Pool, ()>(&keys::pool(&pool.id), |p| {
+            .update::<pb::Pool>(&keys::pool(&pool.id), |p| {
                 if let Some(d) = &r.description {
                     p.description = d.clone();
                 }

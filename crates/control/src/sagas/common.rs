@@ -13,10 +13,9 @@ pub async fn update_volume(
     ctx: &SagaCtx,
     pool_id: &str,
     volume_id: &str,
-    change: impl FnMut(&mut pb::Volume) -> ApiResult<()>,
+    change: impl Fn(&mut pb::Volume) -> ApiResult<()>,
 ) -> ApiResult<pb::Volume> {
-    let (v, ()) = ctx.app.repo.update::<pb::Volume, ()>(&keys::volume(pool_id, volume_id), change).await?;
-    Ok(v)
+    ctx.app.repo.update::<pb::Volume>(&keys::volume(pool_id, volume_id), change).await
 }
 
 /// Ends the operation this saga runs on the volume: back to `state`, no task.
@@ -31,7 +30,7 @@ pub async fn finish_volume(
     pool_id: &str,
     volume_id: &str,
     state: i32,
-    mut outcome: impl FnMut(&mut pb::Volume) + Send,
+    outcome: impl Fn(&mut pb::Volume) + Send + Sync,
 ) -> ApiResult<()> {
     update_volume(ctx, pool_id, volume_id, |v| {
         if v.task_id == ctx.task_id {

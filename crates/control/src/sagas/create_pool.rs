@@ -79,7 +79,7 @@ fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> 
                 }
             }
         }
-        repo.update::<pb::Pool, ()>(&keys::pool(&s.pool_id), |p| {
+        repo.update::<pb::Pool>(&keys::pool(&s.pool_id), |p| {
             p.nodes = statuses.clone();
             Ok(())
         })
@@ -107,7 +107,7 @@ fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> {
             .unwrap_or_default();
         ctx.app
             .repo
-            .update::<pb::Pool, ()>(&keys::pool(&s.pool_id), |p| {
+            .update::<pb::Pool>(&keys::pool(&s.pool_id), |p| {
                 p.state = pb::PoolState::Ready as i32;
                 p.capabilities = info.capabilities.clone();
                 p.capacity = info.capacity;

@@ -39,7 +39,7 @@ fn restore<'a>(ctx: &'a SagaCtx, s: &'a mut DeletePool) -> StepFuture<'a> {
     Box::pin(async move {
         ctx.app
             .repo
-            .update::<pb::Pool, ()>(&keys::pool(&s.pool_id), |p| {
+            .update::<pb::Pool>(&keys::pool(&s.pool_id), |p| {
                 p.state = s.previous_state;
                 Ok(())
             })
