@@ -12,6 +12,7 @@ pub mod locks;
 pub mod manager;
 pub mod model;
 pub mod pool_store;
+mod progress;
 pub mod qcow2_header;
 pub mod sparse_copy;
 pub mod tools;

@@ -77,9 +77,18 @@ pub struct ConvertOptions<'a> {
     pub source_format: ImageFormat,
     /// Copy the state of this internal snapshot instead of the current one.
     pub snapshot: Option<&'a str>,
-    pub target: &'a Path,
+    pub target: ConvertTarget<'a>,
     pub target_format: ImageFormat,
     pub preallocation: Preallocation,
+}
+
+/// Where convert writes.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvertTarget<'a> {
+    File(&'a Path),
+    /// A new RBD image, reached through a Ceph conf file and a client id: the
+    /// key stays in the keyring the conf names, never on the command line.
+    Rbd { pool: &'a str, namespace: &'a str, image: &'a str, conf: &'a Path, client_id: &'a str },
 }
 
 /// `qemu-img info --output=json`.
@@ -232,7 +241,13 @@ impl QemuImg {
         if opts.preallocation != Preallocation::Off {
             cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
         }
-        cmd = cmd.arg("--").arg(opts.source).arg(opts.target);
+        cmd = cmd.arg("--").arg(opts.source);
+        cmd = match opts.target {
+            ConvertTarget::File(path) => cmd.arg(path),
+            ConvertTarget::Rbd { pool, namespace, image, conf, client_id } => {
+                cmd.arg(rbd_filename(pool, namespace, image, conf, client_id))
+            }
+        };
         cmd.run_streaming(|line| {
             if let Some(fraction) = parse_progress(line) {
                 on_progress(fraction);
@@ -310,6 +325,36 @@ fn qcow2_image_opts(path: &Path) -> std::ffi::OsString {
     std::ffi::OsString::from_vec(opts)
 }
 
+/// `rbd:POOL/[NAMESPACE/]IMAGE:conf=PATH:id=ID`, with QEMU's backslash
+/// escape before the separators a part holds (`/` and `@` split names, `:`
+/// splits options).
+fn rbd_filename(pool: &str, namespace: &str, image: &str, conf: &Path, client_id: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    fn escaped(out: &mut Vec<u8>, part: &[u8], separators: &[u8]) {
+        for &b in part {
+            if b == b'\\' || separators.contains(&b) {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+    }
+    const NAME: &[u8] = b":/@";
+    const VALUE: &[u8] = b":";
+    let mut name = b"rbd:".to_vec();
+    escaped(&mut name, pool.as_bytes(), NAME);
+    name.push(b'/');
+    if !namespace.is_empty() {
+        escaped(&mut name, namespace.as_bytes(), NAME);
+        name.push(b'/');
+    }
+    escaped(&mut name, image.as_bytes(), NAME);
+    name.extend_from_slice(b":conf=");
+    escaped(&mut name, conf.as_os_str().as_bytes(), VALUE);
+    name.extend_from_slice(b":id=");
+    escaped(&mut name, client_id.as_bytes(), VALUE);
+    std::ffi::OsString::from_vec(name)
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(stdout: Vec<u8>) -> Result<T, ToolError> {
     serde_json::from_slice(&stdout)
         .map_err(|e| ToolError::BadOutput { program: PROGRAM.into(), detail: e.to_string() })
@@ -329,6 +374,13 @@ mod tests {
     #[test]
     fn image_opts_escape_commas() {
         assert_eq!(qcow2_image_opts(Path::new("/p/a,b.qcow2")), "driver=qcow2,file.filename=/p/a,,b.qcow2");
+    }
+
+    #[test]
+    fn rbd_targets_escape_qemu_separators() {
+        let conf = Path::new("/var/lib/lq:x/ceph/p.conf");
+        assert_eq!(rbd_filename("rbd", "", "lq-1", conf, "admin"), r"rbd:rbd/lq-1:conf=/var/lib/lq\:x/ceph/p.conf:id=admin");
+        assert_eq!(rbd_filename("rbd", "ns", "lq-1", Path::new("/c"), "a"), r"rbd:rbd/ns/lq-1:conf=/c:id=a");
     }
 
     #[test]

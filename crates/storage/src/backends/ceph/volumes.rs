@@ -1,8 +1,7 @@
 //! RBD images as volumes: lookup, listing, capacity, create (empty, linked
 //! clone, copy, import), delete through the trash, snapshots.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use super::rados::Cluster;
@@ -11,8 +10,8 @@ use super::{CLONE_SNAP_PREFIX, CephBackend, Inner, image_name, parse_image_name}
 use crate::backend::{NewVolume, NewVolumeContent};
 use crate::error::{Result, StorageError};
 use crate::ids::{Name, VolumeId};
-use crate::model::{CephPoolConfig, PoolCapacity, Progress, ProgressSink, Provisioning, SnapshotInfo, VolumeFormat, VolumeInfo};
-use crate::tools::qemu_img::{ConvertOptions, Preallocation};
+use crate::model::{CephPoolConfig, PoolCapacity, ProgressSink, Provisioning, SnapshotInfo, VolumeFormat, VolumeInfo};
+use crate::tools::qemu_img::{ConvertOptions, ConvertTarget, Preallocation};
 
 /// The pool must exist and be an RBD pool; created when asked to.
 pub(super) fn ensure_pool(cluster: &Cluster, cfg: &CephPoolConfig, may_create: bool) -> Result<()> {
@@ -170,36 +169,21 @@ async fn with_progress<T: Send + 'static>(
     progress: ProgressSink<'_>,
     f: impl FnOnce(&Inner, &mut ProgressHook<'_>) -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    struct CancelOnDrop(Arc<AtomicBool>);
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
     let inner = backend.inner.clone();
-    let mut task = tokio::task::spawn_blocking(move || {
-        let mut report = |done: u64, total: u64| {
-            tx.send_replace((done, total));
-        };
-        let mut hook = ProgressHook { report: &mut report, cancel: &cancel };
-        f(&inner, &mut hook)
-    });
-    loop {
-        tokio::select! {
-            r = &mut task => {
-                let (done, total) = *rx.borrow();
-                progress(Progress { phase: "copying", done_bytes: done.max(total), total_bytes: total });
-                return r.map_err(|e| StorageError::Internal(format!("Ceph copy task failed: {e}")))?;
-            }
-            Ok(()) = rx.changed() => {
-                let (done, total) = *rx.borrow_and_update();
-                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
-            }
-        }
-    }
+    crate::progress::run_blocking(progress, move |cancel, report| {
+        let mut total = 0;
+        let out = f(&inner, &mut ProgressHook {
+            report: &mut |done, all| {
+                total = all;
+                report(done, all)
+            },
+            cancel,
+        })?;
+        // librbd's last report can stop short of the total.
+        report(total, total);
+        Ok(out)
+    })
+    .await
 }
 
 pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
@@ -250,29 +234,21 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
         }
         NewVolumeContent::Image(image) => {
             let i = &backend.inner;
-            let ns = if i.config.rados_namespace.is_empty() { String::new() } else { format!("{}/", i.config.rados_namespace) };
-            // Only file paths on argv: the key is in the 0600 keyring the conf names.
-            let target = format!(
-                "rbd:{}/{ns}{name}:conf={}:id={}",
-                i.config.ceph_pool,
-                i.files.conf.display(),
-                i.config.client_id
-            );
             let opts = ConvertOptions {
                 source: &image.path,
                 source_format: image.format,
                 snapshot: None,
-                target: std::path::Path::new(&target),
+                target: ConvertTarget::Rbd {
+                    pool: &i.config.ceph_pool,
+                    namespace: &i.config.rados_namespace,
+                    image: &name,
+                    conf: &i.files.conf,
+                    client_id: &i.config.client_id,
+                },
                 target_format: crate::model::ImageFormat::Raw,
                 preallocation: Preallocation::Off,
             };
-            let total = image.virtual_size;
-            progress(Progress { phase: "copying", done_bytes: 0, total_bytes: total });
-            let converted = i
-                .qemu
-                .convert(&opts, |f| progress(Progress { phase: "copying", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
-                .await;
-            if let Err(e) = converted {
+            if let Err(e) = crate::progress::convert(&i.qemu, &opts, image.virtual_size, progress).await {
                 let n = name.clone();
                 let _ = backend.blocking(move |i| Ok(rbd::remove(&i.io, &n)?)).await;
                 return Err(StorageError::Tool(e));

@@ -3,7 +3,6 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::LocalBackend;
 use super::paths;
@@ -14,7 +13,7 @@ use crate::ids::VolumeId;
 use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::qcow2_header;
 use crate::sparse_copy;
-use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, Preallocation};
+use crate::tools::qemu_img::{Backing, ConvertOptions, ConvertTarget, CreateOptions, Preallocation};
 
 impl LocalBackend {
     /// (total, free) bytes of the pool's file system.
@@ -141,10 +140,6 @@ impl LocalBackend {
             }
             NewVolumeContent::Copy { source, snapshot } => {
                 let source_path = self.volume_path(source.id, source.format);
-                let as_tool_error = |e| match e {
-                    StorageError::Tool(t) => self.tool_error(source.id, t),
-                    other => other,
-                };
                 // A self-contained image copied as it is: the file itself, sparse, in the kernel.
                 let whole_file = snapshot.is_none()
                     && source.backing.is_none()
@@ -160,11 +155,13 @@ impl LocalBackend {
                         source: &source_path,
                         source_format: source.format.into(),
                         snapshot: snapshot.map(|s| s.as_str()),
-                        target: partial.path(),
+                        target: ConvertTarget::File(partial.path()),
                         target_format: new.format.into(),
                         preallocation,
                     };
-                    self.convert_with_progress(&opts, source.size_bytes, progress).await.map_err(as_tool_error)?;
+                    crate::progress::convert(&self.qemu, &opts, source.size_bytes, progress)
+                        .await
+                        .map_err(|e| self.tool_error(source.id, e))?;
                 }
                 source.size_bytes
             }
@@ -173,14 +170,13 @@ impl LocalBackend {
                     source: &image.path,
                     source_format: image.format,
                     snapshot: None,
-                    target: partial.path(),
+                    target: ConvertTarget::File(partial.path()),
                     target_format: new.format.into(),
                     preallocation,
                 };
-                self.convert_with_progress(&opts, image.virtual_size, progress).await.map_err(|e| match e {
-                    StorageError::Tool(t) => self.tool_error(new.id, t),
-                    other => other,
-                })?;
+                crate::progress::convert(&self.qemu, &opts, image.virtual_size, progress)
+                    .await
+                    .map_err(|e| self.tool_error(new.id, e))?;
                 image.virtual_size
             }
         };
@@ -193,17 +189,6 @@ impl LocalBackend {
         partial.commit(&final_path)?;
         describe(&self.dir, new.id, new.format)?
             .ok_or_else(|| StorageError::Internal(format!("volume {} vanished right after it was created", new.id)))
-    }
-
-    async fn convert_with_progress(&self, opts: &ConvertOptions<'_>, total: u64, progress: ProgressSink<'_>) -> Result<()> {
-        progress(Progress { phase: "copying", done_bytes: 0, total_bytes: total });
-        self.qemu
-            .convert(opts, |fraction| {
-                progress(Progress { phase: "copying", done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
-            })
-            .await?;
-        progress(Progress { phase: "copying", done_bytes: total, total_bytes: total });
-        Ok(())
     }
 
     pub(super) async fn delete(&self, volume: &VolumeInfo) -> Result<()> {
@@ -255,38 +240,14 @@ impl LocalBackend {
 /// blocking thread, forwarding progress (data bytes). Dropping the future
 /// stops the copy at its next chunk.
 async fn copy_file(src: &Path, dst: &Path, progress: ProgressSink<'_>) -> Result<()> {
-    struct CancelOnDrop(Arc<AtomicBool>);
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
     let (src, dst) = (src.to_owned(), dst.to_owned());
-    let mut copy = tokio::task::spawn_blocking(move || -> Result<()> {
+    crate::progress::run_blocking(progress, move |cancel, report| {
         let io = |what: &str, p: &Path, e| StorageError::io(format!("cannot {what} {}", p.display()), e);
         let from = std::fs::File::open(&src).map_err(|e| io("open", &src, e))?;
         let to = std::fs::OpenOptions::new().write(true).create_new(true).open(&dst).map_err(|e| io("create", &dst, e))?;
-        sparse_copy::copy_sparse(&from, &to, &cancel, |done, total| {
-            tx.send_replace((done, total));
-        })
-        .map_err(|e| io("copy into", &dst, e))
-    });
-    loop {
-        tokio::select! {
-            result = &mut copy => {
-                let (done, total) = *rx.borrow();
-                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
-                return result.map_err(|e| StorageError::Internal(format!("copy thread failed: {e}")))?;
-            }
-            Ok(()) = rx.changed() => {
-                let (done, total) = *rx.borrow_and_update();
-                progress(Progress { phase: "copying", done_bytes: done, total_bytes: total });
-            }
-        }
-    }
+        sparse_copy::copy_sparse(&from, &to, cancel, report).map_err(|e| io("copy into", &dst, e))
+    })
+    .await
 }
 
 /// Reads a volume's facts from its file: the size from the qcow2 header (or

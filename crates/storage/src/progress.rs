@@ -1,0 +1,62 @@
+//! Long copies that report progress as they go: a blocking copy on its own
+//! thread, or qemu-img convert.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Result, StorageError, ToolError};
+use crate::model::{Progress, ProgressSink};
+use crate::tools::qemu_img::{ConvertOptions, QemuImg};
+
+const PHASE: &str = "copying";
+
+/// Runs `copy` on a blocking thread; its `(done, total)` reports reach
+/// `progress`. Dropping the future sets the flag `copy` polls to stop early.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    progress: ProgressSink<'_>,
+    copy: impl FnOnce(&AtomicBool, &mut dyn FnMut(u64, u64)) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
+    let mut task = tokio::task::spawn_blocking(move || {
+        copy(&cancel, &mut |done, total| {
+            tx.send_replace((done, total));
+        })
+    });
+    loop {
+        tokio::select! {
+            result = &mut task => {
+                let (done, total) = *rx.borrow();
+                progress(Progress { phase: PHASE, done_bytes: done, total_bytes: total });
+                return result.map_err(|e| StorageError::Internal(format!("copy thread failed: {e}")))?;
+            }
+            Ok(()) = rx.changed() => {
+                let (done, total) = *rx.borrow_and_update();
+                progress(Progress { phase: PHASE, done_bytes: done, total_bytes: total });
+            }
+        }
+    }
+}
+
+/// qemu-img convert, its progress turned into bytes of `total`.
+pub(crate) async fn convert(
+    qemu: &QemuImg,
+    opts: &ConvertOptions<'_>,
+    total: u64,
+    progress: ProgressSink<'_>,
+) -> std::result::Result<(), ToolError> {
+    progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
+    qemu.convert(opts, |fraction| {
+        progress(Progress { phase: PHASE, done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
+    })
+    .await?;
+    progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
+    Ok(())
+}
