@@ -76,7 +76,8 @@ pub trait Backend: Send + Sync + 'static {
     /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
 
-    /// Makes a linked clone independent of its base (copies the base's data in).
+    /// Makes a linked clone independent of its base (copies the base's data
+    /// in). The manager calls it only for a volume that has a base.
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo>;
 
     /// The libvirt secret VMs need to reach this pool's volumes (Ceph key,

@@ -217,7 +217,7 @@ impl Backend for CephBackend {
     async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo> {
         let id = volume.id;
         self.blocking(move |i| {
-            rbd::Image::open(&i.io, &image_name(id), None)?.grow(new_size_bytes)?;
+            rbd::Image::open(&i.io, &image_name(id))?.grow(new_size_bytes)?;
             volumes::describe(i, id)?.ok_or_else(|| StorageError::NotFound(format!("volume {id} vanished")))
         })
         .await

@@ -155,6 +155,15 @@ pub struct Parent {
     pub snap: String,
 }
 
+/// An image that may be gone: ENOENT is None.
+pub fn existing(opened: CephResult<Image>) -> CephResult<Option<Image>> {
+    match opened {
+        Ok(img) => Ok(Some(img)),
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// An open image, closed on drop.
 pub struct Image {
     handle: sys::rbd_image_t,
@@ -165,28 +174,25 @@ pub struct Image {
 unsafe impl Send for Image {}
 
 impl Image {
-    /// Opens `name` (at `snap`, read-only, if given). ENOENT if it does not exist.
-    pub fn open(io: &IoCtx, name: &str, snap: Option<&str>) -> CephResult<Self> {
+    /// Opens `name` read-write; ENOENT if it does not exist.
+    pub fn open(io: &IoCtx, name: &str) -> CephResult<Self> {
         let n = cstring("rbd_open", name)?;
-        let s = snap.map(|s| cstring("rbd_open", s)).transpose()?;
         let mut handle: sys::rbd_image_t = std::ptr::null_mut();
-        // SAFETY: valid ioctx, names; out-pointer.
-        let rc = unsafe {
-            match &s {
-                Some(s) => sys::rbd_open_read_only(io.raw(), n.as_ptr(), &mut handle, s.as_ptr()),
-                None => sys::rbd_open(io.raw(), n.as_ptr(), &mut handle, std::ptr::null()),
-            }
-        };
-        check("rbd_open", rc)?;
+        // SAFETY: valid ioctx and name; out-pointer; no snapshot.
+        check("rbd_open", unsafe { sys::rbd_open(io.raw(), n.as_ptr(), &mut handle, std::ptr::null()) })?;
         Ok(Self { handle })
     }
 
-    /// Opens `name` read-only (cheaper: no watch, no lock); ENOENT if missing.
-    pub fn open_read_only(io: &IoCtx, name: &str) -> CephResult<Self> {
+    /// Opens `name` (at `snap`, if given) read-only: cheaper, no watch, no
+    /// lock. ENOENT if it does not exist.
+    pub fn open_read_only(io: &IoCtx, name: &str, snap: Option<&str>) -> CephResult<Self> {
         let n = cstring("rbd_open_read_only", name)?;
+        let s = snap.map(|s| cstring("rbd_open_read_only", s)).transpose()?;
         let mut handle: sys::rbd_image_t = std::ptr::null_mut();
-        // SAFETY: valid ioctx and name; out-pointer; no snapshot.
-        check("rbd_open_read_only", unsafe { sys::rbd_open_read_only(io.raw(), n.as_ptr(), &mut handle, std::ptr::null()) })?;
+        // SAFETY: valid ioctx and names; out-pointer; NULL selects the head.
+        check("rbd_open_read_only", unsafe {
+            sys::rbd_open_read_only(io.raw(), n.as_ptr(), &mut handle, s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+        })?;
         Ok(Self { handle })
     }
 

@@ -62,13 +62,10 @@ pub(super) fn capacity(i: &Inner) -> Result<PoolCapacity> {
         if parse_image_name(&name).is_none() {
             continue;
         }
-        match Image::open_read_only(&i.io, &name) {
-            Ok(img) => {
-                provisioned += img.size()?;
-                count += 1;
-            }
-            Err(e) if e.errno == libc::ENOENT => {} // deleted meanwhile
-            Err(e) => return Err(e.into()),
+        // An image deleted meanwhile is not counted.
+        if let Some(img) = rbd::existing(Image::open_read_only(&i.io, &name, None))? {
+            provisioned += img.size()?;
+            count += 1;
         }
     }
     Ok(PoolCapacity {
@@ -85,10 +82,9 @@ fn is_user_snapshot(name: &str) -> bool {
 }
 
 pub(super) fn describe(i: &Inner, id: VolumeId) -> Result<Option<VolumeInfo>> {
-    let img = match Image::open_read_only(&i.io, &image_name(id)) {
-        Ok(img) => img,
-        Err(e) if e.errno == libc::ENOENT => return Ok(None),
-        Err(e) => return Err(super::unavailable_if_timeout(e, &format!("volume {id}"))),
+    let opened = rbd::existing(Image::open_read_only(&i.io, &image_name(id), None));
+    let Some(img) = opened.map_err(|e| super::unavailable_if_timeout(e, &format!("volume {id}")))? else {
+        return Ok(None);
     };
     let backing = img.parent()?.and_then(|p| parse_image_name(&p.image));
     let snapshot_count = img.snapshots()?.iter().filter(|s| is_user_snapshot(&s.name)).count() as u32;
@@ -132,20 +128,23 @@ pub(super) fn list_page(i: &Inner, after: Option<VolumeId>, limit: usize) -> Res
 /// Live clones of any snapshot of the image (clones already in the trash
 /// are being purged and do not count).
 pub(super) fn dependents(i: &Inner, id: VolumeId) -> Result<Vec<VolumeId>> {
-    let img = match Image::open_read_only(&i.io, &image_name(id)) {
-        Ok(img) => img,
-        Err(e) if e.errno == libc::ENOENT => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(img) = rbd::existing(Image::open_read_only(&i.io, &image_name(id), None))? else {
+        return Ok(Vec::new());
     };
-    let mut deps: Vec<VolumeId> = children_by_snapshot(&img)?
-        .into_iter()
-        .flat_map(|(_, children)| children)
-        .filter(|(_, in_trash)| !in_trash)
-        .filter_map(|(child, _)| parse_image_name(&child))
-        .collect();
+    let mut deps = live_clones(&children_by_snapshot(&img)?);
     deps.sort_unstable();
     deps.dedup();
     Ok(deps)
+}
+
+/// Our clones that are not in the trash (those are being purged).
+fn live_clones(snaps: &[SnapshotChildren]) -> Vec<VolumeId> {
+    snaps
+        .iter()
+        .flat_map(|(_, children)| children)
+        .filter(|(_, in_trash)| !in_trash)
+        .filter_map(|(child, _)| parse_image_name(child))
+        .collect()
 }
 
 /// A snapshot's name and its clones: (image name, in the trash).
@@ -214,10 +213,10 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
         NewVolumeContent::Copy { source, snapshot } => {
             let (src, snap, dest) = (image_name(source.id), snapshot.map(|s| s.as_str().to_owned()), name.clone());
             let copied = with_progress(backend, progress, move |i, hook| {
-                let img = Image::open(&i.io, &src, snap.as_deref())?;
+                let img = Image::open_read_only(&i.io, &src, snap.as_deref())?;
                 let result = img.deep_copy(&i.io, &dest, hook).map_err(StorageError::from).and_then(|()| {
                     // A full copy is a fresh volume: no snapshots of its source.
-                    let copy = Image::open(&i.io, &dest, None)?;
+                    let copy = Image::open(&i.io, &dest)?;
                     for s in copy.snapshots()? {
                         copy.snap_remove(&s.name)?;
                     }
@@ -265,7 +264,7 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
 async fn grow_to(backend: &CephBackend, id: VolumeId, size: u64) -> Result<()> {
     backend
         .blocking(move |i| {
-            let img = Image::open(&i.io, &image_name(id), None)?;
+            let img = Image::open(&i.io, &image_name(id))?;
             if size > img.size()? {
                 img.grow(size)?;
             }
@@ -282,7 +281,7 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
     let _picking = i.clone_snapshots.lock().expect("clone snapshot lock");
     let base_name = image_name(base);
     let reusable = {
-        let img = Image::open_read_only(&i.io, &base_name)?;
+        let img = Image::open_read_only(&i.io, &base_name, None)?;
         let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
         match newest {
             Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => Some(s.name),
@@ -293,7 +292,7 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
         Some(snap) => (snap, false),
         None => (format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4()), true),
     };
-    let img = Image::open(&i.io, &base_name, None)?;
+    let img = Image::open(&i.io, &base_name)?;
     if made_snap {
         img.snap_create(&snap)?;
     }
@@ -308,7 +307,7 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
     }
     rbd::clone(&i.io, &base_name, &snap, child_name).map_err(|e| undo(e.into()))?;
     if size > img.size()?
-        && let Err(e) = Image::open(&i.io, child_name, None).and_then(|c| c.grow(size)) {
+        && let Err(e) = Image::open(&i.io, child_name).and_then(|c| c.grow(size)) {
             let _ = rbd::remove(&i.io, child_name);
             return Err(undo(e.into()));
         }
@@ -317,25 +316,15 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
 
 /// Moves the image to the trash (instant whatever its size) after removing
 /// its snapshots; the purger frees its data in the background. Refused while
-/// clones depend on it (the manager checked; the snapshot removal would
-/// fail with EBUSY anyway).
+/// live clones depend on it.
 pub(super) fn delete(i: &Inner, id: VolumeId) -> Result<()> {
     let name = image_name(id);
     // Read-only first: most volumes have no snapshots, and then nothing is
     // written before the trash move.
-    let img = match Image::open_read_only(&i.io, &name) {
-        Ok(img) => img,
-        Err(e) if e.errno == libc::ENOENT => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let Some(img) = rbd::existing(Image::open_read_only(&i.io, &name, None))? else { return Ok(()) };
     let snaps = children_by_snapshot(&img)?;
     drop(img);
-    let live: Vec<VolumeId> = snaps
-        .iter()
-        .flat_map(|(_, children)| children)
-        .filter(|(_, in_trash)| !in_trash)
-        .filter_map(|(child, _)| parse_image_name(child))
-        .collect();
+    let live = live_clones(&snaps);
     if !live.is_empty() {
         return Err(crate::backend::dependents_error(id, &live, "deleted"));
     }
@@ -343,7 +332,7 @@ pub(super) fn delete(i: &Inner, id: VolumeId) -> Result<()> {
     // the purger has freed those clones.
     let removable: Vec<&String> = snaps.iter().filter(|(_, children)| children.is_empty()).map(|(s, _)| s).collect();
     if !removable.is_empty() {
-        let img = Image::open(&i.io, &name, None)?;
+        let img = Image::open(&i.io, &name)?;
         for snap in removable {
             img.snap_remove(snap)?;
         }
@@ -417,10 +406,10 @@ fn remove_orphan_clone_snapshots(i: &Inner) -> Result<()> {
     let _collecting = i.clone_snapshots.lock().expect("clone snapshot lock");
     for (_, name) in rbd::list(&i.io)? {
         let Some(_) = parse_image_name(&name) else { continue };
-        let Ok(img) = Image::open(&i.io, &name, None) else { continue };
+        let Ok(img) = Image::open(&i.io, &name) else { continue };
         for snap in img.snapshots()? {
             if snap.name.starts_with(CLONE_SNAP_PREFIX) {
-                let at = Image::open(&i.io, &name, Some(&snap.name))?;
+                let at = Image::open_read_only(&i.io, &name, Some(&snap.name))?;
                 if at.children()?.is_empty() {
                     img.snap_remove(&snap.name)?;
                 }
@@ -438,7 +427,7 @@ fn reserved(name: &Name) -> Result<()> {
 }
 
 pub(super) fn user_snapshots(i: &Inner, id: VolumeId) -> Result<Vec<SnapshotInfo>> {
-    let img = Image::open(&i.io, &image_name(id), None)?;
+    let img = Image::open(&i.io, &image_name(id))?;
     let mut out = Vec::new();
     for s in img.snapshots()?.into_iter().filter(|s| is_user_snapshot(&s.name)) {
         out.push(SnapshotInfo { created_unix_seconds: img.snap_timestamp(s.id)?, name: s.name, vm_state_bytes: 0 });
@@ -446,24 +435,29 @@ pub(super) fn user_snapshots(i: &Inner, id: VolumeId) -> Result<Vec<SnapshotInfo
     Ok(out)
 }
 
+/// The snapshot named `name`, if the image has one.
+fn find_snapshot(img: &Image, name: &Name) -> Result<Option<rbd::SnapInfo>> {
+    Ok(img.snapshots()?.into_iter().find(|s| s.name == name.as_str()))
+}
+
 pub(super) fn snapshot_create(i: &Inner, id: VolumeId, name: &Name) -> Result<SnapshotInfo> {
     reserved(name)?;
-    if let Some(s) = user_snapshots(i, id)?.into_iter().find(|s| s.name == name.as_str()) {
-        return Ok(s);
+    let img = Image::open(&i.io, &image_name(id))?;
+    if find_snapshot(&img, name)?.is_none() {
+        img.snap_create(name.as_str())?;
     }
-    Image::open(&i.io, &image_name(id), None)?.snap_create(name.as_str())?;
-    user_snapshots(i, id)?
-        .into_iter()
-        .find(|s| s.name == name.as_str())
-        .ok_or_else(|| StorageError::Internal(format!("snapshot {name} of volume {id} vanished")))
+    let snap = find_snapshot(&img, name)?
+        .ok_or_else(|| StorageError::Internal(format!("snapshot {name} of volume {id} vanished")))?;
+    Ok(SnapshotInfo { created_unix_seconds: img.snap_timestamp(snap.id)?, name: snap.name, vm_state_bytes: 0 })
 }
 
 pub(super) fn snapshot_revert(i: &Inner, id: VolumeId, name: &Name) -> Result<()> {
     reserved(name)?;
-    if !user_snapshots(i, id)?.iter().any(|s| s.name == name.as_str()) {
+    let img = Image::open(&i.io, &image_name(id))?;
+    if find_snapshot(&img, name)?.is_none() {
         return Err(StorageError::NotFound(format!("volume {id} has no snapshot named {name}")));
     }
-    match Image::open(&i.io, &image_name(id), None)?.snap_rollback(name.as_str()) {
+    match img.snap_rollback(name.as_str()) {
         Err(e) if e.errno == libc::EBUSY || e.errno == libc::EROFS => Err(StorageError::precondition(format!(
             "volume {id} is in use (a running VM holds it); stop the VM before reverting"
         ))),
@@ -475,17 +469,13 @@ pub(super) fn snapshot_delete(i: &Inner, id: VolumeId, name: &Name) -> Result<()
     // Clone snapshots belong to the backend; they go when their clones do.
     reserved(name)?;
     let vol = image_name(id);
-    let img = match Image::open(&i.io, &vol, None) {
-        Ok(img) => img,
-        Err(e) if e.errno == libc::ENOENT => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    if !img.snapshots()?.iter().any(|s| s.name == name.as_str()) {
+    let Some(img) = rbd::existing(Image::open(&i.io, &vol))? else { return Ok(()) };
+    if find_snapshot(&img, name)?.is_none() {
         return Ok(());
     }
     if img.snap_is_protected(name.as_str())? {
         let children: Vec<String> =
-            Image::open(&i.io, &vol, Some(name.as_str()))?.children()?.into_iter().map(|(n, _)| n).collect();
+            Image::open_read_only(&i.io, &vol, Some(name.as_str()))?.children()?.into_iter().map(|(n, _)| n).collect();
         if !children.is_empty() {
             return Err(StorageError::precondition(format!(
                 "snapshot {name} of volume {id} is protected and clones depend on it ({}); delete them first",
@@ -500,11 +490,7 @@ pub(super) fn snapshot_delete(i: &Inner, id: VolumeId, name: &Name) -> Result<()
 /// (the parent's clone snapshot is then removed by the purger).
 pub(super) async fn flatten(backend: &CephBackend, id: VolumeId, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
     with_progress(backend, progress, move |i, hook| {
-        let img = Image::open(&i.io, &image_name(id), None)?;
-        if img.parent()?.is_some() {
-            img.flatten(hook)?;
-        }
-        Ok(())
+        Ok(Image::open(&i.io, &image_name(id))?.flatten(hook)?)
     })
     .await?;
     backend.inner.purge.notify_one();

@@ -205,16 +205,14 @@ impl LocalBackend {
     /// Copies the backing file's data into the overlay and drops the link
     /// (`qemu-img rebase -b ""`, the safe mode that merges the data).
     pub(super) async fn flatten(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
-        if volume.backing.is_some() {
-            let path = self.volume_path(volume.id, volume.format);
-            let total = volume.size_bytes;
-            progress(Progress { phase: "flattening", done_bytes: 0, total_bytes: total });
-            self.qemu
-                .rebase_flatten(&path, |f| progress(Progress { phase: "flattening", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
-                .await
-                .map_err(|e| self.tool_error(volume.id, e))?;
-            progress(Progress { phase: "flattening", done_bytes: total, total_bytes: total });
-        }
+        let path = self.volume_path(volume.id, volume.format);
+        let total = volume.size_bytes;
+        progress(Progress { phase: "flattening", done_bytes: 0, total_bytes: total });
+        self.qemu
+            .rebase_flatten(&path, |f| progress(Progress { phase: "flattening", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
+            .await
+            .map_err(|e| self.tool_error(volume.id, e))?;
+        progress(Progress { phase: "flattening", done_bytes: total, total_bytes: total });
         describe(&self.dir, volume.id, volume.format)?
             .ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during flatten", volume.id)))
     }
