@@ -49,6 +49,23 @@ impl PoolConfig {
             Self::Iscsi(_) => PoolKind::Iscsi,
         }
     }
+
+    /// The kind's secret field (Ceph key, CHAP password), if it has one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            Self::Ceph(c) => Some(&c.key),
+            Self::Iscsi(i) => Some(&i.chap_password),
+            Self::Local(_) | Self::Nfs(_) => None,
+        }
+    }
+
+    pub fn secret_mut(&mut self) -> Option<&mut Secret> {
+        match self {
+            Self::Ceph(c) => Some(&mut c.key),
+            Self::Iscsi(i) => Some(&mut i.chap_password),
+            Self::Local(_) | Self::Nfs(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,17 +43,8 @@ impl PoolStore {
         self.dir.join(format!("{id}.secret"))
     }
 
-    fn secret_of(config: &PoolConfig) -> Option<&Secret> {
-        match config {
-            PoolConfig::Ceph(c) => Some(&c.key),
-            PoolConfig::Iscsi(i) => Some(&i.chap_password),
-            _ => None,
-        }
-        .filter(|s| !s.is_empty())
-    }
-
     pub fn save(&self, pool: &StoredPool) -> Result<()> {
-        if let Some(secret) = Self::secret_of(&pool.config) {
+        if let Some(secret) = pool.config.secret().filter(|s| !s.is_empty()) {
             atomic_write(&self.secret_path(pool.pool_id), secret.expose().as_bytes(), 0o600)?;
         }
         let json = serde_json::to_vec_pretty(pool).map_err(|e| StorageError::Internal(e.to_string()))?;
@@ -93,10 +84,8 @@ impl PoolStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(StorageError::io(format!("cannot read {}", secret_path.display()), e)),
             };
-            match (&mut pool.config, secret) {
-                (PoolConfig::Ceph(c), Some(s)) => c.key = s,
-                (PoolConfig::Iscsi(i), Some(s)) => i.chap_password = s,
-                _ => {}
+            if let (Some(field), Some(secret)) = (pool.config.secret_mut(), secret) {
+                *field = secret;
             }
             pools.push(pool);
         }

@@ -72,14 +72,6 @@ pub struct CephBackend {
     purger: tokio::task::JoinHandle<()>,
 }
 
-fn unavailable_if_timeout(e: rados::CephError, what: &str) -> StorageError {
-    match e.errno {
-        libc::ETIMEDOUT => StorageError::Unavailable(format!("{what}: the Ceph cluster did not answer in time ({e})")),
-        libc::EACCES | libc::EPERM => StorageError::PermissionDenied(format!("{what}: Ceph refused the credentials ({e})")),
-        _ => StorageError::from(e),
-    }
-}
-
 impl CephBackend {
     pub fn capabilities_of_kind() -> Capabilities {
         Capabilities {
@@ -108,7 +100,7 @@ impl CephBackend {
                 mount_timeout: timeouts.mount,
             };
             let cluster = Cluster::connect(&connect)
-                .map_err(|e| unavailable_if_timeout(e, &format!("connecting to Ceph as client.{}", config.client_id)))?;
+                .map_err(|e| e.in_context(&format!("connecting to Ceph as client.{}", config.client_id)))?;
             volumes::ensure_pool(&cluster, &config, mode == OpenMode::Create)?;
             let pool_io = cluster.ioctx(&config.ceph_pool, "").map_err(StorageError::from)?;
             if !config.rados_namespace.is_empty() && !rbd::namespace_exists(&pool_io, &config.rados_namespace)? {

@@ -30,6 +30,31 @@ impl CephError {
         self.detail = detail.into();
         self
     }
+
+    /// The engine's error for this errno; the message starts with `what`
+    /// was being done.
+    pub fn in_context(self, what: &str) -> crate::error::StorageError {
+        use crate::error::StorageError as S;
+        let e = &self;
+        match self.errno {
+            libc::ENOENT => S::NotFound(format!("{what}: {e}")),
+            libc::EEXIST => S::AlreadyExists(format!("{what}: {e}")),
+            libc::EACCES | libc::EPERM => S::PermissionDenied(format!("{what}: Ceph refused the credentials ({e})")),
+            libc::ETIMEDOUT => S::Unavailable(format!("{what}: the Ceph cluster did not answer in time ({e})")),
+            libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED => S::Unavailable(format!("{what}: {e}")),
+            libc::EBUSY | libc::ENOTEMPTY | libc::EROFS => S::FailedPrecondition(format!("{what}: {e}")),
+            libc::ENOSPC | libc::EDQUOT => S::ResourceExhausted(format!("{what}: {e}")),
+            libc::EINVAL | libc::ERANGE => S::InvalidArgument(format!("{what}: {e}")),
+            libc::ECANCELED => S::Cancelled,
+            _ => S::Internal(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl From<CephError> for crate::error::StorageError {
+    fn from(e: CephError) -> Self {
+        e.in_context("Ceph")
+    }
 }
 
 pub type CephResult<T> = Result<T, CephError>;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use limiquantix_ceph_sys as sys;
 
-use super::rados::{CephError, CephResult, IoCtx, check, cstring};
+use super::rados::{CephResult, IoCtx, check, cstring};
 
 /// Features of every image we create: what QEMU and cloning need, and what
 /// makes size accounting and deletion fast.
@@ -398,24 +398,6 @@ impl Drop for Image {
     fn drop(&mut self) {
         // SAFETY: opened by rbd_open*, closed once.
         unsafe { sys::rbd_close(self.handle) };
-    }
-}
-
-impl From<CephError> for crate::error::StorageError {
-    fn from(e: CephError) -> Self {
-        use crate::error::StorageError as S;
-        let msg = format!("Ceph: {e}");
-        match e.errno {
-            libc::ENOENT => S::NotFound(msg),
-            libc::EEXIST => S::AlreadyExists(msg),
-            libc::EACCES | libc::EPERM => S::PermissionDenied(msg),
-            libc::ETIMEDOUT | libc::ENOTCONN | libc::ESHUTDOWN | libc::ECONNREFUSED => S::Unavailable(msg),
-            libc::EBUSY | libc::ENOTEMPTY | libc::EROFS => S::FailedPrecondition(msg),
-            libc::ENOSPC | libc::EDQUOT => S::ResourceExhausted(msg),
-            libc::EINVAL | libc::ERANGE => S::InvalidArgument(msg),
-            libc::ECANCELED => S::Cancelled,
-            _ => S::Internal(msg),
-        }
     }
 }
 
