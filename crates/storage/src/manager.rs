@@ -175,14 +175,20 @@ impl StorageManager {
         }
         let backend = self.activate(id, &config, OpenMode::Create).await?;
         let location = backend.location();
-        for (other_id, other) in self.ready_backends().await {
-            if other.location() == location {
-                return Err(StorageError::AlreadyExists(format!(
-                    "{location} is already used by pool {other_id} on this node"
-                )));
+        let user = self.ready_backends().await.into_iter().find(|(_, other)| other.location() == location);
+        let saved = match user {
+            Some((other_id, _)) => {
+                Err(StorageError::AlreadyExists(format!("{location} is already used by pool {other_id} on this node")))
             }
+            None => self.store.save(&StoredPool { pool_id: id, config: config.clone() }),
+        };
+        if let Err(e) = saved {
+            // A refused pool leaves nothing behind (a Ceph pool's client files hold its key).
+            if let Err(d) = backend.deactivate().await {
+                tracing::warn!(pool = %id, error = %d, "cannot deactivate a pool that was refused");
+            }
+            return Err(e);
         }
-        self.store.save(&StoredPool { pool_id: id, config: config.clone() })?;
         tracing::info!(pool = %id, kind = %config.kind(), %location, "pool initialised");
         self.insert(id, config, PoolState::Ready(backend));
         self.pool_report(id).await

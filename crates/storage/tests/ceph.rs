@@ -225,6 +225,18 @@ fn bad_ceph_configs_are_refused_clearly_and_nothing_is_kept() {
 
         assert!(m.list_pools().await.unwrap().is_empty());
         assert_eq!(std::fs::read_dir(root.path().join("state/pools")).unwrap().count(), 0, "no pool record, no secret file");
+
+        // The same Ceph pool under a second id is refused, and the client
+        // files written for it (they hold the key) go with it.
+        let first = PoolId::new_random();
+        m.init_pool(first, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        let err = m.init_pool(PoolId::new_random(), PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap_err();
+        assert!(matches!(err, StorageError::AlreadyExists(_)) && err.to_string().contains(&first.to_string()), "{err}");
+        let files: Vec<String> = std::fs::read_dir(root.path().join("state/ceph"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(files.len() == 2 && files.iter().all(|f| f.starts_with(&first.to_string())), "{files:?}");
     });
 }
 

@@ -51,14 +51,18 @@ pub fn parse_monitor_with_protocol(m: &str) -> Result<(MonProtocol, String, u16)
         (_, Some(r)) => (Some(MonProtocol::V2), r),
         _ => (None, m),
     };
-    let (host, port) = parse_monitor(rest)?;
+    let (host, port) = parse_host_port(rest)?;
     let proto = explicit.unwrap_or(if port == 3300 { MonProtocol::V2 } else { MonProtocol::V1 });
     Ok((proto, host, port))
 }
 
-/// "host:port" (or "host", port 6789; "[v6addr]:port" for IPv6).
+/// A monitor's host and port, whatever its protocol.
 pub fn parse_monitor(m: &str) -> Result<(String, u16)> {
-    let m = m.strip_prefix("v1:").or_else(|| m.strip_prefix("v2:")).unwrap_or(m);
+    parse_monitor_with_protocol(m).map(|(_, host, port)| (host, port))
+}
+
+/// "host:port" (or "host", port 6789; "[v6addr]:port" for IPv6).
+fn parse_host_port(m: &str) -> Result<(String, u16)> {
     let bad = |why: &str| StorageError::invalid(format!("monitor {m:?} is invalid: {why}; write host:port, e.g. 10.0.0.1:6789"));
     let (host, port) = if let Some(rest) = m.strip_prefix('[') {
         let (h, after) = rest.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
@@ -168,9 +172,16 @@ impl ClientFiles {
         Ok(Self { conf, keyring })
     }
 
+    /// Removes both files; one that cannot be removed is logged (it holds
+    /// the key, so an operator must know).
     pub fn remove(&self) {
-        let _ = std::fs::remove_file(&self.conf);
-        let _ = std::fs::remove_file(&self.keyring);
+        for path in [&self.conf, &self.keyring] {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a Ceph client file");
+            }
+        }
     }
 }
 

@@ -83,7 +83,7 @@ fn is_user_snapshot(name: &str) -> bool {
 
 pub(super) fn describe(i: &Inner, id: VolumeId) -> Result<Option<VolumeInfo>> {
     let opened = rbd::existing(Image::open_read_only(&i.io, &image_name(id), None));
-    let Some(img) = opened.map_err(|e| super::unavailable_if_timeout(e, &format!("volume {id}")))? else {
+    let Some(img) = opened.map_err(|e| e.in_context(&format!("volume {id}")))? else {
         return Ok(None);
     };
     let backing = img.parent()?.and_then(|p| parse_image_name(&p.image));
@@ -223,13 +223,13 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
                     Ok(())
                 });
                 if result.is_err() {
-                    let _ = rbd::remove(&i.io, &dest);
+                    discard(i, &dest);
                 }
                 result
             })
             .await;
             copied?;
-            grow_to(backend, id, size).await?;
+            grow_or_discard(backend, id, size).await?;
         }
         NewVolumeContent::Image(image) => {
             let i = &backend.inner;
@@ -249,10 +249,10 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
             };
             if let Err(e) = crate::progress::convert(&i.qemu, &opts, image.virtual_size, progress).await {
                 let n = name.clone();
-                let _ = backend.blocking(move |i| Ok(rbd::remove(&i.io, &n)?)).await;
+                backend.blocking(move |i| Ok(discard(i, &n))).await?;
                 return Err(StorageError::Tool(e));
             }
-            grow_to(backend, id, size).await?;
+            grow_or_discard(backend, id, size).await?;
         }
     }
     backend
@@ -261,16 +261,31 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
         .ok_or_else(|| StorageError::Internal(format!("volume {id} vanished right after it was created")))
 }
 
-async fn grow_to(backend: &CephBackend, id: VolumeId, size: u64) -> Result<()> {
+/// Grows a copied or imported image to the size asked for; if that fails
+/// the image goes, so a failed create leaves nothing behind.
+async fn grow_or_discard(backend: &CephBackend, id: VolumeId, size: u64) -> Result<()> {
     backend
         .blocking(move |i| {
-            let img = Image::open(&i.io, &image_name(id))?;
-            if size > img.size()? {
-                img.grow(size)?;
-            }
-            Ok(())
+            let name = image_name(id);
+            let img = Image::open(&i.io, &name)?;
+            let grown = img.size().and_then(|now| if size > now { img.grow(size) } else { Ok(()) });
+            drop(img);
+            grown.map_err(|e| {
+                discard(i, &name);
+                e.into()
+            })
         })
         .await
+}
+
+/// Removes the image a failed create left behind. The caller reports the
+/// failure that led here; a failed removal is only logged.
+fn discard(i: &Inner, name: &str) {
+    if let Err(e) = rbd::remove(&i.io, name)
+        && e.errno != libc::ENOENT
+    {
+        tracing::warn!(image = name, error = %e, "cannot remove the image a failed create left behind");
+    }
 }
 
 /// snapshot + protect + clone; each finished step is undone if a later fails.
@@ -308,7 +323,7 @@ fn linked_clone(i: &Inner, base: VolumeId, child_name: &str, size: u64) -> Resul
     rbd::clone(&i.io, &base_name, &snap, child_name).map_err(|e| undo(e.into()))?;
     if size > img.size()?
         && let Err(e) = Image::open(&i.io, child_name).and_then(|c| c.grow(size)) {
-            let _ = rbd::remove(&i.io, child_name);
+            discard(i, child_name);
             return Err(undo(e.into()));
         }
     Ok(())
@@ -382,15 +397,19 @@ fn purge_once(i: &Inner) -> Result<usize> {
         }
         left = entries.len();
         let mut progressed = false;
-        for (trash_id, _) in &entries {
-            if let Ok(img) = Image::open_by_id(&i.io, trash_id) {
-                for snap in img.snapshots().unwrap_or_default() {
-                    let _ = img.snap_remove(&snap.name); // EBUSY while its clones wait their turn
-                }
+        for (trash_id, name) in &entries {
+            // Its snapshots go first; one whose clones wait their turn in the
+            // trash answers EBUSY, and so does the image while it has them.
+            if let Err(e) = remove_snapshots_of_trashed(i, trash_id) {
+                tracing::warn!(image = %name, error = %e, "cannot remove the snapshots of a trashed image");
             }
-            if rbd::trash_remove(&i.io, trash_id).is_ok() {
-                progressed = true;
-                left -= 1;
+            match rbd::trash_remove(&i.io, trash_id) {
+                Ok(()) => {
+                    progressed = true;
+                    left -= 1;
+                }
+                Err(e) if matches!(e.errno, libc::EBUSY | libc::ENOTEMPTY) => {}
+                Err(e) => tracing::warn!(image = %name, error = %e, "cannot free a trashed image"),
             }
         }
         if !progressed {
@@ -399,6 +418,17 @@ fn purge_once(i: &Inner) -> Result<usize> {
     }
     remove_orphan_clone_snapshots(i)?;
     Ok(left)
+}
+
+fn remove_snapshots_of_trashed(i: &Inner, trash_id: &str) -> super::rados::CephResult<()> {
+    let Some(img) = rbd::existing(Image::open_by_id(&i.io, trash_id))? else { return Ok(()) };
+    for snap in img.snapshots()? {
+        match img.snap_remove(&snap.name) {
+            Err(e) if e.errno != libc::EBUSY => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Clone snapshots that no clone uses any more.
