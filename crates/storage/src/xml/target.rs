@@ -42,43 +42,7 @@ pub fn pick_target<S: AsRef<str>>(bus: DiskBus, used: &[S]) -> Result<String> {
 
 /// The `<target dev=...>` of every `<disk>` in a domain's XML.
 pub fn targets_in_domain(domain_xml: &str) -> Result<Vec<String>> {
-    let bad = |e: String| StorageError::invalid(format!("domain XML cannot be parsed: {e}"));
-    let mut reader = Reader::from_str(domain_xml);
-    let mut depth_in_disk: Option<usize> = None;
-    let mut depth = 0usize;
-    let mut targets = Vec::new();
-    loop {
-        let event = reader.read_event().map_err(|e| bad(e.to_string()))?;
-        match &event {
-            Event::Start(e) | Event::Empty(e) => {
-                let is_empty = matches!(event, Event::Empty(_));
-                let name = e.name();
-                if name.0 == "disk" && !is_empty {
-                    depth_in_disk = Some(depth);
-                } else if name.0 == "target" && depth_in_disk.is_some_and(|d| depth == d + 1) {
-                    for attr in e.attributes() {
-                        let attr = attr.map_err(|e| bad(e.to_string()))?;
-                        if attr.key.0 == "dev" {
-                            let value = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| bad(e.to_string()))?;
-                            targets.push(value.into_owned());
-                        }
-                    }
-                }
-                if !is_empty {
-                    depth += 1;
-                }
-            }
-            Event::End(e) => {
-                depth = depth.saturating_sub(1);
-                if e.name().0 == "disk" && depth_in_disk == Some(depth) {
-                    depth_in_disk = None;
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(targets)
+    Ok(disks_in_domain(domain_xml)?.into_iter().filter_map(|d| d.target).collect())
 }
 
 /// A disk found in a domain's XML.
@@ -93,36 +57,51 @@ pub struct DomainDisk {
 
 /// The disk whose `<serial>` is `serial`, if the domain has one.
 pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainDisk>> {
-    let bad = |e: String| StorageError::invalid(format!("domain XML cannot be parsed: {e}"));
+    let Some(disk) = disks_in_domain(domain_xml)?.into_iter().find(|d| d.serial.trim() == serial) else {
+        return Ok(None);
+    };
+    let target_dev = disk.target.ok_or_else(|| unparsable("a disk has no target"))?;
+    Ok(Some(DomainDisk { target_dev, alias: disk.alias, xml: domain_xml[disk.span].trim().to_owned() }))
+}
+
+fn unparsable(e: impl std::fmt::Display) -> StorageError {
+    StorageError::invalid(format!("domain XML cannot be parsed: {e}"))
+}
+
+/// A `<disk>` element as read: what its children say, and where it is.
+struct ParsedDisk {
+    target: Option<String>,
+    alias: Option<String>,
+    serial: String,
+    span: std::ops::Range<usize>,
+}
+
+/// Every `<disk>` of a domain's XML, in order.
+fn disks_in_domain(domain_xml: &str) -> Result<Vec<ParsedDisk>> {
     let mut reader = Reader::from_str(domain_xml);
-    /// The `<disk>` being read.
-    struct OpenDisk {
-        depth: usize,
-        start: usize,
-        target: Option<String>,
-        alias: Option<String>,
-        serial: String,
-    }
     let mut depth = 0usize;
-    let mut current: Option<OpenDisk> = None;
+    // The `<disk>` being read: its depth, and what it says so far.
+    let mut current: Option<(usize, ParsedDisk)> = None;
     let mut in_serial = false;
+    let mut disks = Vec::new();
     loop {
         let before = reader.buffer_position() as usize;
-        let event = reader.read_event().map_err(|e| bad(e.to_string()))?;
+        let event = reader.read_event().map_err(unparsable)?;
         match &event {
             Event::Start(e) | Event::Empty(e) => {
                 let is_empty = matches!(event, Event::Empty(_));
                 let name = e.name().0;
                 if name == "disk" && !is_empty && current.is_none() {
-                    current = Some(OpenDisk { depth, start: before, target: None, alias: None, serial: String::new() });
-                } else if let Some(OpenDisk { depth: d, target, alias, .. }) = current.as_mut() {
+                    let disk = ParsedDisk { target: None, alias: None, serial: String::new(), span: before..before };
+                    current = Some((depth, disk));
+                } else if let Some((d, disk)) = current.as_mut() {
                     if depth == *d + 1 && (name == "target" || name == "alias") {
                         for attr in e.attributes() {
-                            let attr = attr.map_err(|e| bad(e.to_string()))?;
+                            let attr = attr.map_err(unparsable)?;
                             let value = || attr.normalized_value(quick_xml::XmlVersion::Implicit1_0).map(|v| v.into_owned());
                             match (name, attr.key.0) {
-                                ("target", "dev") => *target = Some(value().map_err(|e| bad(e.to_string()))?),
-                                ("alias", "name") => *alias = Some(value().map_err(|e| bad(e.to_string()))?),
+                                ("target", "dev") => disk.target = Some(value().map_err(unparsable)?),
+                                ("alias", "name") => disk.alias = Some(value().map_err(unparsable)?),
                                 _ => {}
                             }
                         }
@@ -134,7 +113,7 @@ pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainD
                 }
             }
             Event::Text(t) if in_serial => {
-                if let Some(disk) = current.as_mut() {
+                if let Some((_, disk)) = current.as_mut() {
                     disk.serial.push_str(&t.xml_content(quick_xml::XmlVersion::Implicit1_0));
                 }
             }
@@ -142,16 +121,14 @@ pub fn disk_with_serial(domain_xml: &str, serial: &str) -> Result<Option<DomainD
                 depth = depth.saturating_sub(1);
                 in_serial = false;
                 if e.name().0 == "disk"
-                    && let Some(disk) = current.take()
-                    && disk.depth == depth
-                    && disk.serial.trim() == serial
+                    && let Some((d, mut disk)) = current.take()
+                    && d == depth
                 {
-                    let end = reader.buffer_position() as usize;
-                    let target_dev = disk.target.ok_or_else(|| bad("a disk has no target".into()))?;
-                    return Ok(Some(DomainDisk { target_dev, alias: disk.alias, xml: domain_xml[disk.start..end].trim().to_owned() }));
+                    disk.span = disk.span.start..reader.buffer_position() as usize;
+                    disks.push(disk);
                 }
             }
-            Event::Eof => return Ok(None),
+            Event::Eof => return Ok(disks),
             _ => {}
         }
     }
