@@ -69,6 +69,11 @@ pub fn pool_node_status(node_id: &str, info: &pb::PoolInfo) -> pb::PoolNodeStatu
     pb::PoolNodeStatus { node_id: node_id.to_owned(), phase: info.phase, message: info.message.clone(), updated_unix_seconds: now() }
 }
 
+/// A node that could not initialise the pool, and why.
+pub fn pool_node_error(node_id: &str, message: String) -> pb::PoolNodeStatus {
+    pb::PoolNodeStatus { node_id: node_id.to_owned(), phase: pb::PoolPhase::Error as i32, message, updated_unix_seconds: now() }
+}
+
 /// Ready where at least one node has it ready.
 pub fn summarize_state(pool: &mut pb::Pool) {
     if pool.state != pb::PoolState::Ready as i32 && pool.state != pb::PoolState::Error as i32 {
@@ -128,15 +133,7 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
             .await;
             let (status, capacity) = match result {
                 Ok(info) => (pool_node_status(&node_id, &info), info.capacity),
-                Err(e) => {
-                    let status = pb::PoolNodeStatus {
-                        node_id: node_id.clone(),
-                        phase: pb::PoolPhase::Error as i32,
-                        message: e.message,
-                        updated_unix_seconds: now(),
-                    };
-                    (status, None)
-                }
+                Err(e) => (pool_node_error(&node_id, e.message), None),
             };
             match known {
                 Some(i) => statuses[i] = status,

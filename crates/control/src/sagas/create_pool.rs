@@ -15,7 +15,7 @@ use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
 use crate::nodes::node_error;
-use crate::pools::{node_pool_config, pool_node_status};
+use crate::pools::{node_pool_config, pool_node_error, pool_node_status};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreatePool {
@@ -69,12 +69,7 @@ fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> 
                 }
                 Err(e) => {
                     transient |= e.is_transient();
-                    statuses.push(pb::PoolNodeStatus {
-                        node_id: node.clone(),
-                        phase: pb::PoolPhase::Error as i32,
-                        message: e.message.clone(),
-                        updated_unix_seconds: crate::tasks::now(),
-                    });
+                    statuses.push(pool_node_error(node, e.message.clone()));
                     first_error.get_or_insert(e.context(format!("node {node}")));
                 }
             }
