@@ -7,6 +7,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use limiquantix_api::v1 as pb;
 
+use crate::output::{OutputFormat, View, print_list};
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Qcow2,
@@ -174,5 +176,45 @@ impl PoolConfigArgs {
             bail!("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal");
         };
         Ok(pb::PoolConfig { backend: Some(backend) })
+    }
+}
+
+/// Paging of a volume listing.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Volumes per page.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
+    /// Continue after this token (printed by the previous page).
+    #[arg(long)]
+    pub page_token: Option<String>,
+    /// Fetch every page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl PageArgs {
+    /// Prints one page, or every page with --all; `fetch(page_size, token)`
+    /// answers a page and the next token. People are told how to go on.
+    pub async fn print<T: View>(
+        self,
+        out: OutputFormat,
+        mut fetch: impl AsyncFnMut(u32, String) -> anyhow::Result<(Vec<T>, String)>,
+    ) -> anyhow::Result<()> {
+        let mut token = self.page_token.unwrap_or_default();
+        let mut items = Vec::new();
+        loop {
+            let (page, next) = fetch(self.page_size, token).await?;
+            items.extend(page);
+            token = next;
+            if !self.all || token.is_empty() {
+                break;
+            }
+        }
+        print_list(out, &items);
+        if !token.is_empty() && out == OutputFormat::Table {
+            eprintln!("more volumes: --page-token {token} (or --all)");
+        }
+        Ok(())
     }
 }

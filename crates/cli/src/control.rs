@@ -15,7 +15,7 @@ use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
 use tonic::transport::Channel;
 
 use crate::common::{
-    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress, volume_spec,
+    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress, volume_spec,
 };
 use crate::output::{ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, TaskView, print_list, print_one};
 use crate::units::parse_size;
@@ -118,12 +118,8 @@ pub enum VolumeCommand {
         name_prefix: String,
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
-        #[arg(long, default_value_t = 100)]
-        page_size: u32,
-        #[arg(long)]
-        page_token: Option<String>,
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     Get { volume: String },
     /// Grow a volume (live, through libvirt, when attached).
@@ -414,30 +410,22 @@ impl Clients {
                 let op = self.volumes.create_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;
             }
-            VolumeCommand::List { pool, state, name_prefix, labels, page_size, page_token, all } => {
+            VolumeCommand::List { pool, state, name_prefix, labels, page } => {
                 let state = state.map_or(pb::VolumeState::Unspecified, state_pb) as i32;
-                let mut token = page_token.unwrap_or_default();
-                let mut volumes = Vec::new();
-                loop {
+                let volumes = &mut self.volumes;
+                page.print(self.out, async |page_size, page_token| {
                     let req = pb::ListVolumesRequest {
                         pool: pool.clone().unwrap_or_default(),
                         state,
                         name_prefix: name_prefix.clone(),
                         labels: labels.iter().cloned().collect(),
                         page_size,
-                        page_token: token,
+                        page_token,
                     };
-                    let page = self.volumes.list_volumes(req).await?.into_inner();
-                    volumes.extend(page.volumes.iter().map(ClusterVolumeView::from_pb));
-                    token = page.next_page_token;
-                    if !all || token.is_empty() {
-                        break;
-                    }
-                }
-                print_list(self.out, &volumes);
-                if !token.is_empty() && self.out == OutputFormat::Table {
-                    eprintln!("more volumes: --page-token {token} (or --all)");
-                }
+                    let page = volumes.list_volumes(req).await?.into_inner();
+                    Ok((page.volumes.iter().map(ClusterVolumeView::from_pb).collect(), page.next_page_token))
+                })
+                .await?;
             }
             VolumeCommand::Get { volume } => {
                 let volume_id = self.volume_id(&volume).await?;

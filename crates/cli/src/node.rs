@@ -13,7 +13,7 @@ use crate::output::{
     AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, print_list, print_one,
 };
 use crate::common::{
-    Bus, Format, ImageFormat, PoolConfigArgs, bus_pb, image_format_pb, new_id, progress_bar, provisioning_pb, show_progress,
+    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, new_id, progress_bar, provisioning_pb, show_progress,
     volume_spec,
 };
 use crate::control::ClusterNodeCommand;
@@ -97,15 +97,8 @@ enum VolumeCommand {
     List {
         #[command(flatten)]
         pool: PoolArg,
-        /// Volumes per page.
-        #[arg(long, default_value_t = 100)]
-        page_size: u32,
-        /// Continue after this token (printed by the previous page).
-        #[arg(long)]
-        page_token: Option<String>,
-        /// Fetch every page.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     Info {
         #[command(flatten)]
@@ -297,22 +290,13 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
             print_one(out, &VolumeView::from_pb(&v));
         }
-        VolumeCommand::List { pool, page_size, page_token, all } => {
-            let mut token = page_token.unwrap_or_default();
-            let mut volumes = Vec::new();
-            loop {
-                let req = pb::NodeListVolumesRequest { pool_id: pool.pool.clone(), page_size, page_token: token };
+        VolumeCommand::List { pool, page } => {
+            page.print(out, async |page_size, page_token| {
+                let req = pb::NodeListVolumesRequest { pool_id: pool.pool.clone(), page_size, page_token };
                 let page = client.list_volumes(req).await?.into_inner();
-                volumes.extend(page.volumes.iter().map(VolumeView::from_pb));
-                token = page.next_page_token;
-                if !all || token.is_empty() {
-                    break;
-                }
-            }
-            print_list(out, &volumes);
-            if !token.is_empty() && out == OutputFormat::Table {
-                eprintln!("more volumes: --page-token {token} (or --all)");
-            }
+                Ok((page.volumes.iter().map(VolumeView::from_pb).collect(), page.next_page_token))
+            })
+            .await?;
         }
         VolumeCommand::Info { pool, volume } => {
             let v = client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool.pool, volume_id: volume }).await?.into_inner();
