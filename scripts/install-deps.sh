@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages LimiQuantix needs.
+# Installs the Debian 12 packages LimiQuantix needs, then checks that every
+# program it runs is on PATH.
 #   scripts/install-deps.sh run    what the daemons need at run time (qemu-img)
 #   scripts/install-deps.sh test   everything the test suite needs (default)
 # Nothing is installed when everything is already there.
@@ -15,53 +16,87 @@ sudo_if_needed() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from
-# backports) is replaced by the version that matches qemu-block-extra, the
-# package that gives qemu-img its rbd, nfs and iscsi drivers.
-qemu_version() {
-  apt-cache policy qemu-block-extra 2>/dev/null | awk '/Candidate:/ {print $2}'
-}
 installed_version() {
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | awk '/install ok installed/ {print $4}'
+}
+candidate_version() {
+  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'
 }
 
 # To build: libvirt-dev (the node's hot-plug), protoc with its well-known
 # types (etcd-client generates its gRPC code at build time), librados and
 # librbd headers with libclang (bindgen generates the Ceph bindings).
 plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libclang-dev)
+# Programs that must be on PATH afterwards (sbin included).
+programs=(qemu-img pkg-config protoc)
 if [ "$profile" = test ]; then
   # libvirt-daemon-system creates the libvirt-qemu user tests run QEMU as;
-  # libvirt-clients gives virsh and virt-xml-validate; etcd backs the
+  # libvirt-clients gives virsh and virt-xml-validate, which runs xmllint
+  # (libxml2-utils, only a recommendation of libvirt-clients); etcd backs the
   # control plane's multi-replica store.
-  plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients etcd-server etcd-client)
+  plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils etcd-server etcd-client)
   # A throwaway Ceph cluster (mon, mgr, memstore osd) for the RBD backend.
   plain_packages+=(ceph-mon ceph-mgr ceph-osd ceph-common)
+  # unshare (private libvirtd's mount namespace) and timeout come with the base system.
+  programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
+    ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout)
 fi
+
+# QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from
+# backports) is replaced by the version that matches qemu-block-extra, the
+# package that gives qemu-img its rbd, nfs and iscsi drivers.
+qemu_packages=(qemu-utils qemu-block-extra)
+[ "$profile" = test ] && qemu_packages+=(qemu-system-x86)
 
 missing=()
 for p in "${plain_packages[@]}"; do
   [ -n "$(installed_version "$p")" ] || missing+=("$p")
 done
-
-updated=
-want=$(qemu_version || true)
-if [ -z "$want" ]; then
-  sudo_if_needed apt-get update -qq
-  updated=1
-  want=$(qemu_version)
-fi
-qemu_packages=(qemu-utils qemu-block-extra)
-[ "$profile" = test ] && qemu_packages+=(qemu-system-x86)
+# Installed qemu packages that already agree with each other need no apt lists.
+have=$(installed_version qemu-block-extra)
 for p in "${qemu_packages[@]}"; do
-  [ "$(installed_version "$p")" = "$want" ] || missing+=("$p=$want")
+  if [ -z "$have" ] || [ "$(installed_version "$p")" != "$have" ]; then
+    missing+=("$p")
+  fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all $profile packages present (qemu $want)"
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  # Versions are read only from fresh lists: stale ones name versions the
+  # mirror no longer has.
+  echo "install-deps: refreshing apt lists"
+  sudo_if_needed apt-get update -qq
+  want=$(candidate_version qemu-block-extra)
+  if [ -z "$want" ] || [ "$want" = "(none)" ]; then
+    echo "install-deps: no candidate version of qemu-block-extra in the apt sources" >&2
+    exit 1
+  fi
+  to_install=()
+  for p in "${missing[@]}"; do
+    case " ${qemu_packages[*]} " in
+    *" $p "*) to_install+=("$p=$want") ;;
+    *) to_install+=("$p") ;;
+    esac
+  done
+  # The other qemu packages must follow qemu-block-extra's version too.
+  for p in "${qemu_packages[@]}"; do
+    case " ${to_install[*]} " in
+    *" $p="*) ;;
+    *) [ "$(installed_version "$p")" = "$want" ] || to_install+=("$p=$want") ;;
+    esac
+  done
+  echo "install-deps: installing ${to_install[*]}"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    --allow-downgrades "${to_install[@]}"
+else
+  echo "install-deps: all $profile packages present (qemu $have)"
 fi
-echo "install-deps: installing ${missing[*]}"
-[ -n "$updated" ] || sudo_if_needed apt-get update -qq || true
-sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  --allow-downgrades "${missing[@]}"
+
+absent=()
+for prog in "${programs[@]}"; do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$prog" >/dev/null 2>&1 || absent+=("$prog")
+done
+if [ ${#absent[@]} -gt 0 ]; then
+  echo "install-deps: still missing after install: ${absent[*]}" >&2
+  exit 1
+fi
 qemu-img --version | head -n 1
