@@ -312,3 +312,96 @@ fn pools_and_namespaces_are_created_when_asked() {
         assert!(disk.contains(&format!(r#"name="lq-made/tenant-a/lq-{id}""#)), "{disk}");
     });
 }
+
+/// Images in the test pool, by name.
+fn images(ceph: &Ceph) -> Vec<String> {
+    let ls = ceph.rbd(&["ls", "--format", "json", TEST_POOL]).unwrap();
+    let names: Vec<String> = serde_json::from_str(&ls).unwrap();
+    names
+}
+
+/// Waits until the pool holds exactly `expected` images (the purger may need a pass).
+async fn wait_images(ceph: &Ceph, expected: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut want = expected.to_vec();
+    want.sort();
+    loop {
+        let mut now = images(ceph);
+        now.sort();
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "images {now:?}, expected {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts `create` and drops it once it has reported some progress.
+async fn drop_midway(m: &std::sync::Arc<StorageManager>, pool: PoolId, id: VolumeId, source: VolumeSource) {
+    let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+    let m2 = m.clone();
+    let task = tokio::spawn(async move {
+        let progress = move |p: limiquantix_storage::model::Progress| {
+            if p.done_bytes > 0 && p.done_bytes < p.total_bytes {
+                tx.send_replace(p.done_bytes);
+            }
+        };
+        m2.create_volume(pool, id, VolumeSpec::default(), source, &progress).await
+    });
+    let reached = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|d| *d > 0)).await;
+    assert!(reached.is_ok(), "the copy never made progress: {:?}", task.is_finished());
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled(), "dropped before it finished");
+}
+
+#[test]
+fn interrupted_copies_and_imports_leave_nothing_and_retries_start_clean() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("images")).unwrap();
+    rt().block_on(async {
+        let m = std::sync::Arc::new(StorageManager::open(engine(root.path(), Duration::from_secs(10))).await.unwrap());
+        let pool = PoolId::new_random();
+        m.init_pool(pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        let src = VolumeId::new_random();
+        m.create_volume(pool, src, VolumeSpec { size_bytes: Some(GIB), ..Default::default() }, VolumeSource::Empty, &|_| {})
+            .await
+            .unwrap();
+        assert!(qemu_io(&ceph, &image(src), "write -P 0x5a 0 512M"));
+        let only_src = vec![image(src)];
+
+        // A full clone dropped midway stops: neither the volume nor a staging image stays.
+        let copy = VolumeId::new_random();
+        drop_midway(&m, pool, copy, VolumeSource::Clone { source: src, mode: Some(CloneMode::Full) }).await;
+        wait_images(&ceph, &only_src, Duration::from_secs(5)).await;
+        assert!(matches!(m.get_volume(pool, copy).await, Err(StorageError::NotFound(_))));
+
+        // An import dropped midway: its qemu-img is killed and its staging image goes.
+        let raw = root.path().join("images/big.raw");
+        std::fs::File::create(&raw).unwrap().set_len(GIB).unwrap();
+        common::qemu_img(&["convert", "-f", "raw", "-O", "raw", "-n",
+            &format!("rbd:{TEST_POOL}/{}:conf={}:id=admin", image(src), ceph.conf().display()), raw.to_str().unwrap()]);
+        let imported = VolumeId::new_random();
+        drop_midway(&m, pool, imported, VolumeSource::Image { path: raw.clone(), format: ImageFormat::Raw }).await;
+        wait_images(&ceph, &only_src, Duration::from_secs(40)).await;
+
+        // A retried create finds what a killed attempt left under a staging
+        // name, removes it and builds the volume whole.
+        let leftover = format!("lq-staging-{copy}-0badc0de");
+        ceph.rbd(&["create", "--size", "1G", &format!("{TEST_POOL}/{leftover}")]).unwrap();
+        assert!(qemu_io(&ceph, &leftover, "write -P 0x11 0 4M"));
+        let full = m
+            .create_volume(pool, copy, VolumeSpec::default(), VolumeSource::Clone { source: src, mode: Some(CloneMode::Full) }, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(full.size_bytes, GIB);
+        assert!(qemu_io(&ceph, &image(copy), "read -P 0x5a 0 4M") && qemu_io(&ceph, &image(copy), "read -P 0x5a 508M 4M"));
+        wait_images(&ceph, &[image(src), image(copy)], Duration::from_secs(5)).await;
+
+        // The copy is the source's data, byte for byte.
+        let conf = ceph.conf().display().to_string();
+        let url = |id| format!("rbd:{TEST_POOL}/{}:conf={conf}:id=admin", image(id));
+        let compare = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw", &url(src), &url(copy)]).output().unwrap();
+        assert!(compare.status.success(), "{}", String::from_utf8_lossy(&compare.stdout));
+    });
+}

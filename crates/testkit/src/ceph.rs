@@ -177,7 +177,8 @@ fn conf(d: &Path, fsid: &str, v1: u16, v2: u16) -> String {
          run dir = {d}/run\ncrash dir = {d}/crash\nmon allow pool size one = true\nmon allow pool delete = true\n\
          mon warn on pool no redundancy = false\nosd pool default size = 1\nosd pool default min size = 1\n\
          osd pool default pg autoscale mode = off\nosd crush chooseleaf type = 0\nosd objectstore = memstore\n\
-         memstore device bytes = 4294967296\npaxos propose interval = 0.1\n\n\
+         memstore device bytes = 4294967296\npaxos propose interval = 0.1\n\
+         osd client watch timeout = 5\n\n\
          [mon]\nmon data = {d}/data/$name\nlog file = {d}/log/$name.log\n\
          [mgr]\nmgr data = {d}/data/$name\nlog file = {d}/log/$name.log\n\
          [osd]\nosd data = {d}/data/$name\nlog file = {d}/log/$name.log\n"

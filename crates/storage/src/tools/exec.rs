@@ -1,7 +1,8 @@
 //! The one way the engine runs an external program: argv only (never a shell),
 //! a timeout on every call (the child is killed when it expires or when the
 //! caller gives up), standard error in the error, and secrets redacted from
-//! everything that is logged or returned.
+//! everything that is logged or returned. No child outlives the daemon: each
+//! gets SIGKILL when the daemon dies, even by kill -9 (see [`spawn`]).
 
 use std::ffi::{OsStr, OsString};
 use std::process::Stdio;
@@ -107,16 +108,20 @@ impl ToolCommand {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(limits) = self.limits {
-            // SAFETY: the closure runs between fork and exec and only calls
-            // setrlimit(2), which is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || apply_limits(limits));
-            }
+        let limits = self.limits;
+        let parent = std::process::id() as i32;
+        // SAFETY: the closure runs between fork and exec and only calls
+        // prctl(2), getppid(2) and setrlimit(2), which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                die_with_parent(parent)?;
+                match limits {
+                    Some(l) => apply_limits(l),
+                    None => Ok(()),
+                }
+            });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| ToolError::Spawn { program: self.program.clone(), source })?;
+        let mut child = spawn(cmd).await.map_err(|source| ToolError::Spawn { program: self.program.clone(), source })?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
 
@@ -144,6 +149,51 @@ impl ToolCommand {
             _ => Err(ToolError::Failed { program: self.program.clone(), status: status.to_string(), stderr }),
         }
     }
+}
+
+/// In the child: SIGKILL when the parent dies. The parent may already have
+/// died between fork and here; then the child is an orphan and stops at once.
+fn die_with_parent(parent: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on the calling (child) process.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            return Err(std::io::Error::other("the daemon exited while starting the tool"));
+        }
+    }
+    Ok(())
+}
+
+/// Spawns on one thread that lives as long as the process. PR_SET_PDEATHSIG
+/// fires when the *thread* that forked the child exits, and the runtime's
+/// threads come and go (an idle blocking-pool thread ends after seconds):
+/// forking from a thread that never ends ties children to the process.
+async fn spawn(mut cmd: Command) -> std::io::Result<tokio::process::Child> {
+    type Request = (Command, tokio::runtime::Handle, tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Request>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("lq-spawner".into())
+            .spawn(move || {
+                for (mut cmd, handle, reply) in rx {
+                    // The child's pipes register with the caller's runtime.
+                    let _runtime = handle.enter();
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("the spawner thread starts");
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = (cmd, tokio::runtime::Handle::current(), reply);
+    if let Err(std::sync::mpsc::SendError((c, _, _))) = spawner.lock().expect("spawner lock").send(request) {
+        cmd = c;
+        return cmd.spawn();
+    }
+    answer.await.map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
 fn apply_limits(limits: ResourceLimits) -> std::io::Result<()> {
@@ -251,6 +301,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seen, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn children_get_sigkill_when_the_daemon_dies() {
+        // The parent-death signal is only visible from inside the child: ask it.
+        let out = ToolCommand::new("python3", Duration::from_secs(5))
+            .args(["-c", "import ctypes; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); print(s.value)"])
+            .run()
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), libc::SIGKILL.to_string());
     }
 
     #[tokio::test]

@@ -5,8 +5,13 @@
 //! a hung daemon. Images are named `lq-<uuid>`.
 
 mod config;
+mod create;
+mod pool;
+mod purge;
 mod rados;
 mod rbd;
+mod snapshots;
+mod staging;
 mod volumes;
 
 use std::sync::Arc;
@@ -62,8 +67,9 @@ pub(crate) struct Inner {
     /// Wakes the trash purger.
     purge: tokio::sync::Notify,
     /// Held while a clone picks its base snapshot and while the purger
-    /// collects clone snapshots, so a snapshot is never collected between
-    /// being picked and being cloned.
+    /// collects clone snapshots, so on this node a snapshot is never
+    /// collected between being picked and being cloned (across nodes, see
+    /// purge.rs and create.rs).
     clone_snapshots: std::sync::Mutex<()>,
 }
 
@@ -101,7 +107,7 @@ impl CephBackend {
             };
             let cluster = Cluster::connect(&connect)
                 .map_err(|e| e.in_context(&format!("connecting to Ceph as client.{}", config.client_id)))?;
-            volumes::ensure_pool(&cluster, &config, mode == OpenMode::Create)?;
+            pool::ensure_pool(&cluster, &config, mode == OpenMode::Create)?;
             let pool_io = cluster.ioctx(&config.ceph_pool, "").map_err(StorageError::from)?;
             if !config.rados_namespace.is_empty() && !rbd::namespace_exists(&pool_io, &config.rados_namespace)? {
                 if config.create_if_missing && mode == OpenMode::Create {
@@ -130,16 +136,40 @@ impl CephBackend {
         .await
         .map_err(|e| StorageError::Internal(format!("Ceph connect task failed: {e}")))??;
         let inner = Arc::new(inner);
-        let purger = tokio::spawn(volumes::purge_loop(Arc::downgrade(&inner)));
+        let purger = tokio::spawn(purge::purge_loop(Arc::downgrade(&inner)));
         Ok(Self { inner, purger })
     }
 
     /// Runs `f` on the blocking pool with the pool's handles.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Arc<Inner>) -> Result<T> + Send + 'static) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| StorageError::Internal(format!("Ceph task failed: {e}")))?
+    }
+
+    /// Runs a long blocking librbd job (copy, flatten) that reports progress
+    /// through its hook; dropping the future sets the hook's cancel flag.
+    async fn with_progress<T: Send + 'static>(
+        &self,
+        progress: ProgressSink<'_>,
+        f: impl FnOnce(&Arc<Inner>, &mut rbd::ProgressHook<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        crate::progress::run_blocking(progress, move |cancel, report| {
+            let mut total = 0;
+            let out = f(&inner, &mut rbd::ProgressHook {
+                report: &mut |done, all| {
+                    total = all;
+                    report(done, all)
+                },
+                cancel,
+            })?;
+            // librbd's last report can stop short of the total.
+            report(total, total);
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -177,11 +207,11 @@ impl Backend for CephBackend {
     }
 
     async fn capacity(&self) -> Result<PoolCapacity> {
-        self.blocking(volumes::capacity).await
+        self.blocking(|i| pool::capacity(i)).await
     }
 
     async fn free_bytes(&self) -> Result<u64> {
-        Ok(self.blocking(volumes::capacity).await?.free_bytes)
+        self.blocking(|i| pool::free_bytes(i)).await
     }
 
     async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
@@ -197,7 +227,7 @@ impl Backend for CephBackend {
     }
 
     async fn create_volume(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
-        volumes::create(self, new, progress).await
+        create::create(self, new, progress).await
     }
 
     async fn delete_volume(&self, id: VolumeId) -> Result<()> {
@@ -217,22 +247,22 @@ impl Backend for CephBackend {
 
     async fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<SnapshotInfo>> {
         let id = volume.id;
-        self.blocking(move |i| volumes::user_snapshots(i, id)).await
+        self.blocking(move |i| snapshots::list(i, id)).await
     }
 
     async fn create_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<SnapshotInfo> {
         let (id, name) = (volume.id, name.clone());
-        self.blocking(move |i| volumes::snapshot_create(i, id, &name)).await
+        self.blocking(move |i| snapshots::create(i, id, &name)).await
     }
 
     async fn revert_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
         let (id, name) = (volume.id, name.clone());
-        self.blocking(move |i| volumes::snapshot_revert(i, id, &name)).await
+        self.blocking(move |i| snapshots::revert(i, id, &name)).await
     }
 
     async fn delete_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
         let (id, name) = (volume.id, name.clone());
-        self.blocking(move |i| volumes::snapshot_delete(i, id, &name)).await
+        self.blocking(move |i| snapshots::delete(i, id, &name)).await
     }
 
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
@@ -266,6 +296,10 @@ impl Backend for CephBackend {
             value: self.inner.config.key.clone(),
         })
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("the clock is after 1970").as_secs() as i64
 }
 
 /// The libvirt secret holding the pool's key: named after the pool, so every

@@ -1,5 +1,5 @@
 //! A small safe layer over librbd: images (closed on drop), snapshots,
-//! clones, trash, deep copy and flatten with progress. Each call returns its
+//! clones, trash, a cancellable data copy and flatten with progress. Each call returns its
 //! errno in a CephError naming the call.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use limiquantix_ceph_sys as sys;
 
-use super::rados::{CephResult, IoCtx, check, cstring};
+use super::rados::{CephError, CephResult, IoCtx, check, cstring};
 
 /// Features of every image we create: what QEMU and cloning need, and what
 /// makes size accounting and deletion fast.
@@ -17,11 +17,11 @@ pub const FEATURES: u64 = sys::RBD_FEATURE_LAYERING
     | sys::RBD_FEATURE_FAST_DIFF
     | sys::RBD_FEATURE_DEEP_FLATTEN;
 
-/// Image creation options (features; flatten for deep copies).
+/// Image creation options (features).
 struct Options(sys::rbd_image_options_t);
 
 impl Options {
-    fn new(features: u64, flatten: bool) -> CephResult<Self> {
+    fn new(features: u64) -> CephResult<Self> {
         let mut opts: sys::rbd_image_options_t = std::ptr::null_mut();
         // SAFETY: out-pointer; destroyed on drop.
         unsafe { sys::rbd_image_options_create(&mut opts) };
@@ -30,11 +30,6 @@ impl Options {
         check("rbd_image_options_set_uint64", unsafe {
             sys::rbd_image_options_set_uint64(o.0, sys::RBD_IMAGE_OPTION_FEATURES as c_int, features)
         })?;
-        if flatten {
-            check("rbd_image_options_set_uint64", unsafe {
-                sys::rbd_image_options_set_uint64(o.0, sys::RBD_IMAGE_OPTION_FLATTEN as c_int, 1)
-            })?;
-        }
         Ok(o)
     }
 }
@@ -64,16 +59,23 @@ unsafe extern "C" fn progress_trampoline(offset: u64, total: u64, arg: *mut c_vo
 
 pub fn create(io: &IoCtx, name: &str, size: u64) -> CephResult<()> {
     let n = cstring("rbd_create4", name)?;
-    let opts = Options::new(FEATURES, false)?;
+    let opts = Options::new(FEATURES)?;
     // SAFETY: valid ioctx, name, options.
     check("rbd_create4", unsafe { sys::rbd_create4(io.raw(), n.as_ptr(), size, opts.0) }).map(drop)
 }
 
 pub fn clone(io: &IoCtx, parent: &str, snap: &str, child: &str) -> CephResult<()> {
     let (p, s, c) = (cstring("rbd_clone3", parent)?, cstring("rbd_clone3", snap)?, cstring("rbd_clone3", child)?);
-    let opts = Options::new(FEATURES, false)?;
+    let opts = Options::new(FEATURES)?;
     // SAFETY: valid ioctx (parent and child in the same pool), names, options.
     check("rbd_clone3", unsafe { sys::rbd_clone3(io.raw(), p.as_ptr(), s.as_ptr(), io.raw(), c.as_ptr(), opts.0) }).map(drop)
+}
+
+/// Renames an image; EEXIST if `to` exists (never replaced).
+pub fn rename(io: &IoCtx, from: &str, to: &str) -> CephResult<()> {
+    let (f, t) = (cstring("rbd_rename", from)?, cstring("rbd_rename", to)?);
+    // SAFETY: valid ioctx and names.
+    check("rbd_rename", unsafe { sys::rbd_rename(io.raw(), f.as_ptr(), t.as_ptr()) }).map(drop)
 }
 
 pub fn remove(io: &IoCtx, name: &str) -> CephResult<()> {
@@ -364,24 +366,116 @@ impl Image {
         Ok(Some(parent))
     }
 
-    /// Copies this image (as opened) to `dest`, flattened (independent of any
-    /// parent); snapshots are copied too.
-    pub fn deep_copy(&self, io: &IoCtx, dest: &str, hook: &mut ProgressHook<'_>) -> CephResult<()> {
-        let d = cstring("rbd_deep_copy_with_progress", dest)?;
-        let opts = Options::new(FEATURES, true)?;
-        // SAFETY: open image, ioctx, name, options; the hook lives through the call
-        // (a NULL callback would crash librbd).
-        check("rbd_deep_copy_with_progress", unsafe {
-            sys::rbd_deep_copy_with_progress(
-                self.handle,
-                io.raw(),
-                d.as_ptr(),
-                opts.0,
-                Some(progress_trampoline),
-                hook as *mut ProgressHook<'_> as *mut c_void,
-            )
-        })
-        .map(drop)
+    /// Clients that have the image open for writing (QEMU, a copy in
+    /// progress, here or on another node). A read-only open watches nothing.
+    pub fn watcher_count(&self) -> CephResult<usize> {
+        let mut watchers: Vec<sys::rbd_image_watcher_t> = vec![Default::default(); 8];
+        loop {
+            let mut n = watchers.len();
+            // SAFETY: buffer of n entries; -ERANGE sets n to what is needed.
+            let rc = unsafe { sys::rbd_watchers_list(self.handle, watchers.as_mut_ptr(), &mut n) };
+            if rc == -libc::ERANGE {
+                watchers = vec![Default::default(); n.max(watchers.len() * 2)];
+                continue;
+            }
+            check("rbd_watchers_list", rc)?;
+            // SAFETY: frees the addresses librbd put into the first n entries.
+            unsafe { sys::rbd_watchers_list_cleanup(watchers.as_mut_ptr(), n) };
+            return Ok(n);
+        }
+    }
+
+    /// When the image was created (unix seconds).
+    pub fn created_unix_seconds(&self) -> CephResult<i64> {
+        let mut ts = sys::timespec::default();
+        // SAFETY: open image, out-pointer.
+        check("rbd_get_create_timestamp", unsafe { sys::rbd_get_create_timestamp(self.handle, &mut ts) })?;
+        Ok(ts.tv_sec)
+    }
+
+    /// The parts of the image (as opened, its parent's data included) that
+    /// hold data, as (offset, length), whole objects, adjacent ones merged.
+    pub fn data_extents(&self) -> CephResult<Vec<(u64, u64)>> {
+        unsafe extern "C" fn add(offset: u64, len: usize, exists: c_int, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the &mut Vec below, alive during the call.
+            let extents = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
+            if exists != 0 {
+                match extents.last_mut() {
+                    Some((o, l)) if *o + *l == offset => *l += len as u64,
+                    _ => extents.push((offset, len as u64)),
+                }
+            }
+            0
+        }
+        let size = self.size()?;
+        let mut extents: Vec<(u64, u64)> = Vec::new();
+        // SAFETY: open image; callback and its argument live through the call.
+        check("rbd_diff_iterate2", unsafe {
+            sys::rbd_diff_iterate2(self.handle, std::ptr::null(), 0, size, 1, 1, Some(add), &mut extents as *mut _ as *mut c_void)
+        })?;
+        Ok(extents)
+    }
+
+    /// Issues one asynchronous read or write of `buf` at `offset`.
+    fn aio(&self, write: bool, offset: u64, buf: &mut [u8]) -> CephResult<Completion> {
+        let mut c: sys::rbd_completion_t = std::ptr::null_mut();
+        // SAFETY: out-pointer; no callback (we wait on the completion).
+        check("rbd_aio_create_completion", unsafe { sys::rbd_aio_create_completion(std::ptr::null_mut(), None, &mut c) })?;
+        let completion = Completion(c);
+        // SAFETY: open image; the caller keeps `buf` alive and untouched until
+        // the completion is waited for (Completion::wait).
+        let rc = unsafe {
+            if write {
+                sys::rbd_aio_write2(self.handle, offset, buf.len(), buf.as_ptr() as *const c_char, c, 0)
+            } else {
+                sys::rbd_aio_read2(self.handle, offset, buf.len(), buf.as_mut_ptr() as *mut c_char, c, 0)
+            }
+        };
+        check(if write { "rbd_aio_write2" } else { "rbd_aio_read2" }, rc)?;
+        Ok(completion)
+    }
+
+    /// Copies the data of this image (as opened, flattened: its parent's data
+    /// included) into `dst`, a new image of at least the same size. Holes and
+    /// all-zero blocks are skipped, so the copy stays thin. `hook` gets bytes
+    /// done and total; setting its cancel flag stops the copy within one
+    /// window of I/O (ECANCELED). The written data is flushed before Ok.
+    pub fn copy_data_to(&self, dst: &Image, hook: &mut ProgressHook<'_>) -> CephResult<()> {
+        const CHUNK: u64 = 4 << 20;
+        const WINDOW: usize = 8;
+        let extents = self.data_extents()?;
+        let total: u64 = extents.iter().map(|(_, l)| l).sum();
+        let chunks: Vec<(u64, u64)> = extents
+            .iter()
+            .flat_map(|&(offset, len)| (0..len.div_ceil(CHUNK)).map(move |k| (offset + k * CHUNK, (len - k * CHUNK).min(CHUNK))))
+            .collect();
+        let mut buffers: Vec<Vec<u8>> = vec![vec![0; CHUNK as usize]; WINDOW.min(chunks.len())];
+        let mut done = 0;
+        (hook.report)(done, total);
+        for batch in chunks.chunks(WINDOW) {
+            if hook.cancel.load(Ordering::Relaxed) {
+                return Err(CephError::from_rc("copy", -libc::ECANCELED));
+            }
+            let bufs = &mut buffers[..batch.len()];
+            run_all("rbd_aio_read2", batch, bufs, |(offset, _), buf| self.aio(false, *offset, buf))?;
+            let (writes, wbufs): (Vec<(u64, u64)>, Vec<&mut Vec<u8>>) = batch
+                .iter()
+                .zip(bufs.iter_mut())
+                .filter(|((_, len), buf)| !is_zero(&buf[..*len as usize]))
+                .map(|(c, b)| (*c, b))
+                .unzip();
+            let mut wbufs: Vec<&mut [u8]> = wbufs.into_iter().map(|b| b.as_mut_slice()).collect();
+            run_all("rbd_aio_write2", &writes, &mut wbufs, |(offset, _), buf| dst.aio(true, *offset, buf))?;
+            done += batch.iter().map(|(_, l)| l).sum::<u64>();
+            (hook.report)(done, total);
+        }
+        dst.flush()
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> CephResult<()> {
+        // SAFETY: open image.
+        check("rbd_flush", unsafe { sys::rbd_flush(self.handle) }).map(drop)
     }
 
     /// Copies the parent's data into this clone, making it independent.
@@ -392,6 +486,68 @@ impl Image {
         })
         .map(drop)
     }
+}
+
+/// An issued asynchronous operation, released on drop.
+struct Completion(sys::rbd_completion_t);
+
+impl Completion {
+    /// Waits for the operation; the bytes it transferred.
+    fn wait(&self) -> isize {
+        // SAFETY: a live completion of an issued operation.
+        unsafe {
+            sys::rbd_aio_wait_for_complete(self.0);
+            sys::rbd_aio_get_return_value(self.0)
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // SAFETY: created by rbd_aio_create_completion, released once.
+        unsafe { sys::rbd_aio_release(self.0) };
+    }
+}
+
+/// Issues one operation per (chunk, buffer) and waits for all of them, also
+/// when one fails to be issued or fails: a buffer is never freed or reused
+/// while librbd may still write into it. A read must return its chunk's
+/// length (the image ends beyond it); a write returns 0.
+fn run_all<B: AsMut<[u8]>>(
+    call: &'static str,
+    chunks: &[(u64, u64)],
+    buffers: &mut [B],
+    issue: impl Fn(&(u64, u64), &mut [u8]) -> CephResult<Completion>,
+) -> CephResult<()> {
+    let mut issued = Vec::with_capacity(chunks.len());
+    let mut first_error = None;
+    for (chunk, buf) in chunks.iter().zip(buffers.iter_mut()) {
+        match issue(chunk, &mut buf.as_mut()[..chunk.1 as usize]) {
+            Ok(c) => issued.push((c, chunk.1)),
+            Err(e) => {
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    for (c, len) in issued {
+        let rc = c.wait();
+        let expected = if call == "rbd_aio_read2" { len as isize } else { 0 };
+        if first_error.is_none() && rc != expected {
+            first_error = Some(if rc < 0 {
+                CephError::from_rc(call, rc as i32)
+            } else {
+                CephError::from_rc(call, -libc::EIO).with_detail(format!("{rc} of {len} bytes read"))
+            });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn is_zero(buf: &[u8]) -> bool {
+    // SAFETY: any bytes are valid u64s; align_to only splits off the unaligned ends.
+    let (head, words, tail) = unsafe { buf.align_to::<u64>() };
+    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
 }
 
 impl Drop for Image {

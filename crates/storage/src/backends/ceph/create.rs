@@ -1,0 +1,146 @@
+//! Making volumes: empty images, linked clones, full copies (of a volume or
+//! of one of its snapshots) and imports. Everything but an empty image (one
+//! atomic librbd call) is built under a staging name (see staging.rs).
+
+use std::sync::Arc;
+
+use super::rbd::{self, Image};
+use super::staging::Staging;
+use super::{CLONE_SNAP_PREFIX, CephBackend, Inner, image_name, volumes};
+use crate::backend::{NewVolume, NewVolumeContent};
+use crate::error::{Result, StorageError};
+use crate::ids::VolumeId;
+use crate::model::{ProgressSink, Provisioning, VolumeInfo};
+use crate::tools::qemu_img::{ConvertOptions, ConvertTarget, Preallocation};
+
+pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+    if new.provisioning == Provisioning::Thick {
+        return Err(StorageError::invalid("Ceph RBD volumes are thin-provisioned; ask for a thin volume"));
+    }
+    let (id, size) = (new.id, new.size_bytes);
+    match new.content {
+        NewVolumeContent::Empty => {
+            return backend
+                .blocking(move |i| {
+                    rbd::create(&i.io, &image_name(id), size)?;
+                    Ok(volumes::fresh(i, id, size, None))
+                })
+                .await;
+        }
+        NewVolumeContent::LinkedClone { base } => {
+            let base_id = base.id;
+            return backend
+                .blocking(move |i| {
+                    let staging = Staging::begin(i, id)?;
+                    linked_clone(i, base_id, staging.name(), size)?;
+                    staging.commit()?;
+                    Ok(volumes::fresh(i, id, size, Some(base_id)))
+                })
+                .await;
+        }
+        NewVolumeContent::Copy { source, snapshot } => {
+            let (src, snap) = (image_name(source.id), snapshot.map(|s| s.as_str().to_owned()));
+            backend
+                .with_progress(progress, move |i, hook| {
+                    let staging = Staging::begin(i, id)?;
+                    rbd::create(&i.io, staging.name(), size)?;
+                    {
+                        let from = Image::open_read_only(&i.io, &src, snap.as_deref())?;
+                        let to = Image::open(&i.io, staging.name())?;
+                        from.copy_data_to(&to, hook)?;
+                    }
+                    staging.commit()
+                })
+                .await?;
+        }
+        NewVolumeContent::Image(image) => {
+            let staging = backend.blocking(move |i| Staging::begin(i, id)).await?;
+            let i = &backend.inner;
+            let opts = ConvertOptions {
+                source: &image.path,
+                source_format: image.format,
+                snapshot: None,
+                target: ConvertTarget::Rbd {
+                    pool: &i.config.ceph_pool,
+                    namespace: &i.config.rados_namespace,
+                    image: staging.name(),
+                    conf: &i.files.conf,
+                    client_id: &i.config.client_id,
+                },
+                target_format: crate::model::ImageFormat::Raw,
+                preallocation: Preallocation::Off,
+            };
+            crate::progress::convert(&i.qemu, &opts, image.virtual_size, progress).await.map_err(StorageError::Tool)?;
+            backend
+                .blocking(move |i| {
+                    let img = Image::open(&i.io, staging.name())?;
+                    if size > img.size()? {
+                        img.grow(size)?;
+                    }
+                    img.flush()?;
+                    drop(img);
+                    staging.commit()
+                })
+                .await?;
+        }
+    }
+    backend
+        .blocking(move |i| volumes::describe(i, id))
+        .await?
+        .ok_or_else(|| StorageError::Internal(format!("volume {id} vanished right after it was created")))
+}
+
+/// snapshot + protect + clone into `child_name`, grown to `size`; each
+/// finished step is undone if a later fails. Clones of a base that has not
+/// changed since its newest clone snapshot share that snapshot (a VM
+/// template cloned a hundred times takes one snapshot, not a hundred: each
+/// costs a monitor round). Another node's purger may remove a shared
+/// snapshot between our pick and our clone: then a new one is made.
+fn linked_clone(i: &Arc<Inner>, base: VolumeId, child_name: &str, size: u64) -> Result<()> {
+    let _picking = i.clone_snapshots.lock().expect("clone snapshot lock");
+    let base_name = image_name(base);
+    let reusable = {
+        let img = Image::open_read_only(&i.io, &base_name, None)?;
+        let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
+        match newest {
+            Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => Some(s.name),
+            _ => None,
+        }
+    };
+    let img = Image::open(&i.io, &base_name)?;
+    if let Some(snap) = reusable {
+        match clone_from(&img, i, &base_name, &snap, child_name, false) {
+            Err(StorageError::NotFound(_)) => {} // collected meanwhile: make a new one
+            other => return other.and_then(|()| grow_child(i, child_name, size)),
+        }
+    }
+    let snap = format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4());
+    img.snap_create(&snap)?;
+    clone_from(&img, i, &base_name, &snap, child_name, true)?;
+    grow_child(i, child_name, size)
+}
+
+/// Protects `snap` (if needed) and clones it; a snapshot we just made is
+/// removed again if that fails.
+fn clone_from(img: &Image, i: &Inner, base_name: &str, snap: &str, child_name: &str, made: bool) -> Result<()> {
+    let result = (|| {
+        if !img.snap_is_protected(snap)? {
+            img.snap_protect(snap)?;
+        }
+        rbd::clone(&i.io, base_name, snap, child_name)
+    })();
+    result.map_err(|e| {
+        if made && let Err(u) = img.snap_remove(snap) {
+            tracing::warn!(snapshot = snap, error = %u, "cannot remove a clone snapshot after a failed clone");
+        }
+        e.into()
+    })
+}
+
+fn grow_child(i: &Inner, child_name: &str, size: u64) -> Result<()> {
+    let child = Image::open(&i.io, child_name)?;
+    if size > child.size()? {
+        child.grow(size)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The Ceph pool behind an LQ pool: checked (and created when asked) at
+//! activation, and its capacity as `ceph df` reports it.
+
+use super::Inner;
+use super::rados::Cluster;
+use crate::error::{Result, StorageError};
+use crate::model::{CephPoolConfig, PoolCapacity};
+
+/// The pool must exist and be an RBD pool; created when asked to.
+pub(super) fn ensure_pool(cluster: &Cluster, cfg: &CephPoolConfig, may_create: bool) -> Result<()> {
+    let pool = &cfg.ceph_pool;
+    if cluster.pool_lookup(pool)?.is_none() {
+        if !(cfg.create_if_missing && may_create) {
+            return Err(StorageError::NotFound(format!(
+                "Ceph pool {pool} does not exist; create it (ceph osd pool create {pool} && rbd pool init {pool}) or set create_if_missing"
+            )));
+        }
+        cluster.mon_command(&serde_json::json!({"prefix": "osd pool create", "pool": pool, "format": "json"}))?;
+        cluster.mon_command(&serde_json::json!({"prefix": "osd pool application enable", "pool": pool, "app": "rbd", "format": "json"}))?;
+        tracing::info!(%pool, "created Ceph pool with application rbd");
+    }
+    let apps = cluster.mon_command(&serde_json::json!({"prefix": "osd pool application get", "pool": pool, "format": "json"}))?;
+    let apps: serde_json::Value = serde_json::from_slice(&apps)
+        .map_err(|e| StorageError::Internal(format!("Ceph answered osd pool application get with bad JSON: {e}")))?;
+    if apps.get("rbd").is_none() {
+        return Err(StorageError::precondition(format!(
+            "Ceph pool {pool} is not an RBD pool (application rbd is not enabled); run `rbd pool init {pool}` or choose another pool"
+        )));
+    }
+    Ok(())
+}
+
+/// (stored, max_avail) bytes of the pool, from `ceph df`.
+fn ceph_df_pool(i: &Inner) -> Result<(u64, u64)> {
+    let out = i.cluster.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
+    let df: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|e| StorageError::Internal(format!("Ceph answered df with bad JSON: {e}")))?;
+    let pools = df["pools"].as_array().ok_or_else(|| StorageError::Internal("ceph df: no pools".into()))?;
+    let pool = pools
+        .iter()
+        .find(|p| p["name"] == i.config.ceph_pool.as_str())
+        .ok_or_else(|| StorageError::NotFound(format!("Ceph pool {} is gone from ceph df", i.config.ceph_pool)))?;
+    let field = |name: &str| {
+        pool["stats"][name].as_u64().ok_or_else(|| StorageError::Internal(format!("ceph df: pool stats lack {name}")))
+    };
+    Ok((field("stored")?, field("max_avail")?))
+}
+
+/// Capacity as Ceph reports it for the pool (replication and full ratio
+/// included): total = stored + available; provisioned from the images.
+pub(super) fn capacity(i: &Inner) -> Result<PoolCapacity> {
+    let (stored, max_avail) = ceph_df_pool(i)?;
+    let mut provisioned = 0;
+    let mut count = 0;
+    for (_, name) in super::rbd::list(&i.io)? {
+        if super::parse_image_name(&name).is_none() {
+            continue;
+        }
+        // An image deleted meanwhile is not counted.
+        if let Some(img) = super::rbd::existing(super::rbd::Image::open_read_only(&i.io, &name, None))? {
+            provisioned += img.size()?;
+            count += 1;
+        }
+    }
+    Ok(PoolCapacity {
+        total_bytes: stored + max_avail,
+        free_bytes: max_avail,
+        provisioned_bytes: provisioned,
+        allocated_bytes: stored,
+        volume_count: count,
+    })
+}
+
+/// Bytes the pool can still take.
+pub(super) fn free_bytes(i: &Inner) -> Result<u64> {
+    Ok(ceph_df_pool(i)?.1)
+}
