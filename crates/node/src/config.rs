@@ -47,6 +47,16 @@ pub struct NodeConfig {
     /// On SIGTERM/SIGINT, how long running calls may take to finish.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Bandwidth of each data copy (full clone, import) in MiB/s, so a big
+    /// copy leaves the datastore's bandwidth to running VMs; 0: unlimited.
+    pub copy_mib_per_sec: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +159,7 @@ impl NodeConfig {
                 osd_op: Duration::from_secs(self.ceph.osd_op_timeout_secs),
                 mount: Duration::from_secs(self.ceph.mount_timeout_secs),
             },
+            copy_bytes_per_sec: Some(self.limits.copy_mib_per_sec << 20).filter(|r| *r > 0),
         }
     }
 }

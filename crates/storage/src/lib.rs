@@ -15,6 +15,7 @@ pub mod pool_store;
 mod progress;
 pub mod qcow2_header;
 pub mod sparse_copy;
+pub mod throttle;
 pub mod tools;
 pub mod xml;
 

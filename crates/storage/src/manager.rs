@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub import_dirs: Vec<PathBuf>,
     pub timeouts: ToolTimeouts,
     pub ceph_timeouts: crate::backends::ceph::CephTimeouts,
+    /// Bandwidth limit of data copies (full clones, imports); None: unlimited.
+    pub copy_bytes_per_sec: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +91,7 @@ impl StorageManager {
     pub async fn open(config: EngineConfig) -> Result<Self> {
         let store = PoolStore::open(&config.state_dir)?;
         let ctx = EngineContext {
-            qemu_img: QemuImg::new(config.timeouts),
+            qemu_img: QemuImg::new(config.timeouts).with_copy_rate(config.copy_bytes_per_sec),
             local_pool_roots: config.local_pool_roots,
             import_dirs: config.import_dirs,
             state_dir: config.state_dir.clone(),

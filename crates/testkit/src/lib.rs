@@ -13,4 +13,4 @@ pub mod process;
 pub use ceph::Ceph;
 pub use etcd::Etcd;
 pub use libvirt::Libvirtd;
-pub use process::{ChildGuard, free_port, run_command, wait_until};
+pub use process::{ChildGuard, free_port, run_command, wait_until, workspace_binary};

@@ -64,6 +64,14 @@ impl ChildGuard {
         }
     }
 
+    /// SIGKILL now, as `kill -9` would; reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, up to `grace` to exit, then SIGKILL; always reaped.
     pub fn stop(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else { return };
@@ -88,6 +96,24 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(10));
     }
+}
+
+/// A binary of this workspace, built next to the running test (target/<profile>/NAME).
+/// Tests of one package use it to run another package's daemon as a process.
+/// `cargo test -p ONE` does not rebuild the other package's binary: build the
+/// workspace (scripts/test.sh does) or that package after changing it.
+pub fn workspace_binary(name: &str) -> io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| io::Error::other("no target dir"))?;
+    let path = profile_dir.join(name);
+    if !path.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} is not built; build the workspace first (cargo build --workspace)", path.display()),
+        ));
+    }
+    Ok(path)
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -40,3 +40,39 @@ pub fn spawn(config: &Path, fault: Option<&str>) -> ControlProcess {
     ControlProcess { child: ChildGuard::spawn("limiquantix-controlplane", &mut cmd).unwrap() }
 }
 
+
+/// The control plane with its log in `log` (kept for a failing test to show).
+pub fn spawn_logged(config: &Path, log: &Path) -> ControlProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_limiquantix-controlplane"));
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    cmd.arg("--config").arg(config).env_remove("LQ_SAGA_FAULT").stdout(Stdio::null()).stderr(out);
+    ControlProcess { child: ChildGuard::spawn("limiquantix-controlplane", &mut cmd).unwrap() }
+}
+
+/// A node daemon process registered with `control_plane`, its data under
+/// `dir` (state/, pools/, images/), copies limited to `copy_mib_per_sec`.
+pub fn write_node_config(dir: &Path, port: u16, control_plane: &str, copy_mib_per_sec: u64) -> PathBuf {
+    for sub in ["state", "pools", "images"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let d = dir.display();
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\nlocal_pool_roots = [\"{d}/pools\"]\n\
+             import_dirs = [\"{d}/images\"]\ncontrol_plane = \"{control_plane}\"\nshutdown_grace_secs = 2\n\
+             [ceph]\nmount_timeout_secs = 5\n[limits]\ncopy_mib_per_sec = {copy_mib_per_sec}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn spawn_node(config: &Path, log: &Path) -> ChildGuard {
+    let bin = limiquantix_testkit::workspace_binary("limiquantix-node").unwrap();
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config).stdout(Stdio::null()).stderr(out);
+    ChildGuard::spawn("limiquantix-node", &mut cmd).unwrap()
+}

@@ -160,11 +160,24 @@ pub struct CheckReport {
 #[derive(Debug, Clone)]
 pub struct QemuImg {
     timeouts: ToolTimeouts,
+    /// Bandwidth limit of every data copy, bytes per second: convert's `-r`,
+    /// and the engine's own copies ask it here.
+    copy_rate: Option<u64>,
 }
 
 impl QemuImg {
     pub fn new(timeouts: ToolTimeouts) -> Self {
-        Self { timeouts }
+        Self { timeouts, copy_rate: None }
+    }
+
+    /// Limits the bandwidth of every convert (None or 0: unlimited).
+    pub fn with_copy_rate(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.copy_rate = bytes_per_sec.filter(|r| *r > 0);
+        self
+    }
+
+    pub fn copy_rate(&self) -> Option<u64> {
+        self.copy_rate
     }
 
     pub fn timeouts(&self) -> ToolTimeouts {
@@ -240,6 +253,9 @@ impl QemuImg {
         }
         if opts.preallocation != Preallocation::Off {
             cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
+        }
+        if let Some(rate) = self.copy_rate {
+            cmd = cmd.arg("-r").arg(rate.to_string());
         }
         cmd = cmd.arg("--").arg(opts.source);
         cmd = match opts.target {

@@ -25,6 +25,7 @@ pub fn engine_config(root: &Path) -> EngineConfig {
         import_dirs: vec![root.join("images")],
         timeouts: ToolTimeouts::default(),
         ceph_timeouts: Default::default(),
+        copy_bytes_per_sec: None,
     }
 }
 

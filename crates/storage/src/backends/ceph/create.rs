@@ -47,7 +47,16 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
                     {
                         let from = Image::open_read_only(&i.io, &src, snap.as_deref())?;
                         let to = Image::open(&i.io, staging.name())?;
-                        from.copy_data_to(&to, hook)?;
+                        let throttle = crate::throttle::Throttle::new(i.qemu.copy_rate());
+                        let cancel = hook.cancel;
+                        let report = &mut *hook.report;
+                        from.copy_data_to(&to, &mut rbd::ProgressHook {
+                            report: &mut |done, total| {
+                                report(done, total);
+                                throttle.pace(done, cancel);
+                            },
+                            cancel,
+                        })?;
                     }
                     staging.commit()
                 })

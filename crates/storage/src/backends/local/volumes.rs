@@ -149,7 +149,7 @@ impl LocalBackend {
                 if whole_file {
                     // QEMU's lock tells whether a running VM writes to it: never copy a disk mid-write.
                     self.qemu.info(&source_path, source.format.into(), false).await.map_err(|e| self.tool_error(source.id, e))?;
-                    copy_file(&source_path, partial.path(), progress).await?;
+                    copy_file(&source_path, partial.path(), self.qemu.copy_rate(), progress).await?;
                 } else {
                     let opts = ConvertOptions {
                         source: &source_path,
@@ -235,15 +235,20 @@ impl LocalBackend {
 }
 
 /// Copies `src` into the new file `dst` with [`sparse_copy::copy_sparse`] on a
-/// blocking thread, forwarding progress (data bytes). Dropping the future
-/// stops the copy at its next chunk.
-async fn copy_file(src: &Path, dst: &Path, progress: ProgressSink<'_>) -> Result<()> {
+/// blocking thread at most at `rate` bytes/s, forwarding progress (data
+/// bytes). Dropping the future stops the copy at its next chunk.
+async fn copy_file(src: &Path, dst: &Path, rate: Option<u64>, progress: ProgressSink<'_>) -> Result<()> {
     let (src, dst) = (src.to_owned(), dst.to_owned());
     crate::progress::run_blocking(progress, move |cancel, report| {
         let io = |what: &str, p: &Path, e| StorageError::io(format!("cannot {what} {}", p.display()), e);
         let from = std::fs::File::open(&src).map_err(|e| io("open", &src, e))?;
         let to = std::fs::OpenOptions::new().write(true).create_new(true).open(&dst).map_err(|e| io("create", &dst, e))?;
-        sparse_copy::copy_sparse(&from, &to, cancel, report).map_err(|e| io("copy into", &dst, e))
+        let throttle = crate::throttle::Throttle::new(rate);
+        sparse_copy::copy_sparse(&from, &to, cancel, |done, total| {
+            report(done, total);
+            throttle.pace(done, cancel);
+        })
+        .map_err(|e| io("copy into", &dst, e))
     })
     .await
 }
