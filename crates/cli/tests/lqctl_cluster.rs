@@ -51,12 +51,16 @@ fn a_user_session_against_the_control_plane() {
 
     let v = json(&server, &["volume", "create", "--pool", "ssd1", "--name", "db", "--size", "2G"]);
     assert_eq!((v["state"].as_str(), v["size_bytes"].as_u64()), (Some("available"), Some(2 << 30)));
-    let clone = json(&server, &["volume", "clone", "db", "--name", "db-test"]);
-    assert_eq!(clone["backing_volume_id"], v["id"]);
     let grown = json(&server, &["volume", "resize", "db", "--size", "3G"]);
     assert_eq!(grown["size_bytes"].as_u64(), Some(3 << 30));
     let snaps = json(&server, &["snapshot", "create", "db", "nightly"]);
     assert_eq!(snaps[0]["name"], "nightly");
+    let clone = json(&server, &["volume", "clone", "db", "--name", "db-test"]);
+    assert_eq!(clone["backing_volume_id"], v["id"]);
+    // A base of linked clones is never written again.
+    let refused = lqctl(&server, &["volume", "resize", "db", "--size", "4G"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("FailedPrecondition") && err.contains("linked clones depend on it"), "{err}");
     let list = json(&server, &["volume", "list", "--pool", "ssd1"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
 

@@ -54,9 +54,10 @@ impl ApiError {
         self.code() == Code::Aborted
     }
 
-    /// Worth retrying as it is: something was unreachable for a while.
+    /// Worth retrying as it is: something was unreachable for a while, or
+    /// busy with an operation that ends by itself (a node's ABORTED).
     pub fn is_transient(&self) -> bool {
-        self.code() == Code::Unavailable
+        matches!(self.code(), Code::Unavailable | Code::Aborted)
     }
 
     pub fn status(&self) -> Status {

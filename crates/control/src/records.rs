@@ -94,8 +94,24 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
-/// Refuses an operation on a volume another operation is running on.
+/// Refuses an operation on a volume another operation is running on, or
+/// that clones in progress read from.
 pub fn ensure_idle(v: &pb::Volume) -> ApiResult<()> {
+    ensure_no_task(v)?;
+    if !v.held_by_task_ids.is_empty() {
+        return Err(ApiError::precondition(format!(
+            "volume {} ({}) is the source of clone(s) in progress (task {}); retry when they have finished",
+            v.name,
+            v.id,
+            v.held_by_task_ids.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an operation on a volume another operation is running on (clones
+/// may read a volume together: they do not run *on* it).
+pub fn ensure_no_task(v: &pb::Volume) -> ApiResult<()> {
     if !v.task_id.is_empty() {
         return Err(ApiError::precondition(format!(
             "volume {} ({}) is busy: task {} is running on it ({}); retry when it has finished",

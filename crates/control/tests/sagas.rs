@@ -73,7 +73,8 @@ async fn a_saga_unwinds_when_its_node_stays_away_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_stops_a_running_copy_and_unwinds_it() {
-    let mut k = Cluster::start().await;
+    // Copies at 128 MiB/s: the 1 GiB of data takes seconds, time to cancel it.
+    let mut k = Cluster::start_with(|_| {}, |n| n.limits.copy_mib_per_sec = 128).await;
     let spec = pb::VolumeSpec { size_bytes: 2 * GIB, format: pb::VolumeFormat::Raw as i32, provisioning: 0 };
     let op = k.c.volumes.create_volume(pb::CreateVolumeRequest { spec: Some(spec), ..create_req("p1", "big", 0) }).await.unwrap().into_inner();
     k.c.wait_ok(&op.task_id).await;

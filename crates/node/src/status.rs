@@ -19,6 +19,8 @@ pub fn code(class: ErrorClass) -> Code {
         ErrorClass::AlreadyExists => Code::AlreadyExists,
         ErrorClass::FailedPrecondition => Code::FailedPrecondition,
         ErrorClass::ResourceExhausted => Code::ResourceExhausted,
+        // Retryable as it is once the running operation ends (gRPC: "retry at a higher level").
+        ErrorClass::Busy => Code::Aborted,
         ErrorClass::Unavailable => Code::Unavailable,
         ErrorClass::Unimplemented => Code::Unimplemented,
         ErrorClass::PermissionDenied => Code::PermissionDenied,

@@ -21,6 +21,10 @@ pub enum StorageError {
     FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Another operation runs on the volume right now; retry once it ended
+    /// (it ends by itself, unlike a failed precondition).
+    #[error("{0}")]
+    Busy(String),
     /// The storage cannot be reached right now (timeout, server down); retry.
     #[error("{0}")]
     Unavailable(String),
@@ -53,6 +57,7 @@ pub enum ErrorClass {
     AlreadyExists,
     FailedPrecondition,
     ResourceExhausted,
+    Busy,
     Unavailable,
     Unimplemented,
     PermissionDenied,
@@ -69,6 +74,7 @@ impl StorageError {
             Self::AlreadyExists(_) => ErrorClass::AlreadyExists,
             Self::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
             Self::ResourceExhausted(_) => ErrorClass::ResourceExhausted,
+            Self::Busy(_) => ErrorClass::Busy,
             Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::Unimplemented(_) => ErrorClass::Unimplemented,
             Self::PermissionDenied(_) => ErrorClass::PermissionDenied,

@@ -1,6 +1,7 @@
 //! One operation per volume at a time (DESIGN.md rule 8). A volume is held
 //! exclusively while it changes, or shared while it is read as a clone source
-//! (many clones of one template may run at once, but not a delete of it).
+//! (many clones of one template may run at once, but not a delete of it). A
+//! conflicting call is refused as [`StorageError::Busy`], naming the running one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub struct VolumeGuard {
 
 impl VolumeLocks {
     fn busy(volume: VolumeId, running: &str) -> StorageError {
-        StorageError::precondition(format!(
+        StorageError::Busy(format!(
             "volume {volume} is busy: {running} is running on it; retry when it has finished"
         ))
     }
@@ -91,7 +92,7 @@ mod tests {
         let (p, v) = (PoolId::new_random(), VolumeId::new_random());
         let g = locks.exclusive(p, v, "resize").unwrap();
         let err = locks.exclusive(p, v, "delete").unwrap_err();
-        assert!(matches!(err, StorageError::FailedPrecondition(_)));
+        assert!(matches!(err, StorageError::Busy(_)));
         assert!(err.to_string().contains("resize is running"), "{err}");
         assert!(locks.shared(p, v, "clone").is_err());
         drop(g);

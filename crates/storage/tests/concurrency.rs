@@ -58,13 +58,13 @@ async fn a_second_operation_on_a_busy_volume_is_refused_naming_the_first() {
         f.manager.resize_volume(f.pool, copy_id, 512 * MIB, None).await.unwrap_err(),
         f.manager.create_snapshot(f.pool, copy_id, "s").await.unwrap_err(),
     ] {
-        assert!(matches!(err, StorageError::FailedPrecondition(_)), "{err}");
+        assert!(matches!(err, StorageError::Busy(_)), "{err}");
         assert!(err.to_string().contains("a create is running"), "{err}");
     }
     // ...and its source is shared: no delete, resize or revert, but other clones may start.
     let err = f.manager.delete_volume(f.pool, base.id).await.unwrap_err();
     assert!(err.to_string().contains("clone"), "{err}");
-    assert!(matches!(f.manager.resize_volume(f.pool, base.id, 512 * MIB, None).await, Err(StorageError::FailedPrecondition(_))));
+    assert!(matches!(f.manager.resize_volume(f.pool, base.id, 512 * MIB, None).await, Err(StorageError::Busy(_))));
     let source = VolumeSource::Clone { source: base.id, mode: Some(CloneMode::Linked) };
     f.manager.create_volume(f.pool, VolumeId::new_random(), VolumeSpec::default(), source, &|_| {}).await.unwrap();
 

@@ -97,8 +97,14 @@ impl TaskService for TaskApi {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    /// Cancels a running task: its saga unwinds at once (a running copy is
+    /// stopped) or at its next step. A task past its point of no return is
+    /// refused, saying why; a finished task is returned as it is.
     async fn cancel_task(&self, req: Request<pb::CancelTaskRequest>) -> Rpc<pb::Task> {
         let id = task_id(&req.into_inner().task_id)?;
+        if let Some((bytes, _)) = self.app.repo.get_raw(&keys::saga(&id)).await? {
+            crate::sagas::cancellable(&crate::sagas::SagaRecord::decode(&bytes)?)?;
+        }
         Ok(Response::new(crate::tasks::request_cancel(&self.app.repo, &id).await?))
     }
 }

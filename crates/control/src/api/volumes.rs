@@ -11,7 +11,7 @@ use super::{add_saga, ensure_pool_ready, ensure_room, new_id, placement_node};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::records::{self, check_labels, ensure_idle, known, parse_name, parse_volume_id, state_name};
+use crate::records::{self, check_labels, ensure_idle, ensure_no_task, known, parse_name, parse_volume_id, state_name};
 use crate::repo::Txn;
 use crate::sagas::attach_volume::AttachVolume;
 use crate::sagas::create_volume::CreateVolume;
@@ -100,6 +100,8 @@ impl VolumeApi {
         ensure_pool_ready(&pool)?;
         check_spec(&new.spec, &pool)?;
         use pb::volume_source::Source as S;
+        // A clone or a copy of a snapshot holds its source until it ends.
+        let mut source_id = None;
         let (reserve, node_id) = match new.source.as_ref().and_then(|s| s.source.as_ref()) {
             None | Some(S::Empty(_)) => {
                 if new.spec.size_bytes == 0 {
@@ -110,11 +112,13 @@ impl VolumeApi {
             Some(S::Clone(c)) => {
                 let src = records::volume(repo, &c.source_volume_id).await?.value;
                 self.check_source(&src, &pool)?;
+                source_id = Some(src.id.clone());
                 (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
             }
             Some(S::Snapshot(snap)) => {
                 let src = records::volume(repo, &snap.volume_id).await?.value;
                 self.check_source(&src, &pool)?;
+                source_id = Some(src.id.clone());
                 let snap_name = parse_name("snapshot", &snap.snapshot_name)?;
                 records::snapshot(repo, &src, &snap_name).await?;
                 (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
@@ -164,6 +168,18 @@ impl VolumeApi {
                 let p = repo.get::<pb::Pool>(&keys::pool(&pool.id)).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
                 ensure_room(&p.value, reserve)?;
                 let task_id = new_id();
+                // The source, read again in this attempt: its revision guards
+                // the hold against a delete (or any change) racing this create.
+                let held = match &source_id {
+                    Some(src_id) => {
+                        let src = records::volume(repo, src_id).await?;
+                        self.check_source(&src.value, &pool)?;
+                        let mut holder = src.value;
+                        holder.held_by_task_ids.push(task_id.clone());
+                        Some((keys::volume(&holder.pool_id, &holder.id), src.revision, holder))
+                    }
+                    None => None,
+                };
                 let volume = pb::Volume {
                     id: id.clone(),
                     name: name.clone(),
@@ -188,6 +204,7 @@ impl VolumeApi {
                     reserved_bytes: reserve,
                     node_request: prost::Message::encode_to_vec(&node_request),
                     created: None,
+                    source_volume_id: source_id.clone(),
                 };
                 let vkey = keys::volume(&pool.id, &id);
                 let mut txn = Txn::new();
@@ -199,6 +216,9 @@ impl VolumeApi {
                     .put_raw(&name_key, id.clone().into_bytes())
                     .expect(keys::pool(&pool.id), p.revision)
                     .put(keys::pool(&pool.id), &pool_now);
+                if let Some((key, revision, holder)) = &held {
+                    txn.expect(key, *revision).put(key, holder);
+                }
                 add_saga(&mut txn, &task_id, &saga, &id)?;
                 txn.commit(repo).await?;
                 Ok(pb::VolumeOperation { volume: Some(volume), task_id })
@@ -215,16 +235,20 @@ impl VolumeApi {
                 src.name
             )));
         }
-        ensure_idle(src)?;
+        ensure_no_task(src)?;
         require_available(src, "only an available (detached) volume can be the source")
     }
 
 
     /// Marks `v` busy with a new saga in one transaction (the CAS on the
-    /// volume's revision makes exactly one of racing operations win).
+    /// volume's revision makes exactly one of racing operations win). An
+    /// operation that changes the volume's data names its action in `writes`:
+    /// it is refused while linked clones depend on the volume, checked after
+    /// the read the CAS guards (a clone ending meanwhile changes the revision).
     async fn start<S: crate::sagas::Saga>(
         &self,
         volume_id: &str,
+        writes: Option<&str>,
         check: impl Fn(&pb::Volume) -> ApiResult<()>,
         build: impl Fn(&pb::Volume) -> ApiResult<(S, i32)>,
         create: Option<(String, &pb::Snapshot)>,
@@ -236,6 +260,9 @@ impl VolumeApi {
                 let mut v = current.value;
                 ensure_idle(&v)?;
                 check(&v)?;
+                if let Some(action) = writes {
+                    refuse_if_dependents(&self.app, &v, action).await?;
+                }
                 if let Some((key, snap)) = &create
                     && repo.get_raw(key).await?.is_some() {
                         return Err(ApiError::already_exists(format!("volume {} already has a snapshot named {}", v.name, snap.name)));
@@ -418,6 +445,7 @@ impl VolumeService for VolumeApi {
                 if v.size_bytes != current.size_bytes {
                     return Err(ApiError::precondition(format!("volume {} was resized meanwhile; look again", v.name)));
                 }
+                refuse_if_dependents(&self.app, &v, "resized").await?;
                 let pkey = keys::pool(&v.pool_id);
                 let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
                 ensure_room(&p.value, delta)?;
@@ -457,11 +485,11 @@ impl VolumeService for VolumeApi {
             ))
             .into());
         }
-        refuse_if_dependents(&self.app, &current, "deleted").await?;
         let node = self.serving_node(&current).await?;
         let op = self
             .start(
                 &id,
+                Some("deleted"),
                 |v| {
                     if v.state == pb::VolumeState::Attached as i32 {
                         return Err(ApiError::precondition(format!("volume {} is attached; detach it first", v.name)));
@@ -493,6 +521,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
+                Some("snapshotted"),
                 |v| require_available(v, "snapshots are taken of available (detached) volumes"),
                 |v| Ok((CreateSnapshot(target(v, &name, &node)), v.state)),
                 Some((keys::snapshot(&current.id, &name), &snap)),
@@ -512,11 +541,11 @@ impl VolumeService for VolumeApi {
         let name = parse_name("snapshot", &r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         records::snapshot(&self.app.repo, &current, &name).await?;
-        refuse_if_dependents(&self.app, &current, "reverted").await?;
         let node = self.serving_node(&current).await?;
         let op = self
             .start(
                 &current.id,
+                Some("reverted"),
                 |v| require_available(v, "detach it before reverting"),
                 |v| Ok((RevertSnapshot(target(v, &name, &node)), v.state)),
                 None,
@@ -532,7 +561,7 @@ impl VolumeService for VolumeApi {
         let snap = records::snapshot(&self.app.repo, &current, &name).await?;
         let node = self.serving_node(&current).await?;
         let op = self
-            .start(&current.id, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name, &node)), v.state)), None)
+            .start(&current.id, None, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name, &node)), v.state)), None)
             .await?;
         Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.value), task_id: op.task_id }))
     }
@@ -558,6 +587,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
+                Some("attached read-write"),
                 |v| match (pb::VolumeState::try_from(v.state), &v.attachment) {
                     (Ok(pb::VolumeState::Available), _) => Ok(()),
                     (Ok(pb::VolumeState::Attached), Some(a)) => Err(ApiError::precondition(format!(
@@ -592,6 +622,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
+                None,
                 |v| {
                     if v.state != pb::VolumeState::Attached as i32 {
                         return Err(ApiError::precondition(format!("volume {} is not attached", v.name)));

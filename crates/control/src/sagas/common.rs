@@ -44,6 +44,13 @@ pub async fn finish_volume(
     .map(drop)
 }
 
+/// Ends a saga that could not finish after its point of no return: the
+/// volume leaves the operation in state error, with why, for the user to act on.
+pub async fn volume_in_error(ctx: &SagaCtx, pool_id: &str, volume_id: &str, error: &crate::error::ApiError) -> ApiResult<()> {
+    let message = error.message.clone();
+    finish_volume(ctx, pool_id, volume_id, pb::VolumeState::Error as i32, move |v| v.message = message.clone()).await
+}
+
 /// Asks the node to unplug the volume from the VM; a VM that is gone has lost the disk too.
 pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;

@@ -1,11 +1,13 @@
 //! Create a volume (empty, clone, from a snapshot, or an imported image).
 //!
 //! 0. reserve          — done by the API call: the volume record (creating),
-//!                       its name, and its size counted against the pool.
-//!                       undo: forget them and give the space back.
+//!                       its name, its size counted against the pool, and
+//!                       a hold on the source of a clone or copy.
+//!                       undo: forget them, give the space and the source back.
 //! 1. create-on-node   — the node makes it (streams progress; cancellable).
 //!                       undo: the node deletes it (idempotent).
-//! 2. make-available   — the record takes the node's facts; state available.
+//! 2. make-available   — the record takes the node's facts; state available;
+//!                       the source is released.
 
 use limiquantix_api::v1 as pb;
 use prost::Message;
@@ -30,6 +32,10 @@ pub struct CreateVolume {
     pub node_request: Vec<u8>,
     /// The node's answer, once created.
     pub created: Option<Created>,
+    /// The volume this one is cloned or copied from: held (see
+    /// `Volume.held_by_task_ids`) from the reservation until the saga ends.
+    #[serde(default)]
+    pub source_volume_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,10 +75,25 @@ fn release<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
                 pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes);
                 txn.expect(keys::pool(&s.pool_id), p.revision).put(keys::pool(&s.pool_id), &pool);
             }
+            release_source(ctx, s, &mut txn).await?;
             txn.commit(repo).await.map(drop)
         })
         .await
     })
+}
+
+/// Adds to `txn` the end of this saga's hold on its source, if it has one.
+async fn release_source(ctx: &SagaCtx, s: &CreateVolume, txn: &mut Txn) -> crate::error::ApiResult<()> {
+    let Some(src_id) = &s.source_volume_id else { return Ok(()) };
+    let Some(src) = ctx.app.repo.get::<pb::Volume>(&keys::volume(&s.pool_id, src_id)).await? else { return Ok(()) };
+    if !src.value.held_by_task_ids.contains(&ctx.task_id) {
+        return Ok(());
+    }
+    let mut holder = src.value;
+    holder.held_by_task_ids.retain(|t| *t != ctx.task_id);
+    let key = keys::volume(&s.pool_id, src_id);
+    txn.expect(&key, src.revision).put(&key, &holder);
+    Ok(())
 }
 
 fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
@@ -133,6 +154,7 @@ fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
             pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes) + created.size_bytes;
             let mut txn = Txn::new();
             txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
+            release_source(ctx, s, &mut txn).await?;
             txn.commit(repo).await?;
             Ok(())
         })

@@ -1,7 +1,9 @@
 //! Delete a pool (it must hold no volumes).
 //!
 //! 0. mark-deleting      — done by the API call. undo: ready again.
-//! 1. destroy-on-nodes   — every node forgets the pool (data is kept).
+//! 1. destroy-on-nodes   — every node forgets the pool (data is kept). A
+//!                         refusal unwinds; the pool watcher re-initialises
+//!                         it on nodes that had already forgotten it.
 //! 2. forget             — the records go.
 
 use limiquantix_api::v1 as pb;
@@ -30,8 +32,11 @@ impl Saga for DeletePool {
         ]
     }
 
+    /// A node that refuses leaves the pool as it was (nodes that already
+    /// forgot it are given it again by the pool watcher); once every node
+    /// has forgotten it, the records must follow.
     fn point_of_no_return() -> usize {
-        1
+        2
     }
 }
 

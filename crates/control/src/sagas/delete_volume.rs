@@ -2,12 +2,14 @@
 //!
 //! 0. mark-deleting     — done by the API call (state deleting, busy).
 //!                        undo: back to its previous state.
-//! 1. delete-snapshots  — the node deletes each snapshot the store knows of.
-//! 2. delete-on-node    — the node deletes the volume (idempotent).
-//! 3. forget            — the records go and the pool gets the space back.
+//! 1. delete-on-node    — the node deletes the volume with its snapshots, in
+//!                        one go that it refuses as a whole (linked clones, a
+//!                        VM holding it) before anything is gone; idempotent.
+//! 2. forget            — the records (snapshots too) go and the pool gets
+//!                        the space back.
 //!
-//! From delete-snapshots on the saga only moves forward: snapshots cannot
-//! come back, so failures there are retried until they succeed.
+//! A refusal at delete-on-node unwinds: the volume is back as it was, its
+//! snapshots intact. From forget on the saga only moves forward.
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -33,33 +35,22 @@ impl Saga for DeleteVolume {
     fn steps() -> Vec<Step<Self>> {
         vec![
             Step::done_by_api("mark-deleting", restore),
-            Step { name: "delete-snapshots", action: delete_snapshots, undo: None },
             Step { name: "delete-on-node", action: delete_on_node, undo: None },
             Step { name: "forget", action: forget, undo: None },
         ]
     }
 
     fn point_of_no_return() -> usize {
-        1
+        2
+    }
+
+    fn abandon<'a>(ctx: &'a SagaCtx, s: &'a mut Self, error: &'a ApiError) -> StepFuture<'a> {
+        Box::pin(common::volume_in_error(ctx, &s.pool_id, &s.volume_id, error))
     }
 }
 
 fn restore<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
     Box::pin(release_volume(ctx, &s.pool_id, &s.volume_id, s.previous_state))
-}
-
-fn delete_snapshots<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let repo = &ctx.app.repo;
-        let snapshots = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await?;
-        for (key, snap) in snapshots {
-            common::delete_snapshot_on_node(ctx, &s.node_id, &s.pool_id, &s.volume_id, &snap.value.name).await?;
-            let mut txn = Txn::new();
-            txn.delete(&key);
-            txn.commit(repo).await?;
-        }
-        Ok(())
-    })
 }
 
 fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
@@ -77,6 +68,9 @@ fn forget<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteVolume) -> StepFuture<'a> {
             let mut pool = p.value;
             pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(v.value.size_bytes);
             let mut txn = Txn::new();
+            for (key, _) in repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await? {
+                txn.delete(key);
+            }
             txn.expect(&vkey, v.revision)
                 .delete(&vkey)
                 .delete(keys::volume_pool(&s.volume_id))

@@ -1,6 +1,9 @@
 //! Drives one saga: steps forward, each persisted before and after it runs;
 //! on failure the finished steps are undone in reverse; transient failures
-//! (an unreachable node) are retried for a while first.
+//! (an unreachable node, a volume still busy with an earlier attempt) are
+//! retried for a while first. Past its point of no return a saga retries
+//! transient failures until they pass, and a permanent refusal ends it at
+//! once (never a retry loop on something that will not change by itself).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -151,7 +154,7 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
                             stored.record.phase = SagaPhase::Unwinding { remaining: i + 1, error: e };
                             stored.save(&app).await?;
                         }
-                        Err(e) if e.is_transient() || i >= no_return => {
+                        Err(e) if e.is_transient() => {
                             let since = *stored.record.failing_since.get_or_insert_with(now);
                             let window = app.config.saga_retry.as_secs() as i64;
                             if i < no_return && now() - since >= window {
@@ -165,6 +168,17 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
                             let _ = tasks::set_step(&app.repo, &stored.record.task_id, step.name, Some(&e.message)).await;
                             attempt += 1;
                             tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        Err(e) if i >= no_return => {
+                            tracing::warn!(saga = %stored.record.id, step = step.name, error = %e, "refused past the point of no return; abandoning");
+                            if let Err(a) = S::abandon(&ctx, &mut state, &e).await {
+                                tracing::warn!(saga = %stored.record.id, error = %a, "cannot record the abandoned saga's state");
+                            }
+                            let failed = ApiError::new(
+                                e.code(),
+                                format!("{} (at step {}, after the point where it could be undone)", e.message, step.name),
+                            );
+                            return stored.finish(&app, Err(failed)).await;
                         }
                         Err(e) => {
                             tracing::info!(saga = %stored.record.id, step = step.name, error = %e, "step failed; unwinding");

@@ -57,9 +57,16 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: &'static str;
     fn steps() -> Vec<Step<Self>>;
     /// Steps from this index on are never undone (e.g. after data was
-    /// deleted): failures there are retried until they succeed.
+    /// deleted): transient failures there are retried until they succeed.
     fn point_of_no_return() -> usize {
         usize::MAX
+    }
+
+    /// A step after the point of no return was refused for good: leave what
+    /// the saga works on in a state the user can see and act on (the task
+    /// fails with the refusal).
+    fn abandon<'a>(_ctx: &'a SagaCtx, _state: &'a mut Self, _error: &'a ApiError) -> StepFuture<'a> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -111,28 +118,85 @@ impl SagaRecord {
     }
 }
 
+/// Calls `$run::<SagaType>($args)` for the saga type of kind `$kind`.
+macro_rules! for_kind {
+    ($kind:expr, $run:ident ($($arg:expr),*)) => {
+        match $kind {
+            create_volume::CreateVolume::KIND => $run::<create_volume::CreateVolume>($($arg),*),
+            delete_volume::DeleteVolume::KIND => $run::<delete_volume::DeleteVolume>($($arg),*),
+            resize_volume::ResizeVolume::KIND => $run::<resize_volume::ResizeVolume>($($arg),*),
+            snapshot::CreateSnapshot::KIND => $run::<snapshot::CreateSnapshot>($($arg),*),
+            snapshot::RevertSnapshot::KIND => $run::<snapshot::RevertSnapshot>($($arg),*),
+            snapshot::DeleteSnapshot::KIND => $run::<snapshot::DeleteSnapshot>($($arg),*),
+            attach_volume::AttachVolume::KIND => $run::<attach_volume::AttachVolume>($($arg),*),
+            detach_volume::DetachVolume::KIND => $run::<detach_volume::DetachVolume>($($arg),*),
+            create_pool::CreatePool::KIND => $run::<create_pool::CreatePool>($($arg),*),
+            delete_pool::DeletePool::KIND => $run::<delete_pool::DeletePool>($($arg),*),
+            other => Err(ApiError::internal(format!("unknown saga kind {other}"))),
+        }
+    };
+}
+
 /// Runs a stored saga of any kind to its end (or until leadership is lost).
 pub(crate) async fn execute(app: Arc<App>, id: String) -> ApiResult<()> {
     let Some((bytes, revision)) = app.repo.get_raw(&crate::keys::saga(&id)).await? else { return Ok(()) };
     let record = SagaRecord::decode(&bytes)?;
-    macro_rules! dispatch {
-        ($($t:ty),*) => {
-            match record.kind.as_str() {
-                $(<$t as Saga>::KIND => engine::drive::<$t>(app, record, revision).await,)*
-                other => Err(ApiError::internal(format!("unknown saga kind {other}"))),
-            }
-        };
+    let kind = record.kind.clone();
+    for_kind!(kind.as_str(), drive_boxed(app, record, revision))?.await
+}
+
+fn drive_boxed<S: Saga>(app: Arc<App>, record: SagaRecord, revision: crate::store::Revision) -> Result<StepFuture<'static>, ApiError> {
+    Ok(Box::pin(engine::drive::<S>(app, record, revision)))
+}
+
+/// Whether cancelling the saga can still undo it; if not, why (the step it
+/// is at is past its point of no return, or it is already being undone).
+pub(crate) fn cancellable(record: &SagaRecord) -> ApiResult<()> {
+    fn check<S: Saga>(record: &SagaRecord) -> ApiResult<()> {
+        if let SagaPhase::Unwinding { .. } = record.phase {
+            return Err(ApiError::precondition(format!("task {} is already being undone", record.task_id)));
+        }
+        if record.next_step >= S::point_of_no_return() {
+            let steps = S::steps();
+            let step = steps.get(record.next_step).map_or("its last step", |s| s.name);
+            return Err(ApiError::precondition(format!(
+                "task {} ({}) is at {step}, past the point where it can be undone; it finishes on its own",
+                record.task_id,
+                S::KIND
+            )));
+        }
+        Ok(())
     }
-    dispatch!(
-        create_volume::CreateVolume,
-        delete_volume::DeleteVolume,
-        resize_volume::ResizeVolume,
-        snapshot::CreateSnapshot,
-        snapshot::RevertSnapshot,
-        snapshot::DeleteSnapshot,
-        attach_volume::AttachVolume,
-        detach_volume::DetachVolume,
-        create_pool::CreatePool,
-        delete_pool::DeletePool
-    )
+    for_kind!(record.kind.as_str(), check(record))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: &str, next_step: usize) -> SagaRecord {
+        SagaRecord {
+            id: "t".into(),
+            kind: kind.into(),
+            task_id: "t".into(),
+            state: serde_json::Value::Null,
+            next_step,
+            running: None,
+            phase: SagaPhase::Forward,
+            failing_since: None,
+        }
+    }
+
+    #[test]
+    fn cancel_is_refused_past_the_point_of_no_return_saying_where() {
+        assert!(cancellable(&record(delete_volume::DeleteVolume::KIND, 1)).is_ok(), "the node has not deleted it yet");
+        let err = cancellable(&record(delete_volume::DeleteVolume::KIND, 2)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(err.message.contains("forget") && err.message.contains("past the point"), "{err}");
+        assert!(cancellable(&record(create_volume::CreateVolume::KIND, 2)).is_ok(), "creates undo to the end");
+        let mut unwinding = record(create_volume::CreateVolume::KIND, 1);
+        unwinding.phase = SagaPhase::Unwinding { remaining: 1, error: ApiError::cancelled("x") };
+        assert!(cancellable(&unwinding).unwrap_err().message.contains("already being undone"));
+    }
 }

@@ -6,6 +6,7 @@
 //!         2. finish (volume idle, count +1)
 //! revert: 0. mark (API: busy; undo: idle)  1. revert-on-node  2. finish
 //! delete: 0. mark (API: busy; undo: idle)  1. delete-on-node  2. forget
+//!         (a refusal at 1 unwinds; from 2 on it only moves forward)
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -63,8 +64,13 @@ impl Saga for DeleteSnapshot {
             Step { name: "forget", action: forget_deleted, undo: None },
         ]
     }
+    /// A refusal by the node changed nothing: it unwinds. Once the node has
+    /// deleted the snapshot, the records must follow.
     fn point_of_no_return() -> usize {
-        1
+        2
+    }
+    fn abandon<'a>(ctx: &'a SagaCtx, s: &'a mut Self, error: &'a crate::error::ApiError) -> StepFuture<'a> {
+        Box::pin(super::common::volume_in_error(ctx, &s.0.pool_id, &s.0.volume_id, error))
     }
 }
 
