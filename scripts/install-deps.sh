@@ -37,16 +37,22 @@ if [ "$profile" = test ]; then
   plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils etcd-server etcd-client)
   # A throwaway Ceph cluster (mon, mgr, memstore osd) for the RBD backend.
   plain_packages+=(ceph-mon ceph-mgr ceph-osd ceph-common)
+  # The test guest (testkit's guest.rs) is built from the host's files: Debian's
+  # kernel and modules, static busybox, qemu-ga (a qemu package, pinned below),
+  # packed with cpio and gzip; modprobe orders the modules, xz unpacks the
+  # kernel for PVH boot, mkfs.ext4 makes the data disk.
+  plain_packages+=(linux-image-amd64 busybox-static cpio kmod e2fsprogs xz-utils)
   # unshare (private libvirtd's mount namespace) and timeout come with the base system.
   programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
-    ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout)
+    ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout
+    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd)
 fi
 
 # QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from
 # backports) is replaced by the version that matches qemu-block-extra, the
 # package that gives qemu-img its rbd, nfs and iscsi drivers.
 qemu_packages=(qemu-utils qemu-block-extra)
-[ "$profile" = test ] && qemu_packages+=(qemu-system-x86)
+[ "$profile" = test ] && qemu_packages+=(qemu-system-x86 qemu-guest-agent)
 
 missing=()
 for p in "${plain_packages[@]}"; do
