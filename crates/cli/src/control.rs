@@ -172,7 +172,12 @@ pub enum VolumeCommand {
         node: Option<String>,
         #[arg(long, value_enum, default_value = "scsi")]
         bus: Bus,
+        /// The VM may only read the disk (the way to use a template or a base of linked clones).
+        #[arg(long)]
+        read_only: bool,
     },
+    /// Make a volume a template, for good: never written again, a base to clone from.
+    Template { volume: String },
     Detach { volume: String },
 }
 
@@ -470,11 +475,16 @@ impl Clients {
                 let op = self.volumes.import_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;
             }
-            VolumeCommand::Attach { volume, vm, node, bus } => {
+            VolumeCommand::Attach { volume, vm, node, bus, read_only } => {
                 let volume_id = self.volume_id(&volume).await?;
-                let req = pb::AttachVolumeRequest { volume_id, vm, node_id: node.unwrap_or_default(), bus: bus_pb(bus) };
+                let req = pb::AttachVolumeRequest { volume_id, vm, node_id: node.unwrap_or_default(), bus: bus_pb(bus), read_only };
                 let op = self.volumes.attach_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;
+            }
+            VolumeCommand::Template { volume } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let v = self.volumes.mark_template(pb::MarkTemplateRequest { volume_id }).await?.into_inner();
+                print_one(self.out, &ClusterVolumeView::from_pb(&v));
             }
             VolumeCommand::Detach { volume } => {
                 let volume_id = self.volume_id(&volume).await?;

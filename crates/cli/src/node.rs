@@ -175,6 +175,9 @@ enum VolumeCommand {
         /// A file with the domain's XML (virsh dumpxml); its disk targets are avoided.
         #[arg(long)]
         domain_xml: Option<PathBuf>,
+        /// The VM may only read the disk (the way to use a base of linked clones).
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
@@ -354,7 +357,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             let v = follow(client.create_volume(req).await?.into_inner(), out).await?;
             print_one(out, &VolumeView::from_pb(&v));
         }
-        VolumeCommand::AttachInfo { pool, volume, bus, used, domain_xml } => {
+        VolumeCommand::AttachInfo { pool, volume, bus, used, domain_xml, read_only } => {
             let domain_xml = match domain_xml {
                 Some(p) => std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
                 None => String::new(),
@@ -365,6 +368,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
                 bus: bus_pb(bus),
                 used_targets: used,
                 domain_xml,
+                read_only,
             };
             let info = client.get_volume_attach_info(req).await?.into_inner();
             match out {

@@ -368,6 +368,8 @@ pub struct ClusterVolumeView {
     pub target_dev: Option<String>,
     pub task_id: Option<String>,
     pub snapshot_count: u64,
+    pub template: bool,
+    pub read_only: bool,
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
@@ -386,6 +388,8 @@ impl ClusterVolumeView {
             target_dev: v.attachment.as_ref().map(|a| a.target_dev.clone()),
             task_id: (!v.task_id.is_empty()).then(|| v.task_id.clone()),
             snapshot_count: v.snapshot_count,
+            template: v.template,
+            read_only: v.attachment.as_ref().is_some_and(|a| a.read_only),
             labels: v.labels.clone().into_iter().collect(),
         }
     }
@@ -397,10 +401,11 @@ impl View for ClusterVolumeView {
         vec![
             self.name.clone(),
             self.id.clone(),
-            self.state.clone(),
+            if self.template { format!("{} (template)", self.state) } else { self.state.clone() },
             human(self.size_bytes),
             self.format.clone(),
             match (&self.attached_to, &self.target_dev) {
+                (Some(vm), Some(t)) if self.read_only => format!("{vm} ({t}, read-only)"),
                 (Some(vm), Some(t)) => format!("{vm} ({t})"),
                 _ => "-".into(),
             },

@@ -43,17 +43,17 @@ fn a_user_session_with_lqctl() {
     assert_eq!(vol["format"], "qcow2");
     let vol_id = vol["volume_id"].as_str().unwrap().to_owned();
 
-    let clone = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id]);
-    assert_eq!(clone["backing_volume_id"], vol_id.as_str());
-    let full = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id, "--full", "--format", "raw"]);
-    assert_eq!(full["backing_volume_id"], serde_json::Value::Null);
-    assert_eq!(full["format"], "raw");
-
     let grown = json(&addr, &["volume", "resize", "--pool", &pool_id, &vol_id, "--size", "12G"]);
     assert_eq!(grown["size_bytes"], 12u64 << 30);
     json(&addr, &["snapshot", "create", "--pool", &pool_id, &vol_id, "before-patch"]);
     let snaps = json(&addr, &["snapshot", "list", "--pool", &pool_id, &vol_id]);
     assert_eq!(snaps[0]["name"], "before-patch");
+
+    let clone = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id]);
+    assert_eq!(clone["backing_volume_id"], vol_id.as_str());
+    let full = json(&addr, &["volume", "clone", "--pool", &pool_id, &vol_id, "--full", "--format", "raw"]);
+    assert_eq!(full["backing_volume_id"], serde_json::Value::Null);
+    assert_eq!(full["format"], "raw");
 
     let image = root.path().join("images/disk.raw");
     std::fs::write(&image, vec![7u8; 1 << 20]).unwrap();
@@ -63,9 +63,13 @@ fn a_user_session_with_lqctl() {
     let list = json(&addr, &["volume", "list", "--pool", &pool_id, "--all", "--page-size", "2"]);
     assert_eq!(list.as_array().unwrap().len(), 4);
 
-    let attach = json(&addr, &["volume", "attach-info", "--pool", &pool_id, &vol_id, "--used", "sda"]);
+    // A base of linked clones is given to VMs read-only.
+    let attach = json(&addr, &["volume", "attach-info", "--pool", &pool_id, &vol_id, "--used", "sda", "--read-only"]);
     assert_eq!(attach["target_dev"], "sdb");
-    assert!(attach["disk_xml"].as_str().unwrap().contains(&format!("<serial>{vol_id}</serial>")));
+    let xml = attach["disk_xml"].as_str().unwrap();
+    assert!(xml.contains(&format!("<serial>{vol_id}</serial>")) && xml.contains("<readonly/>"), "{xml}");
+    let rw = lqctl(&addr, &["volume", "attach-info", "--pool", &pool_id, &vol_id]);
+    assert!(String::from_utf8_lossy(&rw.stderr).contains("attach it read-only"), "{}", String::from_utf8_lossy(&rw.stderr));
 
     // People get tables; errors exit non-zero with the code and the message.
     let table = lqctl(&addr, &["volume", "list", "--pool", &pool_id]);

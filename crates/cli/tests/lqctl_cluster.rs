@@ -70,6 +70,11 @@ fn a_user_session_against_the_control_plane() {
     let watched = json(&server, &["task", "watch", &task_id]);
     assert_eq!(watched["state"], "succeeded");
     assert_eq!(watched["kind"], "volume.create");
+    // A template is shown as one and never written again.
+    let template = json(&server, &["volume", "template", "db-copy"]);
+    assert_eq!(template["template"], true);
+    let refused = lqctl(&server, &["volume", "resize", "db-copy", "--size", "5G"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is a template"), "{}", String::from_utf8_lossy(&refused.stderr));
     let tasks = json(&server, &["task", "list"]);
     assert!(tasks.as_array().unwrap().len() >= 5);
 
@@ -82,7 +87,7 @@ fn a_user_session_against_the_control_plane() {
     assert!(String::from_utf8_lossy(&busy.stderr).contains("linked clones depend on it"));
     let table = lqctl(&server, &["volume", "list"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("db-test") && text.contains("3.0 GiB"), "{text}");
+    assert!(text.contains("db-test") && text.contains("3.0 GiB") && text.contains("available (template)"), "{text}");
 
     for name in ["db-test", "db-copy", "db"] {
         let out = lqctl(&server, &["volume", "delete", name]);

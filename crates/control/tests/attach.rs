@@ -140,3 +140,67 @@ fn attach_resize_detach_and_crashes_at_every_step() {
         node.stop().await.unwrap();
     });
 }
+
+#[test]
+fn templates_and_bases_are_never_written_but_attach_read_only() {
+    let libvirtd = Libvirtd::start().expect("private libvirtd");
+    libvirtd.create_domain(&minimal_domain("lq-tpl-vm", "")).unwrap();
+    let uri = libvirtd.uri().to_owned();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut k = common::Cluster::start_with(|_| {}, |n| n.libvirt_uri = uri).await;
+        let golden = k.c.create_volume("p1", "golden", GIB).await;
+        let marked = k.c.volumes.mark_template(pb::MarkTemplateRequest { volume_id: golden.id.clone() }).await.unwrap().into_inner();
+        assert!(marked.template);
+        let again = k.c.volumes.mark_template(pb::MarkTemplateRequest { volume_id: golden.id.clone() }).await.unwrap().into_inner();
+        assert!(again.template, "marking twice is harmless");
+
+        let refused_as_template = |e: tonic::Status, what: &str| {
+            assert_eq!(e.code(), Code::FailedPrecondition, "{what}: {e:?}");
+            assert!(e.message().contains("template"), "{what}: {e:?}");
+        };
+        let resize = pb::ResizeVolumeRequest { volume_id: golden.id.clone(), new_size_bytes: 2 * GIB };
+        refused_as_template(k.c.volumes.resize_volume(resize).await.unwrap_err(), "resize");
+        let snap = pb::CreateSnapshotRequest { volume_id: golden.id.clone(), name: "s".into() };
+        refused_as_template(k.c.volumes.create_snapshot(snap).await.unwrap_err(), "snapshot");
+        let rw = pb::AttachVolumeRequest { volume_id: golden.id.clone(), vm: "lq-tpl-vm".into(), ..Default::default() };
+        refused_as_template(k.c.volumes.attach_volume(rw.clone()).await.unwrap_err(), "read-write attach");
+
+        // Linked clones come from it; a clone is an ordinary volume.
+        let clone = pb::CloneVolumeRequest {
+            source_volume_id: golden.id.clone(),
+            name: "vm1-disk".into(),
+            mode: pb::CloneMode::Linked as i32,
+            ..Default::default()
+        };
+        let op = k.c.volumes.clone_volume(clone).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+        let child = k.c.volume(&op.volume.unwrap().id).await.unwrap();
+        assert_eq!(child.backing_volume_id, golden.id);
+        assert!(!child.template);
+
+        // Read-only attach is how a VM uses it: QEMU gets <readonly/>.
+        let ro = pb::AttachVolumeRequest { read_only: true, ..rw };
+        let op = k.c.volumes.attach_volume(ro).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+        let attached = k.c.volume(&golden.id).await.unwrap();
+        assert!(attached.attachment.as_ref().is_some_and(|a| a.read_only), "{attached:?}");
+        let live = libvirtd.virsh(&["dumpxml", "lq-tpl-vm"]).unwrap();
+        assert!(live.contains("<readonly/>") && qemu_has(&libvirtd, "lq-tpl-vm", &golden.id), "{live}");
+        let op = k.c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: golden.id.clone() }).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+
+        // A plain volume with a linked clone is a base: the same rules, naming the clone.
+        let base = k.c.create_volume("p1", "base", GIB).await;
+        let clone = pb::CloneVolumeRequest { source_volume_id: base.id.clone(), name: "c".into(), ..Default::default() };
+        let op = k.c.volumes.clone_volume(clone).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+        let c_id = op.volume.unwrap().id;
+        let rw = pb::AttachVolumeRequest { volume_id: base.id.clone(), vm: "lq-tpl-vm".into(), ..Default::default() };
+        let err = k.c.volumes.attach_volume(rw).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.message().contains(&c_id) && err.message().contains("read-only"), "names the clone and the way out: {err:?}");
+        let revert = pb::RevertSnapshotRequest { volume_id: base.id.clone(), name: "s".into() };
+        assert_eq!(k.c.volumes.revert_snapshot(revert).await.unwrap_err().code(), Code::NotFound, "no such snapshot comes first");
+    });
+}

@@ -282,7 +282,7 @@ impl NodeStorage for NodeService {
         let domain_xml = (!req.domain_xml.is_empty()).then_some(req.domain_xml.as_str());
         let disk = self
             .manager
-            .attach_info(pool, id, bus, &req.used_targets, domain_xml)
+            .attach_info(pool, id, bus, req.read_only, &req.used_targets, domain_xml)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::VolumeAttachInfo {
@@ -298,7 +298,7 @@ impl NodeStorage for NodeService {
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
         let bus = convert::disk_bus(req.bus).map_err(to_status)?;
         let domain = domain_name(&req.domain)?;
-        let (target_dev, disk_xml) = self.attach(pool, id, domain, bus).await.map_err(to_status)?;
+        let (target_dev, disk_xml) = self.attach(pool, id, domain, bus, req.read_only).await.map_err(to_status)?;
         Ok(Response::new(pb::NodeAttachVolumeResponse { target_dev, disk_xml }))
     }
 
@@ -375,7 +375,7 @@ impl NodeService {
 
     /// Returns (target, disk XML). An attach repeated on the same domain finds
     /// the disk already there and succeeds.
-    async fn attach(&self, pool: PoolId, id: VolumeId, domain: &str, bus: DiskBus) -> StorageResult<(String, String)> {
+    async fn attach(&self, pool: PoolId, id: VolumeId, domain: &str, bus: DiskBus, read_only: bool) -> StorageResult<(String, String)> {
         let libvirt = &self.hypervisor.libvirt;
         let lock = self.hypervisor.domain_lock(domain);
         let _domain = lock.lock().await;
@@ -386,7 +386,7 @@ impl NodeService {
         }
         let _volume = self.manager.hold_volume(pool, id, "an attach")?;
         self.ensure_pool_secret(pool).await?;
-        let disk = self.manager.attach_info(pool, id, bus, &[], Some(&live)).await?;
+        let disk = self.manager.attach_info(pool, id, bus, read_only, &[], Some(&live)).await?;
         let xml = disk.to_xml();
         libvirt.attach(domain, &xml).await?;
         let live = libvirt.domain_xml(domain).await?;
@@ -428,7 +428,7 @@ impl NodeService {
     async fn live_resize(&self, _: PoolId, _: VolumeId, _: u64, _: &str) -> StorageResult<VolumeInfo> {
         Err(Self::no_libvirt())
     }
-    async fn attach(&self, _: PoolId, _: VolumeId, _: &str, _: DiskBus) -> StorageResult<(String, String)> {
+    async fn attach(&self, _: PoolId, _: VolumeId, _: &str, _: DiskBus, _: bool) -> StorageResult<(String, String)> {
         Err(Self::no_libvirt())
     }
     async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {

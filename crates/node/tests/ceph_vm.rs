@@ -68,7 +68,7 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
             assert!(xml.contains(&want), "{want} in {xml}");
         }
 
-        let attach = pb::NodeAttachVolumeRequest { pool_id: pool.clone(), volume_id: vol.volume_id.clone(), domain: "lq-rbd-vm".into(), bus: 0 };
+        let attach = pb::NodeAttachVolumeRequest { pool_id: pool.clone(), volume_id: vol.volume_id.clone(), domain: "lq-rbd-vm".into(), bus: 0, read_only: false };
         let attached = node.client.attach_volume(attach).await;
         if let Err(e) = &attached {
             panic!("attach failed: {e:?}\nQEMU log:\n{}", libvirtd.qemu_log("lq-rbd-vm"));

@@ -35,6 +35,7 @@ fn attach_resize_and_detach_on_a_running_vm() {
             volume_id: volume.to_owned(),
             domain: domain.to_owned(),
             bus: 0,
+            read_only: false,
         };
 
         let first = node.client.attach_volume(attach(&volumes[0], "lq-hotplug")).await.unwrap().into_inner();

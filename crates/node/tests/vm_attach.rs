@@ -66,6 +66,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
                 bus: pb::DiskBus::Scsi as i32,
                 used_targets: vec![],
                 domain_xml: existing.clone(),
+                read_only: false,
             })
             .await
             .unwrap()

@@ -484,6 +484,8 @@ impl StorageManager {
         if new_size == volume.size_bytes {
             return Ok(volume);
         }
+        // A base read by linked clones is never written (DESIGN.md rule 12).
+        self.refuse_if_dependents(backend.as_ref(), id, "resized").await?;
         match live {
             None => backend.resize_volume(&volume, new_size).await,
             Some(live) => {
@@ -531,22 +533,28 @@ impl StorageManager {
         Err(crate::backend::dependents_error(id, &dependents, action))
     }
 
+    /// The `<disk>` that gives a VM the volume; read-write is refused for a
+    /// base of linked clones (read-only is how a VM may use one).
     pub async fn attach_info(
         &self,
         pool: PoolId,
         id: VolumeId,
         bus: DiskBus,
+        read_only: bool,
         used_targets: &[String],
         domain_xml: Option<&str>,
     ) -> Result<DiskDefinition> {
         let backend = self.backend(pool).await?;
         let volume = self.volume(backend.as_ref(), id).await?;
+        if !read_only {
+            self.refuse_if_dependents(backend.as_ref(), id, "attached read-write (attach it read-only)").await?;
+        }
         let mut used = used_targets.to_vec();
         if let Some(xml) = domain_xml {
             used.extend(xml::targets_in_domain(xml)?);
         }
         let (source, driver) = backend.disk(&volume)?;
-        Ok(DiskDefinition { source, driver, target_dev: xml::pick_target(bus, &used)?, bus, serial: id.to_string() })
+        Ok(DiskDefinition { source, driver, target_dev: xml::pick_target(bus, &used)?, bus, serial: id.to_string(), read_only })
     }
 
     // ---- snapshots ----
@@ -570,6 +578,7 @@ impl StorageManager {
         let backend = self.snapshot_capable(pool).await?;
         let _guard = self.locks.exclusive(pool, id, "a snapshot")?;
         let volume = self.volume(backend.as_ref(), id).await?;
+        self.refuse_if_dependents(backend.as_ref(), id, "snapshotted").await?;
         backend.create_snapshot(&volume, &name).await
     }
 

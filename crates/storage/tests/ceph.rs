@@ -109,6 +109,15 @@ fn rbd_volumes_end_to_end() {
             m.delete_volume(pool, id).await.unwrap();
         }
 
+        // A base is never written while a clone reads it; flattened, the clone stands alone.
+        let err = m.create_snapshot(pool, base_id, "before").await.unwrap_err();
+        assert!(matches!(err, StorageError::FailedPrecondition(_)) && err.to_string().contains(&clone_id.to_string()), "{err}");
+        let err = m.resize_volume(pool, base_id, 2 * GIB, None).await.unwrap_err();
+        assert!(matches!(err, StorageError::FailedPrecondition(_)), "{err}");
+        let flat = m.flatten_volume(pool, clone_id, &|_| {}).await.unwrap();
+        assert_eq!(flat.backing, None);
+        assert!(qemu_io(&ceph, &image(clone_id), "read -P 0x42 0 4M"));
+
         // Snapshots: create, list, revert, delete.
         let snap = m.create_snapshot(pool, base_id, "before").await.unwrap();
         assert_eq!(snap.name, "before");
@@ -144,10 +153,7 @@ fn rbd_volumes_end_to_end() {
         assert_eq!(m.resize_volume(pool, copy_id, 2 * GIB, None).await.unwrap().size_bytes, 2 * GIB);
         assert!(matches!(m.resize_volume(pool, copy_id, GIB, None).await, Err(StorageError::InvalidArgument(_))));
 
-        // Flatten makes the clone independent; then the base can go.
-        let flat = m.flatten_volume(pool, clone_id, &|_| {}).await.unwrap();
-        assert_eq!(flat.backing, None);
-        assert!(qemu_io(&ceph, &image(clone_id), "read -P 0x42 0 4M"));
+        // With no clone left on it, the base can go.
         m.delete_snapshot(pool, base_id, "before").await.unwrap();
         m.delete_volume(pool, base_id).await.unwrap();
         assert!(matches!(m.get_volume(pool, base_id).await, Err(StorageError::NotFound(_))));
@@ -308,7 +314,7 @@ fn pools_and_namespaces_are_created_when_asked() {
         assert_eq!(v.location, format!("rbd:lq-made/tenant-a/lq-{id}"));
         let listed = ceph.rbd(&["ls", "--format", "json", "lq-made/tenant-a"]).unwrap();
         assert!(listed.contains(&format!("lq-{id}")), "the image lives in the namespace: {listed}");
-        let disk = m.attach_info(pool, id, Default::default(), &[], None).await.unwrap().to_xml();
+        let disk = m.attach_info(pool, id, Default::default(), false, &[], None).await.unwrap().to_xml();
         assert!(disk.contains(&format!(r#"name="lq-made/tenant-a/lq-{id}""#)), "{disk}");
     });
 }

@@ -19,8 +19,13 @@ fn shapes() -> Vec<(&'static str, DiskDefinition)> {
         target_dev: target.into(),
         bus,
         serial: serial.clone(),
+        read_only: false,
     };
+    let read_only = |d: DiskDefinition| DiskDefinition { read_only: true, ..d };
     vec![
+        ("file qcow2 read-only (a base of linked clones)", read_only(disk(
+            DiskSource::File { path: "/var/lib/limiquantix/pools/p1/lq-0b7c3a52-5bb4-4e69-8a43-0c1a3e0f7d11.qcow2".into() },
+            DiskDriver::file(VolumeFormat::Qcow2, true), "sdf", DiskBus::Scsi))),
         ("file qcow2", disk(
             DiskSource::File { path: "/var/lib/limiquantix/pools/p1/lq-0b7c3a52-5bb4-4e69-8a43-0c1a3e0f7d11.qcow2".into() },
             DiskDriver::file(VolumeFormat::Qcow2, true), "sda", DiskBus::Scsi)),

@@ -153,7 +153,7 @@ async fn disks_on_a_file_system_with_o_direct_use_cache_none_and_native_io() {
     m.init_pool(id, local(root.path().join("pools/p"))).await.unwrap();
     let spec = VolumeSpec { size_bytes: Some(1 << 20), format: Some(VolumeFormat::Raw), ..Default::default() };
     let v = m.create_volume(id, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.unwrap();
-    let xml = m.attach_info(id, v.id, Default::default(), &[], None).await.unwrap().to_xml();
+    let xml = m.attach_info(id, v.id, Default::default(), false, &[], None).await.unwrap().to_xml();
     assert!(xml.contains(r#"type="raw" cache="none" io="native" discard="unmap""#), "{xml}");
     assert!(listing(&root.path().join("pools/p")).keys().all(|n| n.starts_with("lq-")), "the probe file is gone");
 }

@@ -78,6 +78,29 @@ async fn dependents(app: &App, v: &pb::Volume) -> ApiResult<Vec<String>> {
     Ok(all.into_iter().filter(|(_, c)| c.value.backing_volume_id == v.id).map(|(_, c)| c.value.id).collect())
 }
 
+/// What an operation does to its volume, for the checks that keep linked
+/// clones' data intact (DESIGN.md rule 12).
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    /// Writes it (the action, as in "cannot be {action}"): refused for a
+    /// template and for a base of linked clones.
+    Write(&'a str),
+    /// Removes it: refused while linked clones depend on it (a template
+    /// without clones may go).
+    Delete,
+}
+
+async fn refuse_change(app: &App, v: &pb::Volume, change: Change<'_>) -> ApiResult<()> {
+    match change {
+        Change::Write(action) if v.template => Err(ApiError::precondition(format!(
+            "volume {} is a template and cannot be {action}: templates are never written; clone it to change it",
+            v.name
+        ))),
+        Change::Write(action) => refuse_if_dependents(app, v, action).await,
+        Change::Delete => refuse_if_dependents(app, v, "deleted").await,
+    }
+}
+
 async fn refuse_if_dependents(app: &App, v: &pb::Volume, action: &str) -> ApiResult<()> {
     let deps = dependents(app, v).await?;
     if !deps.is_empty() {
@@ -242,13 +265,13 @@ impl VolumeApi {
 
     /// Marks `v` busy with a new saga in one transaction (the CAS on the
     /// volume's revision makes exactly one of racing operations win). An
-    /// operation that changes the volume's data names its action in `writes`:
-    /// it is refused while linked clones depend on the volume, checked after
-    /// the read the CAS guards (a clone ending meanwhile changes the revision).
+    /// operation that writes or removes the volume says so in `change`; it is
+    /// checked against templates and linked clones after the read the CAS
+    /// guards (a clone ending meanwhile changes the revision).
     async fn start<S: crate::sagas::Saga>(
         &self,
         volume_id: &str,
-        writes: Option<&str>,
+        change: Option<Change<'_>>,
         check: impl Fn(&pb::Volume) -> ApiResult<()>,
         build: impl Fn(&pb::Volume) -> ApiResult<(S, i32)>,
         create: Option<(String, &pb::Snapshot)>,
@@ -260,8 +283,8 @@ impl VolumeApi {
                 let mut v = current.value;
                 ensure_idle(&v)?;
                 check(&v)?;
-                if let Some(action) = writes {
-                    refuse_if_dependents(&self.app, &v, action).await?;
+                if let Some(change) = change {
+                    refuse_change(&self.app, &v, change).await?;
                 }
                 if let Some((key, snap)) = &create
                     && repo.get_raw(key).await?.is_some() {
@@ -445,7 +468,7 @@ impl VolumeService for VolumeApi {
                 if v.size_bytes != current.size_bytes {
                     return Err(ApiError::precondition(format!("volume {} was resized meanwhile; look again", v.name)));
                 }
-                refuse_if_dependents(&self.app, &v, "resized").await?;
+                refuse_change(&self.app, &v, Change::Write("resized")).await?;
                 let pkey = keys::pool(&v.pool_id);
                 let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
                 ensure_room(&p.value, delta)?;
@@ -489,7 +512,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &id,
-                Some("deleted"),
+                Some(Change::Delete),
                 |v| {
                     if v.state == pb::VolumeState::Attached as i32 {
                         return Err(ApiError::precondition(format!("volume {} is attached; detach it first", v.name)));
@@ -521,7 +544,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
-                Some("snapshotted"),
+                Some(Change::Write("snapshotted")),
                 |v| require_available(v, "snapshots are taken of available (detached) volumes"),
                 |v| Ok((CreateSnapshot(target(v, &name, &node)), v.state)),
                 Some((keys::snapshot(&current.id, &name), &snap)),
@@ -545,7 +568,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
-                Some("reverted"),
+                Some(Change::Write("reverted")),
                 |v| require_available(v, "detach it before reverting"),
                 |v| Ok((RevertSnapshot(target(v, &name, &node)), v.state)),
                 None,
@@ -587,7 +610,7 @@ impl VolumeService for VolumeApi {
         let op = self
             .start(
                 &current.id,
-                Some("attached read-write"),
+                (!r.read_only).then_some(Change::Write("attached read-write (attach it read-only)")),
                 |v| match (pb::VolumeState::try_from(v.state), &v.attachment) {
                     (Ok(pb::VolumeState::Available), _) => Ok(()),
                     (Ok(pb::VolumeState::Attached), Some(a)) => Err(ApiError::precondition(format!(
@@ -604,6 +627,7 @@ impl VolumeService for VolumeApi {
                         vm: r.vm.clone(),
                         bus: r.bus,
                         target_dev: None,
+                        read_only: r.read_only,
                     };
                     Ok((saga, v.state))
                 },
@@ -611,6 +635,30 @@ impl VolumeService for VolumeApi {
             )
             .await?;
         Ok(Response::new(op))
+    }
+
+    /// A template for good: no node work, one CAS on the record.
+    async fn mark_template(&self, req: Request<pb::MarkTemplateRequest>) -> Rpc<pb::Volume> {
+        let id = parse_volume_id(&req.into_inner().volume_id)?;
+        let repo = &self.app.repo;
+        let v = repo
+            .retry(|| async {
+                let current = records::volume(repo, &id).await?;
+                let mut v = current.value;
+                if v.template {
+                    return Ok(v);
+                }
+                ensure_idle(&v)?;
+                require_available(&v, "a template is made of an available (detached) volume")?;
+                v.template = true;
+                let key = keys::volume(&v.pool_id, &v.id);
+                let mut txn = Txn::new();
+                txn.expect(&key, current.revision).put(&key, &v);
+                txn.commit(repo).await?;
+                Ok(v)
+            })
+            .await?;
+        Ok(Response::new(v))
     }
 
     async fn detach_volume(&self, req: Request<pb::DetachVolumeRequest>) -> Rpc<pb::VolumeOperation> {

@@ -22,6 +22,9 @@ pub struct AttachVolume {
     pub vm: String,
     pub bus: i32,
     pub target_dev: Option<String>,
+    /// The VM only reads it (`<readonly/>`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl Saga for AttachVolume {
@@ -48,6 +51,7 @@ fn attach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'
             volume_id: s.volume_id.clone(),
             domain: s.vm.clone(),
             bus: s.bus,
+            read_only: s.read_only,
         };
         let resp = client.attach_volume(req).await.map_err(|e| node_error(&s.node_id, e))?.into_inner();
         s.target_dev = Some(resp.target_dev);
@@ -65,6 +69,7 @@ fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'a> {
         node_id: s.node_id.clone(),
         target_dev: s.target_dev.clone().unwrap_or_default(),
         attached_unix_seconds: now(),
+        read_only: s.read_only,
     };
     Box::pin(finish_volume(ctx, &s.pool_id, &s.volume_id, pb::VolumeState::Attached as i32, move |v| {
         v.attachment = Some(attachment.clone())

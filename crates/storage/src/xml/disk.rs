@@ -92,6 +92,8 @@ pub struct DiskDefinition {
     pub bus: DiskBus,
     /// The volume id: the guest sees the disk as /dev/disk/by-id/*-<serial>.
     pub serial: String,
+    /// The guest may only read it (`<readonly/>`): a base of linked clones.
+    pub read_only: bool,
 }
 
 impl DiskDefinition {
@@ -123,6 +125,9 @@ impl DiskDefinition {
             DiskBus::Virtio => "virtio",
         };
         x.empty("target", &[("dev", &self.target_dev), ("bus", bus)]);
+        if self.read_only {
+            x.empty("readonly", &[]);
+        }
         x.text("serial", &self.serial);
         x.close("disk");
         x.finish()
@@ -256,6 +261,7 @@ mod tests {
             target_dev: "sdb".into(),
             bus: DiskBus::Scsi,
             serial: "6f1c2b1e-2a7e-4d0e-9d55-0f3c1f2f7a10".into(),
+            read_only: false,
         };
         let xml = d.to_xml();
         assert!(xml.contains(r#"<driver name="qemu" type="qcow2" cache="none" io="native" discard="unmap"/>"#), "{xml}");
