@@ -105,9 +105,9 @@ impl BenchNode {
             std::fs::copy(&template.location, dir.join(volume_file_name(id, VolumeFormat::Qcow2)))?;
             ids.push(id.to_string());
         }
-        let listed = self.pool_info(pool).await?.capacity.context("the pool reports no capacity")?.volume_count;
-        if listed != count as u64 {
-            bail!("pool holds {listed} volumes, expected {count}");
+        let listed = self.pool_info(pool, true).await?.capacity.context("the pool reports no capacity")?.volume_count;
+        if listed != Some(count as u64) {
+            bail!("pool holds {listed:?} volumes, expected {count}");
         }
         Ok(ids)
     }
@@ -122,9 +122,10 @@ impl BenchNode {
         Ok(self.client.list_volumes(req).await?.into_inner().volumes)
     }
 
-    /// The pool's capacity report (a scan of every volume).
-    pub async fn pool_info(&mut self, pool: &str) -> anyhow::Result<pb::PoolInfo> {
-        let req = pb::GetStoragePoolInfoRequest { pool_id: pool.into() };
+    /// The pool's capacity report: what periodic polls ask (O(1)), or with
+    /// every volume counted.
+    pub async fn pool_info(&mut self, pool: &str, count_volumes: bool) -> anyhow::Result<pb::PoolInfo> {
+        let req = pb::GetStoragePoolInfoRequest { pool_id: pool.into(), count_volumes };
         Ok(self.client.get_storage_pool_info(req).await?.into_inner())
     }
 }

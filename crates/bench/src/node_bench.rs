@@ -127,7 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rt.block_on(node.get(&big_pool, &ids[k])).map(drop)
     })?;
     let list = time_n(20, || rt.block_on(node.list_first_page(&big_pool)).map(drop))?;
-    let info = time_n(5, || rt.block_on(node.pool_info(&big_pool)).map(drop))?;
+    let info = time_n(5, || rt.block_on(node.pool_info(&big_pool, false)).map(drop))?;
     rows.push((format!("GetVolume in a pool of {}", ids.len()), get.summary()));
     rows.push((format!("ListVolumes first page (100) of {}", ids.len()), list.summary()));
     rows.push((format!("GetStoragePoolInfo (capacity) of {}", ids.len()), info.summary()));

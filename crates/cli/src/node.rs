@@ -64,7 +64,12 @@ enum PoolCommand {
         backend: PoolConfigArgs,
     },
     List,
-    Info { pool: String },
+    Info {
+        pool: String,
+        /// Also count the volumes and sum their sizes (reads every volume).
+        #[arg(long)]
+        count: bool,
+    },
     /// Forget the pool on this node. Volumes are kept.
     Destroy { pool: String },
 }
@@ -241,8 +246,9 @@ async fn pool(client: &mut Client, cmd: PoolCommand, out: OutputFormat) -> anyho
             let pools = client.list_storage_pools(pb::ListStoragePoolsRequest {}).await?.into_inner().pools;
             print_list(out, &pools.iter().map(PoolView::from_pb).collect::<Vec<_>>());
         }
-        PoolCommand::Info { pool } => {
-            let info = client.get_storage_pool_info(pb::GetStoragePoolInfoRequest { pool_id: pool }).await?.into_inner();
+        PoolCommand::Info { pool, count } => {
+            let req = pb::GetStoragePoolInfoRequest { pool_id: pool, count_volumes: count };
+            let info = client.get_storage_pool_info(req).await?.into_inner();
             print_one(out, &PoolView::from_pb(&info));
         }
         PoolCommand::Destroy { pool } => {

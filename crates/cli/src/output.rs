@@ -105,9 +105,10 @@ pub struct PoolView {
     pub location: String,
     pub total_bytes: u64,
     pub free_bytes: u64,
-    pub provisioned_bytes: u64,
+    /// Only when counted (`lqctl node pool info --count`).
+    pub provisioned_bytes: Option<u64>,
     pub allocated_bytes: u64,
-    pub volume_count: u64,
+    pub volume_count: Option<u64>,
     pub capabilities: CapabilitiesView,
 }
 
@@ -150,9 +151,9 @@ impl View for PoolView {
             self.location.clone(),
             human(self.total_bytes),
             human(self.free_bytes),
-            human(self.provisioned_bytes),
+            self.provisioned_bytes.map_or_else(|| "-".into(), human),
             human(self.allocated_bytes),
-            self.volume_count.to_string(),
+            self.volume_count.map_or_else(|| "-".into(), |n| n.to_string()),
             self.capabilities.summary(),
         ]
     }

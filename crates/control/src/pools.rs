@@ -119,7 +119,7 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
                 let mut client = app.nodes.client(&app.repo, &node_id).await?;
                 let ready = known.is_some_and(|i| statuses[i].phase == pb::PoolPhase::Ready as i32);
                 if ready {
-                    let req = pb::GetStoragePoolInfoRequest { pool_id: pool.id.clone() };
+                    let req = pb::GetStoragePoolInfoRequest { pool_id: pool.id.clone(), count_volumes: false };
                     match client.get_storage_pool_info(req).await {
                         Ok(info) => return Ok(info.into_inner()),
                         Err(e) if e.code() != tonic::Code::NotFound => return Err(node_error(&node_id, e)),

@@ -201,6 +201,47 @@ async fn provisioning_beyond_the_overcommit_limit_is_refused_with_the_numbers() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_reserves_its_virtual_size_before_it_copies() {
+    let mut k = Cluster::start().await;
+    let images = k.root.path().join("node/images");
+    let import = |name: &str, file: &std::path::Path| pb::ImportVolumeRequest {
+        pool: "p1".into(),
+        name: name.into(),
+        path: file.display().to_string(),
+        format: pb::ImageFormat::Qcow2 as i32,
+        ..Default::default()
+    };
+    // A qcow2 claiming 1 PiB, imported without a size, into a pool at overcommit 1.
+    let huge = images.join("huge.qcow2");
+    let made = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&huge).arg("1P").status().unwrap();
+    assert!(made.success());
+    let op = k.c.volumes.import_volume(import("huge", &huge)).await.unwrap().into_inner();
+    let task = k.c.wait(&op.task_id).await;
+    assert_eq!((task.state, task.error_code), (pb::TaskState::Failed as i32, Code::ResourceExhausted as i32), "{task:?}");
+    assert!(task.error.contains(&(1u64 << 50).to_string()), "the refusal names the image's size: {task:?}");
+    assert!(k.files().is_empty(), "nothing was copied: {:?}", k.files());
+    let pool = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(pool.provisioned_bytes, 0, "nothing stays reserved");
+    k.c.create_volume("p1", "after", GIB).await;
+
+    // A real import reserves its virtual size from the start, not its --size (none given).
+    let disk = images.join("disk.qcow2");
+    let made = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("3G").status().unwrap();
+    assert!(made.success());
+    let op = k.c.volumes.import_volume(import("disk", &disk)).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let v = k.c.volume(&op.volume.unwrap().id).await.unwrap();
+    assert_eq!(v.size_bytes, 3 * GIB);
+    let pool = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    assert_eq!(pool.provisioned_bytes, GIB + 3 * GIB);
+    // Asking for less than the image is refused before anything is copied.
+    let small = pb::ImportVolumeRequest { spec: Some(pb::VolumeSpec { size_bytes: GIB, ..Default::default() }), ..import("small", &disk) };
+    let op = k.c.volumes.import_volume(small).await.unwrap().into_inner();
+    let task = k.c.wait(&op.task_id).await;
+    assert_eq!(task.error_code, Code::InvalidArgument as i32, "{task:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_operations_on_one_volume_exactly_one_wins() {
     let mut k = Cluster::start().await;
     for round in 0..5 {

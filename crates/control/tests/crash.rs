@@ -47,6 +47,8 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
 
     let mut ncfg = common::node_config(root.path(), &url);
     ncfg.listen = "127.0.0.1:0".parse().unwrap();
+    // Slow copies: a full clone of the base's data can be cancelled midway.
+    ncfg.limits.copy_mib_per_sec = 16;
     let node = RunningNode::start(&ncfg).await.unwrap();
     let node_id = limiquantix_node::registration::node_id(&ncfg.state_dir).unwrap();
     let mut c = Clients::connect(&url).await;
@@ -54,6 +56,9 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
     let pool_dir = root.path().join("node/pools/p1");
     c.local_pool("p1", &node_id, &pool_dir).await;
     let base = c.create_volume("p1", "base", GIB).await;
+    let base_file = pool_dir.join(format!("lq-{}.qcow2", base.id));
+    let wrote = std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", "write -P 0x11 0 64M"]).arg(&base_file).status().unwrap();
+    assert!(wrote.success());
 
     let points = [
         ("volume.create:create-on-node:before", "create"),
@@ -64,7 +69,7 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
         ("volume.create:create-on-node:after", "linked-clone"),
         ("volume.create:make-available:before", "full-clone"),
         ("volume.create:make-available:after", "full-clone"),
-        ("volume.create:create-on-node:undo", "failing-import"),
+        ("volume.create:create-on-node:undo", "cancelled-copy"),
         ("volume.create:reserve:undo", "failing-import"),
         ("volume.delete:delete-on-node:before", "delete"),
         ("volume.delete:forget:before", "delete"),
@@ -84,6 +89,18 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
                 let mode = if *what == "linked-clone" { pb::CloneMode::Linked } else { pb::CloneMode::Full };
                 let req = pb::CloneVolumeRequest { source_volume_id: base.id.clone(), name: name.clone(), mode: mode as i32, ..Default::default() };
                 c.volumes.clone_volume(req).await
+            }
+            "cancelled-copy" => {
+                let req = pb::CloneVolumeRequest { source_volume_id: base.id.clone(), name: name.clone(), mode: pb::CloneMode::Full as i32, ..Default::default() };
+                let op = c.volumes.clone_volume(req).await.unwrap().into_inner();
+                loop {
+                    let t = c.tasks.get_task(pb::GetTaskRequest { task_id: op.task_id.clone() }).await.unwrap().into_inner();
+                    if t.progress.is_some_and(|p| p.done_bytes > 0) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                c.tasks.cancel_task(pb::CancelTaskRequest { task_id: op.task_id.clone() }).await.map(|_| tonic::Response::new(op))
             }
             "failing-import" => {
                 let req = pb::ImportVolumeRequest {
@@ -109,7 +126,7 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
         cp = spawn(&config, None);
         let mut c = Clients::connect(&url).await;
         let task = c.wait(&op.task_id).await;
-        let expect_ok = *what != "failing-import";
+        let expect_ok = !matches!(*what, "failing-import" | "cancelled-copy");
         assert_eq!(task.state == pb::TaskState::Succeeded as i32, expect_ok, "{fault} ({what}): {task:?}");
         assert_consistent(&mut c, &pool_dir).await;
     }

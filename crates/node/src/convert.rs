@@ -131,9 +131,9 @@ pub fn pool_info(r: &PoolReport) -> pb::PoolInfo {
         capacity: r.capacity.map(|c| pb::PoolCapacity {
             total_bytes: c.total_bytes,
             free_bytes: c.free_bytes,
-            provisioned_bytes: c.provisioned_bytes,
+            provisioned_bytes: c.counted.map(|n| n.provisioned_bytes),
             allocated_bytes: c.allocated_bytes,
-            volume_count: c.volume_count,
+            volume_count: c.counted.map(|n| n.volumes),
         }),
         capabilities: Some(capabilities(&r.capabilities)),
     }
@@ -190,7 +190,7 @@ pub fn clone_mode(v: i32) -> R<Option<CloneMode>> {
     })
 }
 
-fn image_format(v: i32) -> R<ImageFormat> {
+pub fn image_format(v: i32) -> R<ImageFormat> {
     match enum_value::<pb::ImageFormat>("image format", v)? {
         pb::ImageFormat::Unspecified => {
             Err(StorageError::invalid("image format is required: qcow2, raw, vmdk, vhdx or vdi"))

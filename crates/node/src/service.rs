@@ -181,8 +181,14 @@ impl NodeStorage for NodeService {
     }
 
     async fn get_storage_pool_info(&self, req: Request<pb::GetStoragePoolInfoRequest>) -> Rpc<pb::PoolInfo> {
-        let id = convert::pool_id(&req.into_inner().pool_id).map_err(to_status)?;
-        let report = self.manager.pool_report(id).await.map_err(to_status)?;
+        let req = req.into_inner();
+        let id = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let mut report = self.manager.pool_report(id).await.map_err(to_status)?;
+        if req.count_volumes
+            && let Some(capacity) = report.capacity.as_mut()
+        {
+            capacity.counted = Some(self.manager.count_volumes(id).await.map_err(to_status)?);
+        }
         Ok(Response::new(convert::pool_info(&report)))
     }
 
@@ -290,6 +296,13 @@ impl NodeStorage for NodeService {
             target_dev: disk.target_dev.clone(),
             serial: disk.serial.clone(),
         }))
+    }
+
+    async fn inspect_image(&self, req: Request<pb::InspectImageRequest>) -> Rpc<pb::ImageInspection> {
+        let req = req.into_inner();
+        let format = convert::image_format(req.format).map_err(to_status)?;
+        let image = self.manager.inspect_image(std::path::Path::new(&req.path), format).await.map_err(to_status)?;
+        Ok(Response::new(pb::ImageInspection { virtual_size_bytes: image.virtual_size }))
     }
 
     async fn attach_volume(&self, req: Request<pb::NodeAttachVolumeRequest>) -> Rpc<pb::NodeAttachVolumeResponse> {

@@ -110,7 +110,7 @@ async fn unknown_pools_and_volumes_are_not_found_and_conflicts_are_reported() {
     let mut node = TestNode::start(root.path()).await;
     let pool = node.init_local_pool("p1").await;
 
-    let err = node.client.get_storage_pool_info(pb::GetStoragePoolInfoRequest { pool_id: new_id() }).await.unwrap_err();
+    let err = node.client.get_storage_pool_info(pb::GetStoragePoolInfoRequest { pool_id: new_id(), count_volumes: false }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = create(&mut node, &new_id(), &new_id(), spec(GIB)).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -146,7 +146,10 @@ async fn pools_come_back_after_a_daemon_restart() {
     assert_eq!(pools.len(), 1);
     assert_eq!(pools[0].pool_id, pool);
     assert_eq!(pools[0].phase, pb::PoolPhase::Ready as i32);
-    assert_eq!(pools[0].capacity.unwrap().volume_count, 1);
+    assert_eq!(pools[0].capacity.unwrap().volume_count, None, "listing pools never reads every volume");
+    let info = pb::GetStoragePoolInfoRequest { pool_id: pool.clone(), count_volumes: true };
+    let counted = node.client.get_storage_pool_info(info).await.unwrap().into_inner().capacity.unwrap();
+    assert_eq!((counted.volume_count, counted.provisioned_bytes), (Some(1), Some(GIB)));
     let v = node.client.get_volume(pb::NodeGetVolumeRequest { pool_id: pool, volume_id: id }).await.unwrap().into_inner();
     assert_eq!(v.size_bytes, GIB);
 }

@@ -243,6 +243,23 @@ impl StorageManager {
         Ok(PoolReport { id, config: entry.config.clone(), phase, capacity, capabilities })
     }
 
+    /// Counts the pool's volumes and sums their sizes: reads every volume,
+    /// so it is for a person asking, never for periodic polls.
+    pub async fn count_volumes(&self, id: PoolId) -> Result<crate::model::VolumeCount> {
+        let backend = self.backend(id).await?;
+        let mut count = crate::model::VolumeCount::default();
+        let mut after = None;
+        loop {
+            let page = backend.list_volumes(after, MAX_PAGE_SIZE).await?;
+            count.volumes += page.len() as u64;
+            count.provisioned_bytes += page.iter().map(|v| v.size_bytes).sum::<u64>();
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE_SIZE => after = Some(last.id),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     pub async fn list_pools(&self) -> Result<Vec<PoolReport>> {
         let mut ids: Vec<PoolId> = self.pools.read().expect("pool table poisoned").keys().copied().collect();
         ids.sort_unstable();
@@ -523,6 +540,12 @@ impl StorageManager {
         let _guard = self.locks.exclusive(pool, id, "a delete")?;
         // The backend finds it, checks its dependents and deletes it in one go.
         backend.delete_volume(id).await
+    }
+
+    /// Inspects an image to import, as an import would, without copying it.
+    pub async fn inspect_image(&self, path: &std::path::Path, format: crate::model::ImageFormat) -> Result<image::InspectedImage> {
+        let path = image::resolve_import_path(path, &self.ctx.import_dirs)?;
+        image::inspect_untrusted(&self.ctx.qemu_img, &path, format).await
     }
 
     async fn refuse_if_dependents(&self, backend: &dyn Backend, id: VolumeId, action: &str) -> Result<()> {

@@ -137,13 +137,22 @@ pub struct Capabilities {
     pub formats: Vec<VolumeFormat>,
 }
 
+/// What a pool's storage reports about itself, O(1) in its number of
+/// volumes. Counting the volumes (provisioned bytes, count) reads every one
+/// and is done only on request ([`crate::StorageManager::count_volumes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolCapacity {
     pub total_bytes: u64,
     pub free_bytes: u64,
-    pub provisioned_bytes: u64,
+    /// Bytes in use on the pool's storage (file system or Ceph pool).
     pub allocated_bytes: u64,
-    pub volume_count: u64,
+    pub counted: Option<VolumeCount>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VolumeCount {
+    pub provisioned_bytes: u64,
+    pub volumes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -224,7 +224,6 @@ impl VolumeApi {
                     volume_id: id.clone(),
                     name: name.clone(),
                     node_id: node_id.clone(),
-                    reserved_bytes: reserve,
                     node_request: prost::Message::encode_to_vec(&node_request),
                     created: None,
                     source_volume_id: source_id.clone(),

@@ -4,10 +4,16 @@
 //!                       its name, its size counted against the pool, and
 //!                       a hold on the source of a clone or copy.
 //!                       undo: forget them, give the space and the source back.
-//! 1. create-on-node   — the node makes it (streams progress; cancellable).
+//! 1. inspect-image    — imports only: the node inspects the image; its
+//!                       virtual size is reserved (refused beyond the pool's
+//!                       limit) and becomes the size the node must make.
+//! 2. create-on-node   — the node makes it (streams progress; cancellable).
 //!                       undo: the node deletes it (idempotent).
-//! 2. make-available   — the record takes the node's facts; state available;
+//! 3. make-available   — the record takes the node's facts; state available;
 //!                       the source is released.
+//!
+//! The reservation is the volume record's size while it is created: every
+//! step that changes it does so in the same transaction as the pool's count.
 
 use limiquantix_api::v1 as pb;
 use prost::Message;
@@ -26,8 +32,6 @@ pub struct CreateVolume {
     pub volume_id: String,
     pub name: String,
     pub node_id: String,
-    /// What was counted against the pool at reservation.
-    pub reserved_bytes: u64,
     /// The NodeCreateVolumeRequest, protobuf-encoded.
     pub node_request: Vec<u8>,
     /// The node's answer, once created.
@@ -51,6 +55,7 @@ impl Saga for CreateVolume {
     fn steps() -> Vec<Step<Self>> {
         vec![
             Step::done_by_api("reserve", release),
+            Step { name: "inspect-image", action: inspect_image, undo: None },
             Step { name: "create-on-node", action: create_on_node, undo: Some(delete_on_node) },
             Step { name: "make-available", action: make_available, undo: None },
         ]
@@ -64,15 +69,14 @@ fn release<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
         repo.retry(|| async {
             let vkey = keys::volume(&s.pool_id, &s.volume_id);
             let mut txn = Txn::new();
-            if let Some(v) = repo.get::<pb::Volume>(&vkey).await? {
-                txn.expect(&vkey, v.revision).delete(&vkey);
-                txn.delete(keys::volume_pool(&s.volume_id)).delete(keys::volume_name(&s.pool_id, &s.name));
-            } else {
+            let Some(v) = repo.get::<pb::Volume>(&vkey).await? else {
                 return Ok(()); // already released
-            }
+            };
+            txn.expect(&vkey, v.revision).delete(&vkey);
+            txn.delete(keys::volume_pool(&s.volume_id)).delete(keys::volume_name(&s.pool_id, &s.name));
             if let Some(p) = repo.get::<pb::Pool>(&keys::pool(&s.pool_id)).await? {
                 let mut pool = p.value;
-                pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes);
+                pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(v.value.size_bytes);
                 txn.expect(keys::pool(&s.pool_id), p.revision).put(keys::pool(&s.pool_id), &pool);
             }
             release_source(ctx, s, &mut txn).await?;
@@ -94,6 +98,51 @@ async fn release_source(ctx: &SagaCtx, s: &CreateVolume, txn: &mut Txn) -> crate
     let key = keys::volume(&s.pool_id, src_id);
     txn.expect(&key, src.revision).put(&key, &holder);
     Ok(())
+}
+
+/// An import reserves the image's virtual size before anything is copied.
+fn inspect_image<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        let mut req = pb::NodeCreateVolumeRequest::decode(s.node_request.as_slice())
+            .map_err(|e| ApiError::internal(format!("saga request: {e}")))?;
+        let Some(pb::volume_source::Source::Image(image)) = req.source.as_ref().and_then(|src| src.source.clone()) else {
+            return Ok(());
+        };
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        let inspect = pb::InspectImageRequest { path: image.path, format: image.format };
+        let inspected = client.inspect_image(inspect).await.map_err(|e| node_error(&s.node_id, e))?.into_inner();
+        let spec = req.spec.get_or_insert_with(Default::default);
+        let virtual_size = inspected.virtual_size_bytes;
+        if spec.size_bytes != 0 && spec.size_bytes < virtual_size {
+            return Err(ApiError::invalid(format!(
+                "the image is {virtual_size} bytes, more than the {} bytes asked for; volumes never shrink",
+                spec.size_bytes
+            )));
+        }
+        let size = spec.size_bytes.max(virtual_size);
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let (vkey, pkey) = (keys::volume(&s.pool_id, &s.volume_id), keys::pool(&s.pool_id));
+            let v = repo.get::<pb::Volume>(&vkey).await?.ok_or_else(|| ApiError::internal("volume record vanished"))?;
+            let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::internal("pool record vanished"))?;
+            let (mut volume, mut pool) = (v.value, p.value);
+            if volume.size_bytes >= size {
+                return Ok(()); // reserved already (a re-run), or asked for more
+            }
+            let extra = size - volume.size_bytes;
+            crate::api::ensure_room(&pool, extra).map_err(|e| e.context(format!("the image is {size} bytes")))?;
+            pool.provisioned_bytes += extra;
+            volume.size_bytes = size;
+            let mut txn = Txn::new();
+            txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
+            txn.commit(repo).await.map(drop)
+        })
+        .await?;
+        // The node makes exactly this size: an image that grew since is refused.
+        spec.size_bytes = size;
+        s.node_request = req.encode_to_vec();
+        Ok(())
+    })
 }
 
 fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
@@ -144,22 +193,21 @@ fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
             if volume.state == pb::VolumeState::Available as i32 {
                 return Ok(()); // a resumed saga finds it done
             }
+            // What the node made replaces the reservation (they differ only if
+            // the node grew a clone to a size asked for).
+            let mut pool = p.value;
+            pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(volume.size_bytes) + created.size_bytes;
             volume.state = pb::VolumeState::Available as i32;
             volume.task_id.clear();
             volume.size_bytes = created.size_bytes;
             volume.format = created.format;
             volume.backing_volume_id = created.backing_volume_id.clone();
-            // An import's size is only known now: account for the difference.
-            let mut pool = p.value;
-            pool.provisioned_bytes = pool.provisioned_bytes.saturating_sub(s.reserved_bytes) + created.size_bytes;
             let mut txn = Txn::new();
             txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
             release_source(ctx, s, &mut txn).await?;
             txn.commit(repo).await?;
             Ok(())
         })
-        .await?;
-        s.reserved_bytes = created.size_bytes;
-        Ok(())
+        .await
     })
 }

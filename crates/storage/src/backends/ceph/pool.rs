@@ -47,28 +47,11 @@ fn ceph_df_pool(i: &Inner) -> Result<(u64, u64)> {
 }
 
 /// Capacity as Ceph reports it for the pool (replication and full ratio
-/// included): total = stored + available; provisioned from the images.
+/// included): total = stored + available. One monitor command, whatever the
+/// number of images.
 pub(super) fn capacity(i: &Inner) -> Result<PoolCapacity> {
     let (stored, max_avail) = ceph_df_pool(i)?;
-    let mut provisioned = 0;
-    let mut count = 0;
-    for (_, name) in super::rbd::list(&i.io)? {
-        if super::parse_image_name(&name).is_none() {
-            continue;
-        }
-        // An image deleted meanwhile is not counted.
-        if let Some(img) = super::rbd::existing(super::rbd::Image::open_read_only(&i.io, &name, None))? {
-            provisioned += img.size()?;
-            count += 1;
-        }
-    }
-    Ok(PoolCapacity {
-        total_bytes: stored + max_avail,
-        free_bytes: max_avail,
-        provisioned_bytes: provisioned,
-        allocated_bytes: stored,
-        volume_count: count,
-    })
+    Ok(PoolCapacity { total_bytes: stored + max_avail, free_bytes: max_avail, allocated_bytes: stored, counted: None })
 }
 
 /// Bytes the pool can still take.

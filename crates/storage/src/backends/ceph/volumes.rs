@@ -79,12 +79,19 @@ fn live_clones(snaps: &[SnapshotChildren]) -> Vec<VolumeId> {
 /// A snapshot's name and its clones: (image name, in the trash).
 type SnapshotChildren = (String, Vec<(String, bool)>);
 
-/// Every snapshot with its clones, read on one open image.
+/// Every snapshot with its clones, read on one open image. A snapshot
+/// removed while it is read (a purger, here or on another node) is skipped.
 fn children_by_snapshot(img: &Image) -> Result<Vec<SnapshotChildren>> {
     let mut out = Vec::new();
     for snap in img.snapshots()? {
-        img.set_snap(Some(&snap.name))?;
-        out.push((snap.name.clone(), img.children()?));
+        match img.set_snap(Some(&snap.name)).and_then(|()| img.children()) {
+            Ok(children) => out.push((snap.name.clone(), children)),
+            Err(e) if e.errno == libc::ENOENT => {}
+            Err(e) => {
+                img.set_snap(None)?;
+                return Err(e.into());
+            }
+        }
     }
     img.set_snap(None)?;
     Ok(out)

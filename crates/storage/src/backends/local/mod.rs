@@ -131,11 +131,11 @@ impl Backend for LocalBackend {
     }
 
     async fn capacity(&self) -> Result<PoolCapacity> {
-        self.scan_capacity().await
+        self.statvfs()
     }
 
     async fn free_bytes(&self) -> Result<u64> {
-        Ok(self.statvfs()?.1)
+        Ok(self.statvfs()?.free_bytes)
     }
 
     async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {

@@ -2,7 +2,6 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::LocalBackend;
 use super::paths;
@@ -16,11 +15,16 @@ use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, ConvertTarget, CreateOptions, Preallocation};
 
 impl LocalBackend {
-    /// (total, free) bytes of the pool's file system.
-    pub(super) fn statvfs(&self) -> Result<(u64, u64)> {
+/// The pool's file system: total, available and used bytes (statvfs).
+    pub(super) fn statvfs(&self) -> Result<PoolCapacity> {
         let st = rustix::fs::statvfs(&self.dir)
             .map_err(|e| StorageError::io(format!("statvfs {}", self.dir.display()), e.into()))?;
-        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+        Ok(PoolCapacity {
+            total_bytes: st.f_blocks * st.f_frsize,
+            free_bytes: st.f_bavail * st.f_frsize,
+            allocated_bytes: (st.f_blocks - st.f_bfree) * st.f_frsize,
+            counted: None,
+        })
     }
 
     pub(super) fn find_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
@@ -46,38 +50,6 @@ impl LocalBackend {
         Ok(ids)
     }
 
-    /// Runs `f` over every volume of the pool on the blocking thread pool.
-    async fn with_all_volumes<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Vec<VolumeInfo>) -> T + Send + 'static,
-    ) -> Result<T> {
-        let dir = Arc::new(self.dir.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut all = Vec::new();
-            for (id, format) in Self::scan_ids(&dir)? {
-                // A volume deleted between the directory read and now is skipped.
-                if let Some(v) = describe(&dir, id, format)? {
-                    all.push(v);
-                }
-            }
-            Ok(f(all))
-        })
-        .await
-        .map_err(|e| StorageError::Internal(format!("volume scan panicked: {e}")))?
-    }
-
-    pub(super) async fn scan_capacity(&self) -> Result<PoolCapacity> {
-        let (total, free) = self.statvfs()?;
-        self.with_all_volumes(move |all| PoolCapacity {
-            total_bytes: total,
-            free_bytes: free,
-            provisioned_bytes: all.iter().map(|v| v.size_bytes).sum(),
-            allocated_bytes: all.iter().map(|v| v.allocated_bytes).sum(),
-            volume_count: all.len() as u64,
-        })
-        .await
-    }
-
     pub(super) async fn list_page(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -100,12 +72,20 @@ impl LocalBackend {
     }
 
     pub(super) async fn find_dependents(&self, id: VolumeId) -> Result<Vec<VolumeId>> {
-        self.with_all_volumes(move |all| {
-            let mut deps: Vec<VolumeId> = all.iter().filter(|v| v.backing == Some(id)).map(|v| v.id).collect();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut deps = Vec::new();
+            for (other, format) in Self::scan_ids(&dir)? {
+                // Only a qcow2 can be a linked clone; one deleted meanwhile is skipped.
+                if format == VolumeFormat::Qcow2 && describe(&dir, other, format)?.is_some_and(|v| v.backing == Some(id)) {
+                    deps.push(other);
+                }
+            }
             deps.sort_unstable();
-            deps
+            Ok(deps)
         })
         .await
+        .map_err(|e| StorageError::Internal(format!("dependents scan panicked: {e}")))?
     }
 
     pub(super) async fn create(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
