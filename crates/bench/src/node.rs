@@ -129,3 +129,37 @@ impl BenchNode {
         Ok(self.client.get_storage_pool_info(req).await?.into_inner())
     }
 }
+
+/// A control plane (embedded redb store) with one node daemon registered to
+/// it, in this process: the path users take, `lqctl` through the control plane.
+pub struct BenchCluster {
+    cp: limiquantix_control::ControlPlane,
+    node: RunningNode,
+    pub node_id: String,
+}
+
+impl BenchCluster {
+    pub async fn start(root: &Path) -> anyhow::Result<Self> {
+        let mut config = limiquantix_control::ControlConfig::default();
+        config.listen = "127.0.0.1:0".parse()?;
+        config.store = limiquantix_control::StoreConfig::Redb { path: root.join("control/state.redb") };
+        config.heartbeat_interval_secs = 1;
+        let cp = limiquantix_control::ControlPlane::start(&config).await?;
+        let mut n = NodeConfig::default().with_data_dir(&root.join("node"));
+        n.listen = "127.0.0.1:0".parse()?;
+        n.control_plane = Some(cp.url());
+        n.create_dirs()?;
+        let node_id = limiquantix_node::registration::node_id(&n.state_dir)?;
+        let node = RunningNode::start(&n).await?;
+        Ok(Self { cp, node, node_id })
+    }
+
+    pub fn url(&self) -> String {
+        self.cp.url()
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.node.stop().await?;
+        self.cp.stop_within(std::time::Duration::from_secs(5)).await
+    }
+}

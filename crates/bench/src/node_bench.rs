@@ -3,7 +3,8 @@
 //!
 //! - create a 10 GiB qcow2 volume through gRPC (in-process client) vs bare
 //!   `qemu-img create`; and `lqctl volume create` vs `virsh vol-create-as` on a
-//!   libvirt dir pool, both as whole processes;
+//!   libvirt dir pool, both as whole processes, lqctl both straight to the
+//!   node and through the control plane (the path users take);
 //! - linked clone of a 1 GiB and of a 100 GiB base;
 //! - full clone of a 2 GiB volume holding 512 MiB of data vs `cp --sparse=always`;
 //! - GetVolume and ListVolumes (first page) in a pool of 10,000 volumes.
@@ -15,7 +16,7 @@ use anyhow::{Context, ensure};
 use limiquantix_testkit::Libvirtd;
 
 use crate::measure::{Stats, round, run_command, time_n, time_once};
-use crate::node::BenchNode;
+use crate::node::{BenchCluster, BenchNode};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -62,21 +63,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let lqctl = std::env::current_exe()?.with_file_name("lqctl");
     ensure!(lqctl.exists(), "{} is missing: build it (cargo build --release --bins)", lqctl.display());
     let addr = format!("http://{}", node.addr);
-    let lq = time_n(n, || {
-        run_command(Command::new(&lqctl).args(["node", "--addr", &addr, "volume", "create", "--pool", &pool, "--size", "10G"]))
-    })?;
     let virsh_pool_dir = work.path().join("virsh-pool");
     std::fs::create_dir_all(&virsh_pool_dir)?;
     libvirtd.virsh(&["pool-create-as", "lqbench", "dir", "--target", virsh_pool_dir.to_str().unwrap()])?;
-    let mut j = 0;
-    let virsh = time_n(n, || {
-        j += 1;
-        let name = format!("v{j}.qcow2");
-        run_command(Command::new("virsh").args(["-c", libvirtd.uri(), "vol-create-as", "lqbench", &name, "10G", "--format", "qcow2"]))
-    })?;
+
+    // 2b. The path users take: lqctl through the control plane (its saga,
+    // its store, then the node), whole processes, waiting for the task.
+    let cluster = rt.block_on(BenchCluster::start(&work.path().join("cluster")))?;
+    let server = cluster.url();
+    let lq_cp = |args: &[&str]| run_command(Command::new(&lqctl).args(["--server", &server]).args(args));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let listed = || limiquantix_testkit::run_command(Command::new(&lqctl).args(["--server", &server, "-o", "json", "node", "list"]));
+    while !listed()?.contains(&cluster.node_id) {
+        ensure!(std::time::Instant::now() < deadline, "the benchmark node never registered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let cluster_pool = work.path().join("cluster/node/pools/bench");
+    // Thin volumes: room for every sample whatever the disk.
+    lq_cp(&["pool", "create", "bench", "--local-path", cluster_pool.to_str().unwrap(), "--node", &cluster.node_id, "--overcommit", "100"])?;
+
+    // The three whole-process creates, interleaved so each sees the same machine.
+    let (mut lq, mut virsh, mut through_cp) = (Stats::default(), Stats::default(), Stats::default());
+    for k in 0..n {
+        lq.push(time_once(|| {
+            run_command(Command::new(&lqctl).args(["node", "--addr", &addr, "volume", "create", "--pool", &pool, "--size", "10G"]))
+        })?);
+        virsh.push(time_once(|| {
+            let name = format!("v{k}.qcow2");
+            run_command(Command::new("virsh").args(["-c", libvirtd.uri(), "vol-create-as", "lqbench", &name, "10G", "--format", "qcow2"]))
+        })?);
+        through_cp.push(time_once(|| lq_cp(&["volume", "create", "--pool", "bench", "--name", &format!("v{k}"), "--size", "10G"]))?);
+    }
+    rt.block_on(cluster.stop())?;
     let speedup_vs_virsh = virsh.median_ms() / lq.median_ms();
-    rows.push(("create 10G: lqctl process".into(), lq.summary()));
+    let cluster_speedup_vs_virsh = virsh.median_ms() / through_cp.median_ms();
+    let cluster_vs_node_direct = through_cp.median_ms() / lq.median_ms();
+    rows.push(("create 10G: lqctl process, to the node".into(), lq.summary()));
     rows.push(("create 10G: virsh vol-create-as process".into(), virsh.summary()));
+    rows.push(("create 10G: lqctl through the control plane".into(), through_cp.summary()));
 
     // 3. linked clone of a 1 GiB and of a 100 GiB base.
     let base_small = rt.block_on(node.create(&pool, GIB))?;
@@ -144,6 +168,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serde_json::json!({
             "create_ratio_vs_qemu_img": round(create_ratio),
             "create_speedup_vs_virsh": round(speedup_vs_virsh),
+            "cluster_create_speedup_vs_virsh": round(cluster_speedup_vs_virsh),
+            "cluster_create_vs_node_direct": round(cluster_vs_node_direct),
             "linked_clone_100g_vs_1g": round(linked_ratio),
             "full_copy_vs_cp_sparse": round(copy_ratio),
             "full_copy_vs_cp_sparse_then_sync": round(copy_ratio_durable),

@@ -182,7 +182,7 @@ impl PoolConfigArgs {
 /// Paging of a volume listing.
 #[derive(Debug, Args)]
 pub struct PageArgs {
-    /// Volumes per page.
+    /// Items per page.
     #[arg(long, default_value_t = 100)]
     pub page_size: u32,
     /// Continue after this token (printed by the previous page).
@@ -213,7 +213,7 @@ impl PageArgs {
         }
         print_list(out, &items);
         if !token.is_empty() && out == OutputFormat::Table {
-            eprintln!("more volumes: --page-token {token} (or --all)");
+            eprintln!("more: --page-token {token} (or --all)");
         }
         Ok(())
     }

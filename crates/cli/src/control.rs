@@ -202,11 +202,16 @@ pub enum SnapshotCommand {
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     Get { task: String },
+    /// Tasks, newest first.
     List {
+        /// Only the tasks of this volume or pool (its id).
         #[arg(long)]
         resource: Option<String>,
+        /// Only the tasks still running.
         #[arg(long)]
         running: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Follow a task to its end, with a progress bar.
     Watch { task: String },
@@ -263,7 +268,11 @@ impl Clients {
             if let (Some(bar), Some(p)) = (&bar, &t.progress) {
                 show_progress(bar, p);
             }
+            let ended = t.state != pb::TaskState::Running as i32;
             last = Some(t);
+            if ended {
+                break; // no need to wait for the stream to close
+            }
         }
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -549,10 +558,15 @@ impl Clients {
                 let t = self.tasks.get_task(pb::GetTaskRequest { task_id: task }).await?.into_inner();
                 print_one(self.out, &TaskView::from_pb(&t));
             }
-            TaskCommand::List { resource, running } => {
-                let req = pb::ListTasksRequest { resource_id: resource.unwrap_or_default(), running_only: running, page_size: 100 };
-                let tasks = self.tasks.list_tasks(req).await?.into_inner().tasks;
-                print_list(self.out, &tasks.iter().map(TaskView::from_pb).collect::<Vec<_>>());
+            TaskCommand::List { resource, running, page } => {
+                let tasks = &mut self.tasks;
+                let resource_id = resource.unwrap_or_default();
+                page.print(self.out, async |page_size, page_token| {
+                    let req = pb::ListTasksRequest { resource_id: resource_id.clone(), running_only: running, page_size, page_token };
+                    let page = tasks.list_tasks(req).await?.into_inner();
+                    Ok((page.tasks.iter().map(TaskView::from_pb).collect(), page.next_page_token))
+                })
+                .await?;
             }
             TaskCommand::Watch { task } => {
                 let t = self.follow(&task).await?;

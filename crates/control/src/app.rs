@@ -9,6 +9,8 @@ use crate::sagas::SagaRunner;
 
 pub struct Settings {
     pub saga_retry: Duration,
+    /// How long finished tasks are kept.
+    pub task_retention: Duration,
 }
 
 pub struct App {

@@ -11,11 +11,23 @@ use crate::app::App;
 use crate::keys;
 
 pub async fn run(app: Arc<App>, pool_refresh: Duration) {
+    // Expired tasks are looked for four times per retention period, at most
+    // every 10 minutes.
+    let expiry_every = (app.config.task_retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut last_pool_refresh = tokio::time::Instant::now() - pool_refresh;
+    let mut last_expiry = tokio::time::Instant::now() - expiry_every;
     loop {
         if app.runner.is_leader() {
             if let Err(e) = mark_offline_nodes(&app).await {
                 tracing::warn!(error = %e, "node monitor");
+            }
+            if last_expiry.elapsed() >= expiry_every {
+                last_expiry = tokio::time::Instant::now();
+                match crate::tasks::expire(&app.repo, app.config.task_retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired finished tasks"),
+                    Err(e) => tracing::warn!(error = %e, "task expiry"),
+                }
             }
             if last_pool_refresh.elapsed() >= pool_refresh {
                 last_pool_refresh = tokio::time::Instant::now();

@@ -31,6 +31,9 @@ pub struct ControlConfig {
     /// to nodes that joined.
     #[serde(default = "default_pool_refresh")]
     pub pool_refresh_secs: u64,
+    /// How long finished tasks are kept (running ones always are).
+    #[serde(default = "default_task_retention")]
+    pub task_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +71,9 @@ fn default_saga_retry() -> u64 {
 }
 fn default_pool_refresh() -> u64 {
     10
+}
+fn default_task_retention() -> u64 {
+    7 * 24 * 3600
 }
 fn default_root() -> String {
     "/limiquantix/".into()

@@ -44,6 +44,17 @@ pub fn node(id: &str) -> String {
 pub fn task(id: &str) -> String {
     format!("{TASKS}{id}")
 }
+/// Tasks by creation time, newest first: the time is stored as its
+/// distance to the end of time, so a forward range read goes back in time.
+pub const TASK_TIMES: &str = "task-times/";
+pub fn task_time(created_unix_seconds: i64, id: &str) -> String {
+    format!("{TASK_TIMES}{:020}/{id}", i64::MAX - created_unix_seconds)
+}
+/// The creation time a `task_time` key encodes.
+pub fn task_time_created(key: &str) -> Option<i64> {
+    let inverted: i64 = key.strip_prefix(TASK_TIMES)?.split('/').next()?.parse().ok()?;
+    Some(i64::MAX - inverted)
+}
 pub fn saga(id: &str) -> String {
     format!("{SAGAS}{id}")
 }

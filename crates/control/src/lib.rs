@@ -70,7 +70,7 @@ impl ControlPlane {
             nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after()),
             runner: SagaRunner::new(leader),
             metrics: Metrics::default(),
-            config: Settings { saga_retry: config.saga_retry() },
+            config: Settings { saga_retry: config.saga_retry(), task_retention: Duration::from_secs(config.task_retention_secs) },
         });
         background.push(tokio::spawn(sagas::runner::run(app.clone())));
         let pool_refresh = Duration::from_secs(config.pool_refresh_secs.max(1));

@@ -39,47 +39,72 @@ pub async fn set_progress(repo: &Repo, task_id: &str, p: pb::Progress) -> ApiRes
 
 /// Shows the running step, and why it is being retried if it is.
 pub async fn set_step(repo: &Repo, task_id: &str, step: &str, retrying: Option<&str>) -> ApiResult<()> {
-    let label = match retrying {
-        Some(why) => format!("{step} (retrying: {why})"),
-        None => step.to_owned(),
-    };
     repo.update::<pb::Task>(&keys::task(task_id), |t| {
-        t.step = label.clone();
-        t.updated_unix_seconds = now();
+        show_step(t, step, retrying);
         Ok(())
     })
     .await
     .map(drop)
 }
 
-pub async fn finish(repo: &Repo, task_id: &str, outcome: Result<(), ApiError>) -> ApiResult<()> {
-    repo.update::<pb::Task>(&keys::task(task_id), |t| {
-        if is_final(t) {
-            return Ok(());
-        }
-        t.updated_unix_seconds = now();
-        t.step.clear();
-        match &outcome {
-            Ok(()) => {
-                t.state = pb::TaskState::Succeeded as i32;
-                if let Some(p) = t.progress.as_mut() {
-                    p.done_bytes = p.total_bytes;
-                }
+/// The task shows `step` as running (and why it is retried, if it is).
+pub fn show_step(t: &mut pb::Task, step: &str, retrying: Option<&str>) {
+    t.step = match retrying {
+        Some(why) => format!("{step} (retrying: {why})"),
+        None => step.to_owned(),
+    };
+    t.updated_unix_seconds = now();
+}
+
+/// The task ends with `outcome`; an ended task stays as it ended.
+pub fn end(t: &mut pb::Task, outcome: &Result<(), ApiError>) {
+    if is_final(t) {
+        return;
+    }
+    t.updated_unix_seconds = now();
+    t.step.clear();
+    match outcome {
+        Ok(()) => {
+            t.state = pb::TaskState::Succeeded as i32;
+            if let Some(p) = t.progress.as_mut() {
+                p.done_bytes = p.total_bytes;
             }
-            Err(e) => {
-                t.state = if e.code() == tonic::Code::Cancelled {
-                    pb::TaskState::Cancelled as i32
-                } else {
-                    pb::TaskState::Failed as i32
-                };
-                t.error = e.message.clone();
-                t.error_code = e.code() as i32;
-            }
         }
-        Ok(())
-    })
-    .await
-    .map(drop)
+        Err(e) => {
+            t.state = if e.code() == tonic::Code::Cancelled { pb::TaskState::Cancelled as i32 } else { pb::TaskState::Failed as i32 };
+            t.error = e.message.clone();
+            t.error_code = e.code() as i32;
+        }
+    }
+}
+
+/// Removes finished tasks created more than `retention` ago (running ones
+/// stay whatever their age); returns how many went.
+pub async fn expire(repo: &Repo, retention: std::time::Duration) -> ApiResult<usize> {
+    let cutoff = now() - retention.as_secs() as i64;
+    let mut removed = 0;
+    for entry in repo.store().list(keys::TASK_TIMES, None, 0).await? {
+        if keys::task_time_created(&entry.key).is_none_or(|created| created > cutoff) {
+            continue;
+        }
+        let id = String::from_utf8_lossy(&entry.value).into_owned();
+        let key = keys::task(&id);
+        let mut txn = crate::repo::Txn::new();
+        match repo.get::<pb::Task>(&key).await? {
+            Some(t) if !is_final(&t.value) => continue,
+            Some(t) => {
+                txn.expect(&key, t.revision).delete(&key);
+            }
+            None => {}
+        }
+        txn.expect(&entry.key, entry.revision).delete(&entry.key);
+        match txn.commit(repo).await {
+            Ok(_) => removed += 1,
+            Err(e) if e.is_conflict() => {} // it changed meanwhile: the next sweep decides
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
 }
 
 pub async fn request_cancel(repo: &Repo, task_id: &str) -> ApiResult<pb::Task> {

@@ -242,6 +242,48 @@ async fn an_import_reserves_its_virtual_size_before_it_copies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_page_newest_first_and_finished_ones_expire() {
+    let mut k = Cluster::start_with(|c| c.task_retention_secs = 3, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let op = k.c.volumes.create_volume(create_req("p1", &format!("t{i}"), GIB)).await.unwrap().into_inner();
+        k.c.wait_ok(&op.task_id).await;
+        ids.push(op.task_id);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let req = pb::ListTasksRequest { page_size: 2, page_token: token, ..Default::default() };
+        let page = k.c.tasks.list_tasks(req).await.unwrap().into_inner();
+        assert!(page.tasks.len() <= 2);
+        seen.extend(page.tasks);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0].created_unix_seconds >= w[1].created_unix_seconds), "newest first");
+    for id in &ids {
+        assert_eq!(seen.iter().filter(|t| &t.id == id).count(), 1, "every task once: {id}");
+    }
+    let bad = pb::ListTasksRequest { page_token: "nonsense".into(), ..Default::default() };
+    assert_eq!(k.c.tasks.list_tasks(bad).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // Past the retention, finished tasks go.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let left = k.c.tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap().into_inner().tasks;
+        if left.iter().all(|t| !ids.contains(&t.id)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "finished tasks were kept past their retention: {left:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let gone = k.c.tasks.get_task(pb::GetTaskRequest { task_id: ids[0].clone() }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_operations_on_one_volume_exactly_one_wins() {
     let mut k = Cluster::start().await;
     for round in 0..5 {

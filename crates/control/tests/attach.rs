@@ -17,6 +17,12 @@ use limiquantix_testkit::free_port;
 use limiquantix_testkit::libvirt::minimal_domain;
 use tonic::Code;
 
+/// The ids of every task of the volume.
+async fn volume_tasks(c: &mut Clients, volume_id: &str) -> Vec<String> {
+    let req = pb::ListTasksRequest { resource_id: volume_id.to_owned(), page_size: 1000, ..Default::default() };
+    c.tasks.list_tasks(req).await.unwrap().into_inner().tasks.into_iter().map(|t| t.id).collect()
+}
+
 fn qemu_has(libvirtd: &Libvirtd, domain: &str, volume_id: &str) -> bool {
     libvirtd.virsh(&["dumpxml", domain]).unwrap().contains(&format!("<serial>{volume_id}</serial>"))
 }
@@ -117,17 +123,26 @@ fn attach_resize_detach_and_crashes_at_every_step() {
                 c = Clients::connect(&url).await;
                 c.wait_node_online(&node_id).await;
             }
-            let op = if is_attach {
+            let before = volume_tasks(&mut c, &v.id).await;
+            let answer = if is_attach {
                 c.volumes.attach_volume(attach("lq-cp-vm")).await
             } else {
                 c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await
-            }
-            .unwrap()
-            .into_inner();
+            };
             assert!(cp.child.wait_exit(Duration::from_secs(30)).is_some_and(|s| !s.success()), "{fault} did not fire");
             cp = spawn(&config, None);
             c = Clients::connect(&url).await;
-            let t = c.wait(&op.task_id).await;
+            // The fault may kill the control plane before its answer leaves:
+            // the task is then the volume's one that was not there before.
+            let task_id = match answer {
+                Ok(op) => op.into_inner().task_id,
+                Err(e) if matches!(e.code(), Code::Unknown | Code::Unavailable) => {
+                    let after = volume_tasks(&mut c, &v.id).await;
+                    after.into_iter().find(|t| !before.contains(t)).unwrap_or_else(|| panic!("{fault}: no new task"))
+                }
+                Err(e) => panic!("{fault}: not accepted: {e:?}"),
+            };
+            let t = c.wait(&task_id).await;
             assert_eq!(t.state, pb::TaskState::Succeeded as i32, "{fault}: {t:?}");
             let now = c.volume(&v.id).await.unwrap();
             assert!(now.task_id.is_empty(), "{fault}: {now:?}");

@@ -123,6 +123,17 @@ async fn deletes_remove_keys(s: Arc<dyn Store>) {
     assert_eq!(s.list("d/", None, 0).await.unwrap().len(), 1);
 }
 
+async fn a_watch_sees_changes_under_its_prefix_only(s: Arc<dyn Store>) {
+    use std::time::Duration;
+    let mut watch = s.watch("w/a").await.unwrap();
+    s.commit(vec![], vec![put("w/b", "other")]).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), watch.changed()).await.is_err(), "another prefix is not a change");
+    s.commit(vec![], vec![put("w/a", "1")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.expect("a put is seen").unwrap();
+    s.commit(vec![], vec![Write::Delete("w/a".into())]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.expect("a delete is seen").unwrap();
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -142,6 +153,7 @@ macro_rules! suite {
             case!(a_failed_commit_writes_nothing);
             case!(lists_pages_in_key_order_within_the_prefix);
             case!(deletes_remove_keys);
+            case!(a_watch_sees_changes_under_its_prefix_only);
         }
     };
 }

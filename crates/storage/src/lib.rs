@@ -13,7 +13,7 @@ pub mod manager;
 pub mod model;
 pub mod pool_store;
 mod progress;
-pub mod qcow2_header;
+pub mod qcow2;
 pub mod sparse_copy;
 pub mod throttle;
 pub mod tools;

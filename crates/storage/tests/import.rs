@@ -128,7 +128,7 @@ async fn a_qcow2_with_an_external_data_file_is_refused() {
 }
 
 #[tokio::test]
-async fn a_raw_file_holding_a_qcow2_header_is_refused() {
+async fn a_raw_file_holding_a_qcow2_is_refused() {
     let f = Fixture::new().await;
     let disguised = f.images_dir().join("disguised.img");
     qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", "/etc/shadow", "-F", "raw", disguised.to_str().unwrap(), "1M"]);

@@ -326,3 +326,46 @@ async fn listing_pages_through_every_volume_in_id_order() {
     assert_eq!(seen, ids);
     assert!(matches!(f.manager.list_volumes(f.pool, None, 5000).await, Err(StorageError::InvalidArgument(_))));
 }
+
+/// Empty thin volumes are written by the engine itself (no qemu-img process):
+/// they must be exactly what qemu-img would have made, and work in QEMU.
+#[tokio::test]
+async fn empty_volumes_made_without_qemu_img_are_what_qemu_img_makes() {
+    let f = Fixture::new().await;
+    for size in [512, 64 * 1024, GIB + 512, 10 * GIB, 1 << 50] {
+        let v = f.create(size, VolumeFormat::Qcow2).await;
+        let ours = f.path_of(&v);
+        let reference = f.root.path().join(format!("ref-{size}.qcow2"));
+        common::qemu_img(&["create", "-q", "-f", "qcow2", reference.to_str().unwrap(), &size.to_string()]);
+        let check = std::process::Command::new("qemu-img").args(["check", "--output=json", "-f", "qcow2"]).arg(&ours).output().unwrap();
+        assert!(check.status.success(), "qemu-img check of {size}: {}", String::from_utf8_lossy(&check.stdout));
+        let (a, b) = (image_info(&ours), image_info(&reference));
+        for field in ["virtual-size", "cluster-size", "format"] {
+            assert_eq!(a[field], b[field], "{field} of a {size}-byte image");
+        }
+        assert_eq!(a["format-specific"]["data"]["refcount-bits"], b["format-specific"]["data"]["refcount-bits"]);
+        assert_eq!(a["format-specific"]["data"]["compat"], "1.1");
+        assert_eq!(std::fs::metadata(&ours).unwrap().len(), std::fs::metadata(&reference).unwrap().len(), "same layout, size {size}");
+        let same = std::process::Command::new("qemu-img").args(["compare", "-f", "qcow2", "-F", "qcow2"]).arg(&ours).arg(&reference).status().unwrap();
+        assert!(same.success(), "reads as zeros like qemu-img's, size {size}");
+        // QEMU writes and reads it, at both ends, and qemu-img keeps working on it.
+        let tail = size - 512;
+        write_pattern(&ours, "qcow2", 0xa5, tail, 512);
+        if tail > 0 {
+            write_pattern(&ours, "qcow2", 0x5a, 0, 512);
+            assert!(has_pattern(&ours, "qcow2", 0x5a, 0, 512));
+        }
+        assert!(has_pattern(&ours, "qcow2", 0xa5, tail, 512));
+        f.manager.create_snapshot(f.pool, v.id, "s").await.unwrap();
+        if size < 1 << 50 {
+            assert_eq!(f.manager.resize_volume(f.pool, v.id, size + GIB, None).await.unwrap().size_bytes, size + GIB);
+        }
+        let check = std::process::Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&ours).status().unwrap();
+        assert!(check.success(), "still clean after writes, a snapshot and a resize");
+    }
+    let raw = f.create(GIB, VolumeFormat::Raw).await;
+    let meta = std::fs::metadata(f.path_of(&raw)).unwrap();
+    assert_eq!(meta.len(), GIB);
+    use std::os::unix::fs::MetadataExt;
+    assert!(meta.blocks() * 512 < 1 << 20, "a thin raw volume is a hole");
+}

@@ -24,7 +24,12 @@ pub fn new_id() -> String {
 /// Adds the task `id` and its saga (same id; its step 0 completed by this
 /// very transaction) to `txn`.
 pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str) -> ApiResult<()> {
-    txn.put(keys::task(id), &crate::tasks::new_task(id, S::KIND, resource_id));
+    let mut task = crate::tasks::new_task(id, S::KIND, resource_id);
+    if let Some(step) = SagaRecord::first_step::<S>() {
+        crate::tasks::show_step(&mut task, step, None);
+    }
+    txn.put_raw(keys::task_time(task.created_unix_seconds, id), id.as_bytes().to_vec());
+    txn.put(keys::task(id), &task);
     txn.expect_absent(keys::saga(id)).put_raw(keys::saga(id), SagaRecord::new(id, id, state)?.encode());
     Ok(())
 }

@@ -17,6 +17,9 @@ use crate::records::parse_volume_id;
 type Rpc<T> = Result<Response<T>, Status>;
 type TaskStream = Pin<Box<dyn Stream<Item = Result<pb::Task, Status>> + Send>>;
 
+/// Before a broken watch (an etcd hiccup) is made again.
+const WATCH_RETRY: Duration = Duration::from_millis(500);
+
 pub struct TaskApi {
     app: Arc<App>,
 }
@@ -47,28 +50,61 @@ impl TaskService for TaskApi {
         Ok(Response::new(load(&self.app, &id).await?))
     }
 
+    /// Newest first, a page at a time through the time index.
     async fn list_tasks(&self, req: Request<pb::ListTasksRequest>) -> Rpc<pb::ListTasksResponse> {
         let r = req.into_inner();
         let limit = match r.page_size {
             0 => 100,
-            n => n.min(1000) as usize,
+            n if n > 1000 => return Err(ApiError::invalid(format!("page size {n} is above 1000")).into()),
+            n => n as usize,
         };
-        let all = self.app.repo.list::<pb::Task>(keys::TASKS, None, 0).await?;
-        let mut tasks: Vec<pb::Task> = all
-            .into_iter()
-            .map(|(_, t)| t.value)
-            .filter(|t| r.resource_id.is_empty() || t.resource_id == r.resource_id)
-            .filter(|t| !r.running_only || t.state == pb::TaskState::Running as i32)
-            .collect();
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.created_unix_seconds));
-        tasks.truncate(limit);
-        Ok(Response::new(pb::ListTasksResponse { tasks }))
+        let repo = &self.app.repo;
+        let mut after = match r.page_token.as_str() {
+            "" => None,
+            token if keys::task_time_created(&format!("{}{token}", keys::TASK_TIMES)).is_some() => {
+                Some(format!("{}{token}", keys::TASK_TIMES))
+            }
+            _ => return Err(ApiError::invalid("page_token is not one this service returned").into()),
+        };
+        let mut tasks = Vec::new();
+        let mut next = String::new();
+        'scan: loop {
+            let batch = repo.store().list(keys::TASK_TIMES, after.as_deref(), limit * 2).await.map_err(ApiError::from)?;
+            let exhausted = batch.len() < limit * 2;
+            for entry in batch {
+                after = Some(entry.key.clone());
+                let id = String::from_utf8_lossy(&entry.value).into_owned();
+                // A task expired between the index read and this one is skipped.
+                let Some(t) = repo.get::<pb::Task>(&keys::task(&id)).await? else { continue };
+                let t = t.value;
+                if (r.resource_id.is_empty() || t.resource_id == r.resource_id)
+                    && (!r.running_only || t.state == pb::TaskState::Running as i32)
+                {
+                    tasks.push(t);
+                    if tasks.len() == limit {
+                        next = entry.key.trim_start_matches(keys::TASK_TIMES).to_owned();
+                        break 'scan;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        if !next.is_empty() && repo.store().list(keys::TASK_TIMES, after.as_deref(), 1).await.map_err(ApiError::from)?.is_empty() {
+            next.clear();
+        }
+        Ok(Response::new(pb::ListTasksResponse { tasks, next_page_token: next }))
     }
 
     type WatchTaskStream = TaskStream;
 
+    /// Sends the task, then every change of it as the store reports it (no
+    /// polling), until it ends.
     async fn watch_task(&self, req: Request<pb::WatchTaskRequest>) -> Rpc<TaskStream> {
         let id = task_id(&req.into_inner().task_id)?;
+        // Watch first, then read: no change can fall in between.
+        let mut watch = self.app.repo.store().watch(&keys::task(&id)).await.map_err(ApiError::from)?;
         let first = load(&self.app, &id).await?;
         let app = self.app.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -78,7 +114,18 @@ impl TaskService for TaskApi {
                 return;
             }
             while last.state == pb::TaskState::Running as i32 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let changed = tokio::select! {
+                    changed = watch.changed() => changed,
+                    _ = tx.closed() => return,
+                };
+                if let Err(e) = changed {
+                    tracing::info!(task = %id, error = %e, "task watch broken; watching again");
+                    tokio::time::sleep(WATCH_RETRY).await;
+                    match app.repo.store().watch(&keys::task(&id)).await {
+                        Ok(w) => watch = w,
+                        Err(_) => continue,
+                    }
+                }
                 let now = match load(&app, &id).await {
                     Ok(t) => t,
                     Err(e) => {

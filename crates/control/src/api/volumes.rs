@@ -225,7 +225,6 @@ impl VolumeApi {
                     name: name.clone(),
                     node_id: node_id.clone(),
                     node_request: prost::Message::encode_to_vec(&node_request),
-                    created: None,
                     source_volume_id: source_id.clone(),
                 };
                 let vkey = keys::volume(&pool.id, &id);

@@ -4,13 +4,15 @@
 //!                       its name, its size counted against the pool, and
 //!                       a hold on the source of a clone or copy.
 //!                       undo: forget them, give the space and the source back.
-//! 1. inspect-image    — imports only: the node inspects the image; its
+//! 1. create-on-node   — an import is inspected by the node first: its
 //!                       virtual size is reserved (refused beyond the pool's
-//!                       limit) and becomes the size the node must make.
-//! 2. create-on-node   — the node makes it (streams progress; cancellable).
+//!                       limit) and becomes the size the node must make. Then
+//!                       the node makes it (streams progress; cancellable),
+//!                       and in one write the record takes the node's facts,
+//!                       becomes available, the source is released and the
+//!                       saga ends. A crash before that write re-runs the
+//!                       step: the node's create is idempotent.
 //!                       undo: the node deletes it (idempotent).
-//! 3. make-available   — the record takes the node's facts; state available;
-//!                       the source is released.
 //!
 //! The reservation is the volume record's size while it is created: every
 //! step that changes it does so in the same transaction as the pool's count.
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use super::{Saga, SagaCtx, Step, StepFuture};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::nodes::node_error;
 use crate::repo::Txn;
@@ -34,20 +36,12 @@ pub struct CreateVolume {
     pub node_id: String,
     /// The NodeCreateVolumeRequest, protobuf-encoded.
     pub node_request: Vec<u8>,
-    /// The node's answer, once created.
-    pub created: Option<Created>,
     /// The volume this one is cloned or copied from: held (see
     /// `Volume.held_by_task_ids`) from the reservation until the saga ends.
     #[serde(default)]
     pub source_volume_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Created {
-    pub size_bytes: u64,
-    pub format: i32,
-    pub backing_volume_id: String,
-}
 
 impl Saga for CreateVolume {
     const KIND: &'static str = "volume.create";
@@ -55,9 +49,7 @@ impl Saga for CreateVolume {
     fn steps() -> Vec<Step<Self>> {
         vec![
             Step::done_by_api("reserve", release),
-            Step { name: "inspect-image", action: inspect_image, undo: None },
             Step { name: "create-on-node", action: create_on_node, undo: Some(delete_on_node) },
-            Step { name: "make-available", action: make_available, undo: None },
         ]
     }
 }
@@ -100,9 +92,10 @@ async fn release_source(ctx: &SagaCtx, s: &CreateVolume, txn: &mut Txn) -> crate
     Ok(())
 }
 
-/// An import reserves the image's virtual size before anything is copied.
-fn inspect_image<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
-    Box::pin(async move {
+/// An import reserves the image's virtual size before anything is copied
+/// (idempotent: a re-run finds it reserved).
+async fn reserve_image(ctx: &SagaCtx, s: &mut CreateVolume) -> ApiResult<()> {
+    {
         let mut req = pb::NodeCreateVolumeRequest::decode(s.node_request.as_slice())
             .map_err(|e| ApiError::internal(format!("saga request: {e}")))?;
         let Some(pb::volume_source::Source::Image(image)) = req.source.as_ref().and_then(|src| src.source.clone()) else {
@@ -142,11 +135,12 @@ fn inspect_image<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a
         spec.size_bytes = size;
         s.node_request = req.encode_to_vec();
         Ok(())
-    })
+    }
 }
 
 fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
     Box::pin(async move {
+        reserve_image(ctx, s).await?;
         let req = pb::NodeCreateVolumeRequest::decode(s.node_request.as_slice())
             .map_err(|e| ApiError::internal(format!("saga request: {e}")))?;
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
@@ -171,8 +165,7 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
             v = run => v?,
             _ = ctx.cancelled() => return Err(ApiError::cancelled("cancelled on request")),
         };
-        s.created = Some(Created { size_bytes: v.size_bytes, format: v.format, backing_volume_id: v.backing_volume_id });
-        Ok(())
+        make_available(ctx, s, &v).await
     })
 }
 
@@ -180,9 +173,9 @@ fn delete_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
     Box::pin(common::delete_on_node(ctx, &s.node_id, &s.pool_id, &s.volume_id))
 }
 
-fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'a> {
-    Box::pin(async move {
-        let created = s.created.clone().ok_or_else(|| ApiError::internal("the node's result is missing"))?;
+/// The volume takes the node's facts and becomes available as the saga ends.
+async fn make_available(ctx: &SagaCtx, s: &CreateVolume, created: &pb::VolumeInfo) -> ApiResult<()> {
+    {
         let repo = &ctx.app.repo;
         repo.retry(|| async {
             let vkey = keys::volume(&s.pool_id, &s.volume_id);
@@ -205,9 +198,9 @@ fn make_available<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
             let mut txn = Txn::new();
             txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
             release_source(ctx, s, &mut txn).await?;
-            txn.commit(repo).await?;
-            Ok(())
+            // The last step: the volume becomes available as the saga ends.
+            ctx.commit_ending(txn).await
         })
         .await
-    })
+    }
 }

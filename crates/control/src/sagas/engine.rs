@@ -31,6 +31,11 @@ pub struct SagaCtx {
     pub task_id: String,
     cancel: watch::Receiver<bool>,
     last_progress: Mutex<Option<Instant>>,
+    saga_id: String,
+    /// The saga record's revision when the running step started.
+    saga_revision: Mutex<Revision>,
+    /// Set once the last step committed the saga's end with its own writes.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl SagaCtx {
@@ -42,6 +47,33 @@ impl SagaCtx {
     pub async fn cancelled(&self) {
         let mut rx = self.cancel.clone();
         let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// For a saga's last step: commits `txn` together with the saga's end
+    /// (the task succeeds, the record goes), one write instead of two. A
+    /// conflict on the step's own keys comes back as a conflict, for the
+    /// step's retry to read again; on the saga's record, as UNAVAILABLE (it
+    /// was taken over, like any save).
+    pub async fn commit_ending(&self, mut txn: Txn) -> ApiResult<()> {
+        let (key, task_key) = (keys::saga(&self.saga_id), keys::task(&self.task_id));
+        let revision = *self.saga_revision.lock().expect("revision lock");
+        txn.expect(&key, revision).delete(&key);
+        if let Some(t) = self.app.repo.get::<pb::Task>(&task_key).await? {
+            let mut task = t.value;
+            tasks::end(&mut task, &Ok(()));
+            txn.expect(&task_key, t.revision).put(&task_key, &task);
+        }
+        match txn.commit(&self.app.repo).await {
+            Ok(_) => {
+                self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if e.is_conflict() => match self.app.repo.get_raw(&key).await? {
+                Some((_, rev)) if rev == revision => Err(e),
+                _ => Err(ApiError::unavailable(format!("saga {} was taken over by another replica", self.saga_id))),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Records progress on the task (throttled; the last report always lands
@@ -58,18 +90,33 @@ impl SagaCtx {
     }
 }
 
-/// Polls the task for a cancel request (it may arrive at any replica).
+/// Follows the task for a cancel request (it may arrive at any replica): a
+/// store watch, read again on every change of the task.
 fn watch_cancel(app: &Arc<App>, task_id: &str) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let (app, task_id) = (app.clone(), task_id.to_owned());
     let handle = tokio::spawn(async move {
+        let key = keys::task(&task_id);
+        let mut watch = None;
         loop {
-            if let Ok(Some(t)) = app.repo.get::<pb::Task>(&keys::task(&task_id)).await
-                && t.value.cancel_requested {
-                    let _ = tx.send(true);
-                    return;
-                }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            // Watch, then read: a request made in between is seen by the read.
+            if watch.is_none() {
+                watch = app.repo.store().watch(&key).await.ok();
+            }
+            if let Ok(Some(t)) = app.repo.get::<pb::Task>(&key).await
+                && t.value.cancel_requested
+            {
+                let _ = tx.send(true);
+                return;
+            }
+            let healthy = match watch.as_mut() {
+                Some(w) => w.changed().await.is_ok(),
+                None => false,
+            };
+            if !healthy {
+                watch = None;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     });
     (rx, handle)
@@ -84,21 +131,53 @@ impl Stored {
     /// Writes the record if nobody else did since we read it; a conflict
     /// means another replica took the saga over, and this one must stop.
     async fn save(&mut self, app: &App) -> ApiResult<()> {
-        let key = keys::saga(&self.record.id);
-        let mut txn = Txn::new();
-        txn.expect(&key, self.revision).put_raw(&key, self.record.encode());
-        self.revision = txn.commit(&app.repo).await?;
+        self.commit(app, false, None).await
+    }
+
+    /// Saves the record and shows `step` on the task, in one transaction.
+    async fn save_showing(&mut self, app: &App, step: &str) -> ApiResult<()> {
+        self.commit(app, false, Some(&|t: &mut pb::Task| tasks::show_step(t, step, None))).await
+    }
+
+    /// Ends the task with `outcome` and forgets the saga, in one transaction.
+    async fn finish(mut self, app: &App, outcome: Result<(), ApiError>) -> ApiResult<()> {
+        self.commit(app, true, Some(&|t: &mut pb::Task| tasks::end(t, &outcome))).await?;
+        app.metrics.saga_finished(&self.record.kind, outcome.is_ok());
         Ok(())
     }
 
-    async fn finish(self, app: &App, outcome: Result<(), ApiError>) -> ApiResult<()> {
-        tasks::finish(&app.repo, &self.record.task_id, outcome.clone()).await?;
+    /// The record (or its removal) and a change of the task, together. A
+    /// conflict on the record stops this replica (see `save`); one on the task
+    /// only (a cancel request, a progress report) is retried.
+    async fn commit(&mut self, app: &App, remove: bool, task_change: Option<&(dyn Fn(&mut pb::Task) + Sync)>) -> ApiResult<()> {
         let key = keys::saga(&self.record.id);
-        let mut txn = Txn::new();
-        txn.expect(&key, self.revision).delete(&key);
-        txn.commit(&app.repo).await?;
-        app.metrics.saga_finished(&self.record.kind, outcome.is_ok());
-        Ok(())
+        let task_key = keys::task(&self.record.task_id);
+        app.repo
+            .retry(|| async {
+                let mut txn = Txn::new();
+                txn.expect(&key, self.revision);
+                if remove {
+                    txn.delete(&key);
+                } else {
+                    txn.put_raw(&key, self.record.encode());
+                }
+                if let Some(change) = task_change
+                    && let Some(t) = app.repo.get::<pb::Task>(&task_key).await?
+                {
+                    let mut task = t.value;
+                    change(&mut task);
+                    txn.expect(&task_key, t.revision).put(&task_key, &task);
+                }
+                match txn.commit(&app.repo).await {
+                    Err(e) if e.is_conflict() => match app.repo.get_raw(&key).await? {
+                        Some((_, rev)) if rev == self.revision => Err(e), // the task moved: again
+                        _ => Err(ApiError::unavailable(format!("saga {} was taken over by another replica", self.record.id))),
+                    },
+                    other => other,
+                }
+            })
+            .await
+            .map(|revision| self.revision = revision)
     }
 }
 
@@ -117,6 +196,9 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
         task_id: record.task_id.clone(),
         cancel,
         last_progress: Mutex::new(None),
+        saga_id: record.id.clone(),
+        saga_revision: Mutex::new(revision),
+        ended: std::sync::atomic::AtomicBool::new(false),
     };
     let mut stored = Stored { record, revision };
     let result = async {
@@ -135,18 +217,41 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
                         continue;
                     }
                     let step = &steps[i];
-                    stored.record.running = Some(step.name.to_owned());
-                    stored.save(&app).await?;
-                    let _ = tasks::set_step(&app.repo, &stored.record.task_id, step.name, None).await;
+                    if stored.record.running.as_deref() != Some(step.name) {
+                        stored.record.running = Some(step.name.to_owned());
+                        stored.save_showing(&app, step.name).await?;
+                    }
                     fault::point(S::KIND, step.name, "before");
+                    *ctx.saga_revision.lock().expect("revision lock") = stored.revision;
                     let result = (step.action)(&ctx, &mut state).await;
                     stored.record.state = serde_json::to_value(&state).map_err(|e| ApiError::internal(e.to_string()))?;
                     match result {
+                        Ok(()) if ctx.ended.load(std::sync::atomic::Ordering::SeqCst) => {
+                            app.metrics.saga_finished(&stored.record.kind, true);
+                            fault::point(S::KIND, step.name, "after");
+                            return Ok(());
+                        }
                         Ok(()) => {
                             stored.record.next_step = i + 1;
-                            stored.record.running = None;
                             stored.record.failing_since = None;
-                            stored.save(&app).await?;
+                            // One write per step: this one's end is the next one's
+                            // start (a crash re-runs it; steps are idempotent), and
+                            // the last one's end is the saga's.
+                            match steps.get(i + 1) {
+                                None => {
+                                    stored.finish(&app, Ok(())).await?;
+                                    fault::point(S::KIND, step.name, "after");
+                                    return Ok(());
+                                }
+                                Some(next) if !(ctx.is_cancelled() && i + 1 < no_return) => {
+                                    stored.record.running = Some(next.name.to_owned());
+                                    stored.save_showing(&app, next.name).await?;
+                                }
+                                Some(_) => {
+                                    stored.record.running = None;
+                                    stored.save(&app).await?;
+                                }
+                            }
                             fault::point(S::KIND, step.name, "after");
                             attempt = 0;
                         }

@@ -103,10 +103,16 @@ impl SagaRecord {
             task_id: task_id.to_owned(),
             state: serde_json::to_value(state).map_err(|e| ApiError::internal(format!("saga state: {e}")))?,
             next_step: 1,
-            running: None,
+            // Step 1 counts as started with the API's own write (one write fewer).
+            running: Self::first_step::<S>().map(str::to_owned),
             phase: SagaPhase::Forward,
             failing_since: None,
         })
+    }
+
+    /// The step that runs first, after the API's step 0.
+    pub fn first_step<S: Saga>() -> Option<&'static str> {
+        S::steps().get(1).map(|s| s.name)
     }
 
     pub fn encode(&self) -> Vec<u8> {

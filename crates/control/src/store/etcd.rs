@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, WatchOptions};
 
-use super::{Entry, Precondition, Revision, Store, StoreError, Write, prefix_end};
+use super::{Entry, KeyWatch, Precondition, Revision, Store, StoreError, Write, prefix_end};
 
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
@@ -21,7 +21,28 @@ pub struct EtcdOptions {
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// For watches: the other client's per-call timeout would cut them.
+    watch_client: Client,
     root: String,
+}
+
+struct EtcdWatch(etcd_client::WatchStream);
+
+#[async_trait]
+impl KeyWatch for EtcdWatch {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        loop {
+            match self.0.message().await.map_err(etcd_error)? {
+                Some(resp) if resp.canceled() => {
+                    return Err(StoreError::Unavailable(format!("etcd cancelled the watch: {}", resp.cancel_reason())));
+                }
+                // The first answer confirms the watch; progress notices carry no event.
+                Some(resp) if resp.events().is_empty() => {}
+                Some(_) => return Ok(()),
+                None => return Err(StoreError::Unavailable("etcd ended the watch".into())),
+            }
+        }
+    }
 }
 
 pub(crate) fn etcd_error(e: etcd_client::Error) -> StoreError {
@@ -49,7 +70,8 @@ impl EtcdStore {
         )
         .await
         .map_err(etcd_error)?;
-        let store = Self { client, root: options.root.clone() };
+        let watch_client = Self::connect_client(options).await?;
+        let store = Self { client, watch_client, root: options.root.clone() };
         // Connecting is lazy: one read proves the cluster answers.
         store.get("probe").await?;
         Ok(store)
@@ -107,6 +129,16 @@ impl Store for EtcdStore {
         let options = GetOptions::new().with_prefix().with_count_only();
         let resp = self.client.clone().get(full_prefix, Some(options)).await.map_err(etcd_error)?;
         Ok(resp.count() as u64)
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Box<dyn KeyWatch>, StoreError> {
+        let options = WatchOptions::new().with_prefix();
+        let mut stream = self.watch_client.clone().watch(self.full(prefix), Some(options)).await.map_err(etcd_error)?;
+        // Once etcd confirms it, every later change is seen: callers read after this.
+        match stream.message().await.map_err(etcd_error)? {
+            Some(resp) if resp.created() => Ok(Box::new(EtcdWatch(stream))),
+            _ => Err(StoreError::Unavailable("etcd did not create the watch".into())),
+        }
     }
 
     async fn commit(&self, preconditions: Vec<Precondition>, writes: Vec<Write>) -> Result<Revision, StoreError> {

@@ -67,6 +67,20 @@ pub trait Store: Send + Sync + 'static {
     /// changes nothing and returns [`StoreError::Conflict`]. Returns the
     /// revision of the commit.
     async fn commit(&self, preconditions: Vec<Precondition>, writes: Vec<Write>) -> Result<Revision, StoreError>;
+
+    /// Follows the keys under `prefix` from now on: who must react to a
+    /// change (a task's watchers, a saga's cancel) waits on this instead of
+    /// polling. Across replicas too (etcd).
+    async fn watch(&self, prefix: &str) -> Result<Box<dyn KeyWatch>, StoreError>;
+}
+
+/// Changes under a prefix, from the moment the watch was made.
+#[async_trait]
+pub trait KeyWatch: Send {
+    /// Completes when a key under the prefix was written or deleted since the
+    /// last call, or may have been (a watcher that fell behind is told too).
+    /// An error means the watch is broken: read again and make a new one.
+    async fn changed(&mut self) -> Result<(), StoreError>;
 }
 
 /// The first key after every key that starts with `prefix` (for range ends).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Entry, Precondition, Revision, Store, StoreError, Write};
+use super::{Entry, KeyWatch, Precondition, Revision, Store, StoreError, Write};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
@@ -18,6 +18,32 @@ const REVISION: &str = "revision";
 
 pub struct RedbStore {
     db: Arc<Database>,
+    /// The keys of every commit, for watchers (in this process: the only one
+    /// that can open the file).
+    changes: tokio::sync::broadcast::Sender<Arc<[String]>>,
+}
+
+/// Commits a watcher may fall behind by before it is told to read again.
+const WATCH_BACKLOG: usize = 1024;
+
+struct RedbWatch {
+    changes: tokio::sync::broadcast::Receiver<Arc<[String]>>,
+    prefix: String,
+}
+
+#[async_trait]
+impl KeyWatch for RedbWatch {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.changes.recv().await {
+                Ok(keys) if keys.iter().any(|k| k.starts_with(&self.prefix)) => return Ok(()),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return Ok(()),
+                Err(RecvError::Closed) => return Err(StoreError::Unavailable("the store was closed".into())),
+            }
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StoreError {
@@ -52,7 +78,7 @@ impl RedbStore {
         tx.open_table(KV).map_err(internal)?;
         tx.open_table(META).map_err(internal)?;
         tx.commit().map_err(internal)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), changes: tokio::sync::broadcast::channel(WATCH_BACKLOG).0 })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -124,7 +150,12 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn watch(&self, prefix: &str) -> Result<Box<dyn KeyWatch>, StoreError> {
+        Ok(Box::new(RedbWatch { changes: self.changes.subscribe(), prefix: prefix.to_owned() }))
+    }
+
     async fn commit(&self, preconditions: Vec<Precondition>, writes: Vec<Write>) -> Result<Revision, StoreError> {
+        let changes = self.changes.clone();
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(internal)?;
             let revision = {
@@ -157,6 +188,14 @@ impl Store for RedbStore {
                 revision
             };
             tx.commit().map_err(internal)?;
+            let keys: Arc<[String]> = writes
+                .into_iter()
+                .map(|w| match w {
+                    Write::Put(k, _) | Write::Delete(k) => k,
+                })
+                .collect();
+            // No watcher is fine.
+            let _ = changes.send(keys);
             Ok(revision)
         })
         .await

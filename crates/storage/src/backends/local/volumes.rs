@@ -10,7 +10,7 @@ use crate::error::{Result, StorageError};
 use crate::fsutil::{PartialFile, fsync_dir};
 use crate::ids::VolumeId;
 use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
-use crate::qcow2_header;
+use crate::qcow2;
 use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, ConvertTarget, CreateOptions, Preallocation};
 
@@ -97,6 +97,14 @@ impl LocalBackend {
         };
         let tool_err = |e| self.tool_error(new.id, e);
         let copied_size = match new.content {
+            NewVolumeContent::Empty if preallocation == Preallocation::Off => {
+                // The common create: a few writes here instead of a qemu-img process.
+                let (path, format, size) = (partial.path().to_owned(), new.format, new.size_bytes);
+                tokio::task::spawn_blocking(move || write_empty(&path, format, size))
+                    .await
+                    .map_err(|e| StorageError::Internal(format!("create task failed: {e}")))??;
+                new.size_bytes
+            }
             NewVolumeContent::Empty => {
                 let opts = CreateOptions {
                     format: new.format.into(),
@@ -233,6 +241,17 @@ async fn copy_file(src: &Path, dst: &Path, rate: Option<u64>, progress: Progress
     .await
 }
 
+/// A new, empty, thin volume file: a raw file of `size` bytes (a hole), or an
+/// empty qcow2 image ([`crate::qcow2::write_empty`]).
+fn write_empty(path: &Path, format: VolumeFormat, size: u64) -> Result<()> {
+    let io = |e| StorageError::io(format!("cannot create {}", path.display()), e);
+    let mut file = std::fs::File::create_new(path).map_err(io)?;
+    match format {
+        VolumeFormat::Raw => file.set_len(size).map_err(io),
+        VolumeFormat::Qcow2 => crate::qcow2::write_empty(&mut file, size).map_err(io),
+    }
+}
+
 /// Reads a volume's facts from its file: the size from the qcow2 header (or
 /// the file length for raw), the space used from the file's blocks.
 fn describe(dir: &Path, id: VolumeId, format: VolumeFormat) -> Result<Option<VolumeInfo>> {
@@ -246,7 +265,7 @@ fn describe(dir: &Path, id: VolumeId, format: VolumeFormat) -> Result<Option<Vol
     let (size_bytes, backing, snapshot_count) = match format {
         VolumeFormat::Raw => (meta.len(), None, 0),
         VolumeFormat::Qcow2 => {
-            let h = qcow2_header::read_header(&mut file)
+            let h = qcow2::read_header(&mut file)
                 .map_err(|e| StorageError::io(format!("cannot read the qcow2 header of {}", path.display()), e))?;
             let backing = h.backing_file.as_deref().and_then(paths::parse_volume_file_name).map(|(id, _)| id);
             (h.virtual_size, backing, h.snapshot_count)
