@@ -43,6 +43,9 @@ pub async fn run(app: Arc<App>, pool_refresh: Duration) {
 async fn mark_offline_nodes(app: &App) -> crate::error::ApiResult<()> {
     for (_, n) in app.repo.list::<pb::Node>(keys::NODES, None, 0).await? {
         let node = n.value;
+        if app.nodes.is_starting(&node.id) {
+            continue; // not judged before it had its chance to come back
+        }
         let online = app.nodes.is_online(&node);
         if !online && node.state == pb::NodeState::Online as i32 {
             tracing::warn!(node = %node.id, hostname = %node.hostname, "node missed its heartbeats: offline");

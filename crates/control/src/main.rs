@@ -59,13 +59,17 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     config.store = StoreConfig::Redb { path: data_dir.join("control/state.redb") };
-    let cp = ControlPlane::start(&config).await?;
-
+    if config.listen.port() == 0 {
+        bail!("--dev needs a fixed control-plane port (its node is started first and registers with it)");
+    }
+    // The node first: it answers before the control plane ever calls it (it
+    // registers as soon as the control plane listens).
     let mut node_config = NodeConfig::default().with_data_dir(&data_dir.join("node"));
     node_config.listen = "127.0.0.1:7701".parse()?;
-    node_config.control_plane = Some(cp.url());
+    node_config.control_plane = Some(format!("http://{}", config.listen));
     node_config.create_dirs()?;
     let node = RunningNode::start(&node_config).await?;
+    let cp = ControlPlane::start(&config).await?;
     let node_id = limiquantix_node::registration::node_id(&node_config.state_dir)?;
 
     let pool_path = data_dir.join("node/pools/default");

@@ -18,11 +18,51 @@ pub struct NodeRegistry {
     channels: Mutex<HashMap<String, (String, Channel)>>,
     pub heartbeat_interval: Duration,
     pub offline_after: Duration,
+    /// When this control plane started, and the nodes it has heard from
+    /// since (registration or heartbeat): the others are "starting" for
+    /// `offline_after`, neither judged nor called.
+    started: std::time::Instant,
+    heard: Mutex<std::collections::HashSet<String>>,
+    heard_news: tokio::sync::Notify,
 }
+
+/// How long an operation waits for a starting node's first heartbeat.
+const STARTING_WAIT: Duration = Duration::from_secs(10);
 
 impl NodeRegistry {
     pub fn new(heartbeat_interval: Duration, offline_after: Duration) -> Self {
-        Self { channels: Mutex::new(HashMap::new()), heartbeat_interval, offline_after }
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            heartbeat_interval,
+            offline_after,
+            started: std::time::Instant::now(),
+            heard: Mutex::new(Default::default()),
+            heard_news: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The node registered or heartbeated.
+    pub fn heard_from(&self, node_id: &str) {
+        if self.heard.lock().expect("heard lock").insert(node_id.to_owned()) {
+            self.heard_news.notify_waiters();
+        }
+    }
+
+    /// Not heard from since this control plane started, and that was less
+    /// than `offline_after` ago.
+    pub fn is_starting(&self, node_id: &str) -> bool {
+        self.started.elapsed() < self.offline_after && !self.heard.lock().expect("heard lock").contains(node_id)
+    }
+
+    /// The state a node is shown in.
+    pub fn state(&self, node: &pb::Node) -> pb::NodeState {
+        if self.is_starting(&node.id) {
+            pb::NodeState::Starting
+        } else if self.is_online(node) {
+            pb::NodeState::Online
+        } else {
+            pb::NodeState::Offline
+        }
     }
 
     /// Online = it heartbeated recently (whatever the record's state says:
@@ -38,8 +78,34 @@ impl NodeRegistry {
             .ok_or_else(|| ApiError::not_found(format!("node {node_id} is not registered")))
     }
 
-    /// The node, if it is online; UNAVAILABLE naming it otherwise.
+    /// The node, if it is online; UNAVAILABLE naming it otherwise. A node
+    /// still starting is waited for briefly.
     pub async fn online(&self, repo: &Repo, node_id: &str) -> ApiResult<pb::Node> {
+        self.get(repo, node_id).await?;
+        if self.is_starting(node_id) {
+            let waited = tokio::time::timeout(STARTING_WAIT, async {
+                while self.is_starting(node_id) {
+                    let news = self.heard_news.notified();
+                    tokio::pin!(news);
+                    news.as_mut().enable();
+                    if !self.is_starting(node_id) {
+                        break;
+                    }
+                    // Also wake when the grace period ends.
+                    tokio::select! {
+                        _ = news => {}
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            })
+            .await;
+            if waited.is_err() {
+                return Err(ApiError::unavailable(format!(
+                    "node {node_id} is starting: the control plane started {} s ago and has not heard from it yet; retry in a moment",
+                    self.started.elapsed().as_secs()
+                )));
+            }
+        }
         let node = self.get(repo, node_id).await?;
         if !self.is_online(&node) {
             return Err(ApiError::unavailable(format!(

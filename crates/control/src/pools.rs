@@ -111,7 +111,8 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
         }
         for node_id in targets {
             let Some((_, node)) = nodes.iter().find(|(_, n)| n.value.id == node_id) else { continue };
-            if !app.nodes.is_online(&node.value) {
+            // A starting node keeps the status it had: not an error, not called yet.
+            if app.nodes.is_starting(&node_id) || !app.nodes.is_online(&node.value) {
                 continue;
             }
             let known = statuses.iter().position(|s| s.node_id == node_id);

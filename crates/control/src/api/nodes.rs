@@ -25,7 +25,7 @@ impl NodeApi {
 
     /// The record as shown: its state computed from the last heartbeat.
     fn shown(&self, mut n: pb::Node) -> pb::Node {
-        n.state = if self.app.nodes.is_online(&n) { pb::NodeState::Online } else { pb::NodeState::Offline } as i32;
+        n.state = self.app.nodes.state(&n) as i32;
         n
     }
 }
@@ -68,12 +68,14 @@ impl NodeService for NodeApi {
                 Ok(node)
             })
             .await?;
+        self.app.nodes.heard_from(&id);
         tracing::info!(node = %node.id, hostname = %node.hostname, address = %node.address, "node registered");
         Ok(Response::new(node))
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Rpc<pb::HeartbeatResponse> {
         let id = parse_node_id(&req.into_inner().node_id)?;
+        self.app.nodes.heard_from(&id);
         self.app
             .repo
             .update::<pb::Node>(&keys::node(&id), |n| {
