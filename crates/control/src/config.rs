@@ -34,6 +34,30 @@ pub struct ControlConfig {
     /// How long finished tasks are kept (running ones always are).
     #[serde(default = "default_task_retention")]
     pub task_retention_secs: u64,
+    /// Deadlines of the calls to nodes: a hung node fails its operations
+    /// with UNAVAILABLE in time and delays nothing else.
+    #[serde(default)]
+    pub node_calls: NodeCallDeadlines,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeCallDeadlines {
+    /// A call that answers once (delete, snapshot, resize, pool init...).
+    pub call_secs: u64,
+    /// Hot-plug: attach and detach wait for QEMU and the guest.
+    pub attach_secs: u64,
+    /// A long operation (copy, import) may go this long without news; the
+    /// node sends progress at least every 10 s while it works.
+    pub silence_secs: u64,
+    /// The pool watcher's status calls.
+    pub refresh_secs: u64,
+}
+
+impl Default for NodeCallDeadlines {
+    fn default() -> Self {
+        Self { call_secs: 60, attach_secs: 90, silence_secs: 60, refresh_secs: 10 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

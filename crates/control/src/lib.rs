@@ -67,7 +67,7 @@ impl ControlPlane {
             };
         let app = Arc::new(App {
             repo: Repo::new(store),
-            nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after()),
+            nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after(), config.node_calls.into()),
             runner: SagaRunner::new(leader),
             metrics: Metrics::default(),
             config: Settings { saga_retry: config.saga_retry(), task_retention: Duration::from_secs(config.task_retention_secs) },

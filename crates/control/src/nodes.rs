@@ -18,6 +18,7 @@ pub struct NodeRegistry {
     channels: Mutex<HashMap<String, (String, Channel)>>,
     pub heartbeat_interval: Duration,
     pub offline_after: Duration,
+    pub deadlines: Deadlines,
     /// When this control plane started, and the nodes it has heard from
     /// since (registration or heartbeat): the others are "starting" for
     /// `offline_after`, neither judged nor called.
@@ -29,12 +30,48 @@ pub struct NodeRegistry {
 /// How long an operation waits for a starting node's first heartbeat.
 const STARTING_WAIT: Duration = Duration::from_secs(10);
 
+/// How long each kind of node call may take (see `NodeCallDeadlines`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub call: Duration,
+    pub attach: Duration,
+    pub silence: Duration,
+    pub refresh: Duration,
+}
+
+impl From<crate::config::NodeCallDeadlines> for Deadlines {
+    fn from(c: crate::config::NodeCallDeadlines) -> Self {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Self { call: secs(c.call_secs), attach: secs(c.attach_secs), silence: secs(c.silence_secs), refresh: secs(c.refresh_secs) }
+    }
+}
+
+/// A call to a node within `deadline`: a node that does not answer in time
+/// (hung, stopped) gives UNAVAILABLE naming it, like one that is down.
+pub async fn call<T>(
+    node_id: &str,
+    what: &str,
+    deadline: Duration,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> ApiResult<T> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(answer) => answer.map(tonic::Response::into_inner).map_err(|e| node_error(node_id, e)),
+        Err(_) => Err(silent(node_id, what, deadline)),
+    }
+}
+
+/// The error of a node that said nothing for `deadline` while it should have.
+pub fn silent(node_id: &str, what: &str, deadline: Duration) -> ApiError {
+    ApiError::unavailable(format!("node {node_id} did not answer ({what}) within {} s", deadline.as_secs()))
+}
+
 impl NodeRegistry {
-    pub fn new(heartbeat_interval: Duration, offline_after: Duration) -> Self {
+    pub fn new(heartbeat_interval: Duration, offline_after: Duration, deadlines: Deadlines) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             heartbeat_interval,
             offline_after,
+            deadlines,
             started: std::time::Instant::now(),
             heard: Mutex::new(Default::default()),
             heard_news: tokio::sync::Notify::new(),

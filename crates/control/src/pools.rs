@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::nodes::node_error;
 use crate::repo::Repo;
 use crate::tasks::now;
 
@@ -88,22 +87,37 @@ pub fn summarize_state(pool: &mut pb::Pool) {
     };
 }
 
-/// One pass of the leader's pool watcher.
+/// Calls the pool watcher makes at once.
+const REFRESH_CONCURRENCY: usize = 8;
+
+/// What one node said about one pool.
+struct NodeAnswer {
+    pool_id: String,
+    node_id: String,
+    result: ApiResult<pb::PoolInfo>,
+    /// The node was (re)initialised, not just asked.
+    initialised: bool,
+}
+
+/// One pass of the leader's pool watcher: every (pool, node) pair is asked
+/// at once, at most REFRESH_CONCURRENCY together, each within the refresh
+/// deadline: a hung node delays only its own answers, never offline
+/// detection or the other nodes' pools.
 pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
+    use futures::StreamExt;
     let pools = app.repo.list::<pb::Pool>(keys::POOLS, None, 0).await?;
     let nodes = app.repo.list::<pb::Node>(keys::NODES, None, 0).await?;
-    for (_, pool) in pools {
-        let pool = pool.value;
+    let mut work = Vec::new();
+    for (_, pool) in &pools {
+        let pool = &pool.value;
         if pool.state != pb::PoolState::Ready as i32 && pool.state != pb::PoolState::Error as i32 {
             continue;
         }
-        let mut statuses = pool.nodes.clone();
-        let mut targets: Vec<String> = statuses.iter().map(|s| s.node_id.clone()).collect();
+        let mut targets: Vec<String> = pool.nodes.iter().map(|s| s.node_id.clone()).collect();
         if pool.all_nodes {
-            let kind = pool.kind;
             for (_, n) in &nodes {
                 let n = &n.value;
-                let supports = n.supported_kinds.iter().any(|k| k.kind == kind);
+                let supports = n.supported_kinds.iter().any(|k| k.kind == pool.kind);
                 if supports && !n.draining && !targets.contains(&n.id) {
                     targets.push(n.id.clone());
                 }
@@ -115,44 +129,96 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
             if app.nodes.is_starting(&node_id) || !app.nodes.is_online(&node.value) {
                 continue;
             }
-            let known = statuses.iter().position(|s| s.node_id == node_id);
-            let result = async {
-                let mut client = app.nodes.client(&app.repo, &node_id).await?;
-                let ready = known.is_some_and(|i| statuses[i].phase == pb::PoolPhase::Ready as i32);
-                if ready {
-                    let req = pb::GetStoragePoolInfoRequest { pool_id: pool.id.clone(), count_volumes: false };
-                    match client.get_storage_pool_info(req).await {
-                        Ok(info) => return Ok(info.into_inner()),
-                        Err(e) if e.code() != tonic::Code::NotFound => return Err(node_error(&node_id, e)),
-                        Err(_) => {} // the node forgot it (state lost): initialise again
-                    }
+            let ready = pool.nodes.iter().any(|s| s.node_id == node_id && s.phase == pb::PoolPhase::Ready as i32);
+            work.push((pool.id.clone(), node_id, ready));
+        }
+    }
+    let answers: Vec<NodeAnswer> = futures::stream::iter(work)
+        .map(|(pool_id, node_id, ready)| async move {
+            let (result, initialised) = ask_node(app, &pool_id, &node_id, ready).await;
+            NodeAnswer { pool_id, node_id, result, initialised }
+        })
+        .buffer_unordered(REFRESH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut by_pool: std::collections::BTreeMap<String, Vec<NodeAnswer>> = Default::default();
+    for answer in answers {
+        by_pool.entry(answer.pool_id.clone()).or_default().push(answer);
+    }
+    for (pool_id, answers) in by_pool {
+        let gone = std::sync::atomic::AtomicBool::new(false);
+        let updated = app
+            .repo
+            .update::<pb::Pool>(&keys::pool(&pool_id), |p| {
+                // Deleted (or being deleted) meanwhile: nothing to record.
+                let deleting = p.state != pb::PoolState::Ready as i32 && p.state != pb::PoolState::Error as i32;
+                gone.store(deleting, std::sync::atomic::Ordering::Relaxed);
+                if deleting {
+                    return Ok(());
                 }
-                let config = node_pool_config(&app.repo, &pool.id).await?;
-                let req = pb::InitStoragePoolRequest { pool_id: pool.id.clone(), config: Some(config) };
-                client.init_storage_pool(req).await.map(|r| r.into_inner()).map_err(|e| node_error(&node_id, e))
-            }
-            .await;
-            let (status, capacity) = match result {
-                Ok(info) => (pool_node_status(&node_id, &info), info.capacity),
-                Err(e) => (pool_node_error(&node_id, e.message), None),
-            };
-            match known {
-                Some(i) => statuses[i] = status,
-                None => statuses.push(status),
-            }
-            let id = pool.id.clone();
-            let statuses_now = statuses.clone();
-            app.repo
-                .update::<pb::Pool>(&keys::pool(&id), |p| {
-                    p.nodes = statuses_now.clone();
-                    if let Some(c) = capacity {
+                for a in &answers {
+                    let status = match &a.result {
+                        Ok(info) => pool_node_status(&a.node_id, info),
+                        Err(e) => pool_node_error(&a.node_id, e.message.clone()),
+                    };
+                    match p.nodes.iter_mut().find(|s| s.node_id == a.node_id) {
+                        Some(s) => *s = status,
+                        None => p.nodes.push(status),
+                    }
+                    if let Some(c) = a.result.as_ref().ok().and_then(|i| i.capacity) {
                         p.capacity = Some(c);
                     }
-                    summarize_state(p);
-                    Ok(())
-                })
-                .await?;
+                }
+                summarize_state(p);
+                Ok(())
+            })
+            .await;
+        if updated.as_ref().is_err_and(|e| e.code() == tonic::Code::NotFound) {
+            gone.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            updated?;
+        }
+        if gone.into_inner() {
+            // A delete raced this pass: a node this pass initialised forgets it again.
+            for a in answers.iter().filter(|a| a.initialised && a.result.is_ok()) {
+                forget_on_node(app, &pool_id, &a.node_id).await;
+            }
         }
     }
     Ok(())
+}
+
+/// The pool's status on one node: asked if the node has it ready,
+/// initialised otherwise (or if the node lost it). Whether it initialised.
+async fn ask_node(app: &App, pool_id: &str, node_id: &str, ready: bool) -> (ApiResult<pb::PoolInfo>, bool) {
+    let deadline = app.nodes.deadlines.refresh;
+    let mut client = match app.nodes.client(&app.repo, node_id).await {
+        Ok(c) => c,
+        Err(e) => return (Err(e), false),
+    };
+    if ready {
+        let req = pb::GetStoragePoolInfoRequest { pool_id: pool_id.to_owned(), count_volumes: false };
+        match crate::nodes::call(node_id, "report the pool", deadline, client.get_storage_pool_info(req)).await {
+            Err(e) if e.code() == tonic::Code::NotFound => {} // the node forgot it (state lost): initialise again
+            other => return (other, false),
+        }
+    }
+    let config = match node_pool_config(&app.repo, pool_id).await {
+        Ok(c) => c,
+        Err(e) => return (Err(e), false),
+    };
+    let req = pb::InitStoragePoolRequest { pool_id: pool_id.to_owned(), config: Some(config) };
+    (crate::nodes::call(node_id, "initialise the pool", app.nodes.deadlines.call, client.init_storage_pool(req)).await, true)
+}
+
+async fn forget_on_node(app: &App, pool_id: &str, node_id: &str) {
+    let forgot = async {
+        let mut client = app.nodes.client(&app.repo, node_id).await?;
+        let req = pb::DestroyStoragePoolRequest { pool_id: pool_id.to_owned() };
+        crate::nodes::call(node_id, "forget the pool", app.nodes.deadlines.call, client.destroy_storage_pool(req)).await
+    }
+    .await;
+    if let Err(e) = forgot {
+        tracing::warn!(pool = pool_id, node = node_id, error = %e, "cannot undo a pool initialisation that raced its delete");
+    }
 }

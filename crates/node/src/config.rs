@@ -36,6 +36,12 @@ pub struct NodeConfig {
     /// How long a detach waits for the guest to release the disk.
     #[serde(default = "default_detach_timeout_secs")]
     pub detach_timeout_secs: u64,
+    /// The longest any libvirt call may take (a hung libvirtd gives an error).
+    #[serde(default = "default_libvirt_timeout_secs")]
+    pub libvirt_timeout_secs: u64,
+    /// The longest a registration or heartbeat call to the control plane may take.
+    #[serde(default = "default_control_plane_timeout_secs")]
+    pub control_plane_timeout_secs: u64,
     /// The control plane to register with and heartbeat to (e.g.
     /// http://10.0.0.2:7700); none = a stand-alone node.
     #[serde(default)]
@@ -110,6 +116,12 @@ fn default_libvirt_uri() -> String {
 }
 fn default_detach_timeout_secs() -> u64 {
     30
+}
+fn default_libvirt_timeout_secs() -> u64 {
+    30
+}
+fn default_control_plane_timeout_secs() -> u64 {
+    10
 }
 fn default_shutdown_grace_secs() -> u64 {
     30

@@ -99,7 +99,8 @@ impl RunningNode {
                 let id = registration::node_id(&config.state_dir)?;
                 let address = config.advertise_address.clone().unwrap_or_else(|| format!("http://{addr}"));
                 let info = service::node_info(&manager);
-                Some(tokio::spawn(registration::run(cp.clone(), id, address, info)))
+                let timeout = Duration::from_secs(config.control_plane_timeout_secs.max(1));
+                Some(tokio::spawn(registration::run(cp.clone(), id, address, info, timeout)))
             }
             None => None,
         };

@@ -44,12 +44,15 @@ fn ensure_event_loop() {
 #[derive(Debug, Clone)]
 pub struct Libvirt {
     uri: String,
+    /// The longest a libvirt call may take (a hung libvirtd gives an error,
+    /// not a hung node); a detach gets its own wait on top.
+    call_timeout: Duration,
 }
 
 impl Libvirt {
-    pub fn new(uri: &str) -> Self {
+    pub fn new(uri: &str, call_timeout: Duration) -> Self {
         ensure_event_loop();
-        Self { uri: uri.to_owned() }
+        Self { uri: uri.to_owned(), call_timeout }
     }
 
     pub fn uri(&self) -> &str {
@@ -59,10 +62,11 @@ impl Libvirt {
     async fn with_domain<T: Send + 'static>(
         &self,
         domain: &str,
+        extra_time: Duration,
         f: impl FnOnce(&Connect, &Domain) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let name = domain.to_owned();
-        self.with_conn(move |conn| {
+        self.with_conn_for(extra_time, move |conn| {
             let dom = conn.lookup_domain_by_name(&name).map_err(|e| {
                 if e.code().is(ErrorNumber::NoDomain) {
                     StorageError::NotFound(format!("VM {name} does not exist on this node"))
@@ -82,14 +86,28 @@ impl Libvirt {
         &self,
         f: impl FnOnce(&Connect) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
+        self.with_conn_for(Duration::ZERO, f).await
+    }
+
+    /// Runs `f` on a new connection on a blocking thread, within the call
+    /// timeout plus `extra_time`. On timeout the caller gets UNAVAILABLE; the
+    /// blocked thread finishes (or not) on its own.
+    async fn with_conn_for<T: Send + 'static>(
+        &self,
+        extra_time: Duration,
+        f: impl FnOnce(&Connect) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
         let uri = self.uri.clone();
-        tokio::task::spawn_blocking(move || {
+        let deadline = self.call_timeout + extra_time;
+        let call = tokio::task::spawn_blocking(move || {
             let conn = Connect::open(Some(&uri))
                 .map_err(|e| StorageError::Unavailable(format!("cannot reach libvirt at {uri}: {}", e.message())))?;
             f(&conn)
-        })
-        .await
-        .map_err(|e| StorageError::Internal(format!("libvirt call panicked: {e}")))?
+        });
+        match tokio::time::timeout(deadline, call).await {
+            Ok(joined) => joined.map_err(|e| StorageError::Internal(format!("libvirt call panicked: {e}")))?,
+            Err(_) => Err(StorageError::Unavailable(format!("libvirt at {} did not answer within {} s", self.uri, deadline.as_secs()))),
+        }
     }
 
     /// Defines (or updates) a private secret and sets its value through the
@@ -122,13 +140,13 @@ impl Libvirt {
     /// The domain's live XML.
     pub async fn domain_xml(&self, domain: &str) -> Result<String, StorageError> {
         let name = domain.to_owned();
-        self.with_domain(domain, move |_, dom| dom.xml_desc(0).map_err(|e| libvirt_error(&name, &e))).await
+        self.with_domain(domain, Duration::ZERO, move |_, dom| dom.xml_desc(0).map_err(|e| libvirt_error(&name, &e))).await
     }
 
     /// Hot-plugs `disk_xml`, into the persistent definition too when the domain has one.
     pub async fn attach(&self, domain: &str, disk_xml: &str) -> Result<(), StorageError> {
         let (name, xml) = (domain.to_owned(), disk_xml.to_owned());
-        self.with_domain(domain, move |_, dom| {
+        self.with_domain(domain, Duration::ZERO, move |_, dom| {
             let flags = affect_flags(dom, &name)?;
             dom.attach_device_flags(&xml, flags).map_err(|e| libvirt_error(&name, &e))
         })
@@ -139,13 +157,13 @@ impl Libvirt {
     /// from the live XML); DEADLINE_EXCEEDED-class error after `timeout`.
     pub async fn detach(&self, domain: &str, disk: DomainDisk, serial: &str, timeout: Duration) -> Result<(), StorageError> {
         let (name, serial) = (domain.to_owned(), serial.to_owned());
-        self.with_domain(domain, move |conn, dom| detach_and_wait(conn, dom, &name, &disk, &serial, timeout)).await
+        self.with_domain(domain, timeout, move |conn, dom| detach_and_wait(conn, dom, &name, &disk, &serial, timeout)).await
     }
 
     /// Grows the disk with target `target` through QEMU (the guest sees it).
     pub async fn block_resize(&self, domain: &str, target: &str, size_bytes: u64) -> Result<(), StorageError> {
         let (name, target) = (domain.to_owned(), target.to_owned());
-        self.with_domain(domain, move |_, dom| {
+        self.with_domain(domain, Duration::ZERO, move |_, dom| {
             dom.block_resize(&target, size_bytes, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES).map_err(|e| libvirt_error(&name, &e))
         })
         .await
@@ -235,7 +253,9 @@ fn detach_and_wait(
         let deadline = Instant::now() + timeout;
         loop {
             match rx.recv_timeout(Duration::from_millis(250)) {
-                Ok((removed, alias)) if disk.alias.as_deref().is_none_or(|a| a == alias) => {
+                // Only this disk's event counts; a disk without an alias is
+                // followed through the live XML alone.
+                Ok((removed, alias)) if disk.alias.as_deref() == Some(alias.as_str()) => {
                     return if removed {
                         Ok(())
                     } else {

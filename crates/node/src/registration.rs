@@ -32,10 +32,10 @@ fn uuid_check(id: &str) -> anyhow::Result<()> {
 }
 
 /// Registers, then heartbeats until the process ends.
-pub async fn run(control_plane: String, node_id: String, address: String, info: pb::NodeInfo) {
+pub async fn run(control_plane: String, node_id: String, address: String, info: pb::NodeInfo, timeout: Duration) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match register_and_beat(&control_plane, &node_id, &address, &info).await {
+        match register_and_beat(&control_plane, &node_id, &address, &info, timeout).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(%control_plane, error = %e, "cannot reach the control plane; retrying");
@@ -48,8 +48,21 @@ pub async fn run(control_plane: String, node_id: String, address: String, info: 
 
 /// Returns when the control plane forgot this node (to register again) or
 /// an error when it cannot be reached.
-async fn register_and_beat(control_plane: &str, node_id: &str, address: &str, info: &pb::NodeInfo) -> anyhow::Result<()> {
-    let mut client = NodeServiceClient::connect(control_plane.to_owned()).await?;
+async fn register_and_beat(
+    control_plane: &str,
+    node_id: &str,
+    address: &str,
+    info: &pb::NodeInfo,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    // Every call has a deadline: a hung control plane is retried like a dead one.
+    let channel = tonic::transport::Endpoint::from_shared(control_plane.to_owned())?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let mut client = NodeServiceClient::new(channel);
     let req = pb::RegisterNodeRequest { node_id: node_id.to_owned(), address: address.to_owned(), info: Some(info.clone()) };
     client.register_node(req).await?;
     tracing::info!(%control_plane, %node_id, "registered with the control plane");

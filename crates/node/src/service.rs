@@ -22,6 +22,9 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::VolumeOperationEvent
 
 /// Progress events that may queue up for a slow client before newer ones are dropped.
 const PROGRESS_BUFFER: usize = 64;
+/// A long operation reports at least this often, even when nothing moved
+/// (an inspection, a flush): its caller tells a working node from a hung one.
+const PROGRESS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The node's hypervisor connection for hot-plug; absent without the
 /// `libvirt` feature, and then the hot-plug calls answer UNIMPLEMENTED.
@@ -37,7 +40,7 @@ impl Hypervisor {
     pub fn from_config(config: &crate::NodeConfig) -> Self {
         Self {
             #[cfg(feature = "libvirt")]
-            libvirt: crate::libvirt::Libvirt::new(&config.libvirt_uri),
+            libvirt: crate::libvirt::Libvirt::new(&config.libvirt_uri, std::time::Duration::from_secs(config.libvirt_timeout_secs)),
             detach_timeout: std::time::Duration::from_secs(config.detach_timeout_secs),
             domain_locks: Default::default(),
         }
@@ -120,14 +123,30 @@ impl NodeService {
         let (tx, rx) = mpsc::channel(PROGRESS_BUFFER);
         let manager = self.manager.clone();
         tokio::spawn(async move {
-            let progress_tx = tx.clone();
-            let progress = move |p: Progress| {
-                let event = pb::volume_operation_event::Event::Progress(convert::progress_out(&p));
-                // Progress is lossy by design: a full buffer drops an update.
-                let _ = progress_tx.try_send(Ok(pb::VolumeOperationEvent { event: Some(event) }));
+            let last = Arc::new(std::sync::Mutex::new(pb::Progress { phase: "starting".into(), ..Default::default() }));
+            let send = {
+                let (tx, last) = (tx.clone(), last.clone());
+                move |p: pb::Progress| {
+                    *last.lock().expect("progress lock") = p.clone();
+                    let event = pb::volume_operation_event::Event::Progress(p);
+                    // Progress is lossy by design: a full buffer drops an update.
+                    let _ = tx.try_send(Ok(pb::VolumeOperationEvent { event: Some(event) }));
+                }
+            };
+            let progress = {
+                let send = send.clone();
+                move |p: Progress| send(convert::progress_out(&p))
+            };
+            let keepalive = async {
+                loop {
+                    tokio::time::sleep(PROGRESS_KEEPALIVE).await;
+                    let again = last.lock().expect("progress lock").clone();
+                    send(again);
+                }
             };
             let result = tokio::select! {
                 r = op(manager, &progress) => r,
+                _ = keepalive => unreachable!("the keepalive loop never ends"),
                 _ = tx.closed() => {
                     tracing::info!(%pool, "client went away; operation cancelled");
                     return;

@@ -23,6 +23,11 @@ use crate::tools::qemu_img::ToolTimeouts;
 use crate::xml::{self, DiskDefinition};
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// File work (the pool records' fsyncs) on the blocking pool, off the runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StorageError::Internal(format!("file task failed: {e}")))?
+}
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 #[derive(Debug, Clone)]
@@ -182,7 +187,10 @@ impl StorageManager {
             Some((other_id, _)) => {
                 Err(StorageError::AlreadyExists(format!("{location} is already used by pool {other_id} on this node")))
             }
-            None => self.store.save(&StoredPool { pool_id: id, config: config.clone() }),
+            None => {
+                let (store, stored) = (self.store.clone(), StoredPool { pool_id: id, config: config.clone() });
+                blocking(move || store.save(&stored)).await
+            }
         };
         if let Err(e) = saved {
             // A refused pool leaves nothing behind (a Ceph pool's client files hold its key).
@@ -220,7 +228,8 @@ impl StorageManager {
         if let PoolState::Ready(backend) = &*entry.state.lock().await {
             backend.deactivate().await?;
         }
-        self.store.remove(id)?;
+        let store = self.store.clone();
+        blocking(move || store.remove(id)).await?;
         self.pools.write().expect("pool table poisoned").remove(&id);
         tracing::info!(pool = %id, "pool destroyed on this node");
         Ok(())

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{detach_from_vm, finish_volume, release_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
-use crate::nodes::node_error;
 use crate::tasks::now;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,7 +52,7 @@ fn attach_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut AttachVolume) -> StepFuture<'
             bus: s.bus,
             read_only: s.read_only,
         };
-        let resp = client.attach_volume(req).await.map_err(|e| node_error(&s.node_id, e))?.into_inner();
+        let resp = crate::nodes::call(&s.node_id, "attach the volume", ctx.app.nodes.deadlines.attach, client.attach_volume(req)).await?;
         s.target_dev = Some(resp.target_dev);
         Ok(())
     })

@@ -6,7 +6,6 @@ use super::SagaCtx;
 use crate::error::ApiResult;
 use crate::keys;
 use crate::repo::Txn;
-use crate::nodes::node_error;
 
 /// Edits the volume record (compare-and-swap, retried).
 pub async fn update_volume(
@@ -55,10 +54,9 @@ pub async fn volume_in_error(ctx: &SagaCtx, pool_id: &str, volume_id: &str, erro
 pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
     let req = pb::NodeDetachVolumeRequest { volume_id: volume_id.to_owned(), domain: vm.to_owned(), timeout_seconds: 0 };
-    match client.detach_volume(req).await {
-        Ok(_) => Ok(()),
+    match crate::nodes::call(node_id, "detach the volume", ctx.app.nodes.deadlines.attach, client.detach_volume(req)).await {
         Err(e) if e.code() == tonic::Code::NotFound => Ok(()),
-        Err(e) => Err(node_error(node_id, e)),
+        other => other.map(drop),
     }
 }
 
@@ -66,16 +64,14 @@ pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &
 pub async fn delete_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
     let req = pb::NodeDeleteVolumeRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned() };
-    client.delete_volume(req).await.map_err(|e| node_error(node_id, e))?;
-    Ok(())
+    crate::nodes::call(node_id, "delete the volume", ctx.app.nodes.deadlines.call, client.delete_volume(req)).await.map(drop)
 }
 
 /// Asks the node to delete one snapshot of the volume.
 pub async fn delete_snapshot_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str, name: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
     let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned(), name: name.to_owned() };
-    client.delete_volume_snapshot(req).await.map_err(|e| node_error(node_id, e))?;
-    Ok(())
+    crate::nodes::call(node_id, "delete the snapshot", ctx.app.nodes.deadlines.call, client.delete_volume_snapshot(req)).await.map(drop)
 }
 
 /// Every node in `nodes` forgets the pool (its data stays), last first; a node
@@ -83,10 +79,8 @@ pub async fn delete_snapshot_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str
 pub async fn destroy_pool_on_nodes(ctx: &SagaCtx, pool_id: &str, nodes: &mut Vec<String>) -> ApiResult<()> {
     while let Some(node) = nodes.last().cloned() {
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &node).await?;
-        client
-            .destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: pool_id.to_owned() })
-            .await
-            .map_err(|e| node_error(&node, e))?;
+        let req = pb::DestroyStoragePoolRequest { pool_id: pool_id.to_owned() };
+        crate::nodes::call(&node, "forget the pool", ctx.app.nodes.deadlines.call, client.destroy_storage_pool(req)).await?;
         nodes.pop();
     }
     Ok(())

@@ -14,7 +14,6 @@ use super::common::{destroy_pool_on_nodes, forget_pool_records};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
-use crate::nodes::node_error;
 use crate::pools::{node_pool_config, pool_node_error, pool_node_status};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +55,7 @@ fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> 
             let outcome = async {
                 let mut client = ctx.app.nodes.client(repo, node).await?;
                 let req = pb::InitStoragePoolRequest { pool_id: s.pool_id.clone(), config: Some(config.clone()) };
-                client.init_storage_pool(req).await.map(|r| r.into_inner()).map_err(|e| node_error(node, e))
+                crate::nodes::call(node, "initialise the pool", ctx.app.nodes.deadlines.call, client.init_storage_pool(req)).await
             }
             .await;
             match outcome {

@@ -103,7 +103,7 @@ async fn reserve_image(ctx: &SagaCtx, s: &mut CreateVolume) -> ApiResult<()> {
         };
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
         let inspect = pb::InspectImageRequest { path: image.path, format: image.format };
-        let inspected = client.inspect_image(inspect).await.map_err(|e| node_error(&s.node_id, e))?.into_inner();
+        let inspected = crate::nodes::call(&s.node_id, "inspect the image", ctx.app.nodes.deadlines.call, client.inspect_image(inspect)).await?;
         let spec = req.spec.get_or_insert_with(Default::default);
         let virtual_size = inspected.virtual_size_bytes;
         if spec.size_bytes != 0 && spec.size_bytes < virtual_size {
@@ -146,9 +146,12 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
         let node = s.node_id.clone();
         let run = async {
-            let mut stream = client.create_volume(req).await.map_err(|e| node_error(&node, e))?.into_inner();
+            let silence = ctx.app.nodes.deadlines.silence;
+            let mut stream = crate::nodes::call(&node, "start the create", ctx.app.nodes.deadlines.call, client.create_volume(req)).await?;
             loop {
-                match stream.message().await.map_err(|e| node_error(&node, e))? {
+                // The node reports at least every 10 s while it works: silence means it hung.
+                let next = tokio::time::timeout(silence, stream.message()).await.map_err(|_| crate::nodes::silent(&node, "the create", silence))?;
+                match next.map_err(|e| node_error(&node, e))? {
                     Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Progress(p)) }) => {
                         ctx.progress(p).await;
                     }

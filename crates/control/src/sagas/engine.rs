@@ -311,8 +311,21 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
                                 ));
                                 return stored.finish(&app, Err(stuck)).await;
                             }
+                            // An undo that needs an unreachable node waits for it, but
+                            // the task does not: past the retry window it ends, failed,
+                            // and the undo goes on in the background.
+                            let since = *stored.record.failing_since.get_or_insert_with(now);
+                            if e.is_transient() && now() - since >= app.config.saga_retry.as_secs() as i64 && !stored.record.task_ended {
+                                let reported = ApiError::new(
+                                    error.code(),
+                                    format!("{}; undoing what was done continues when it can ({})", error.message, e.message),
+                                );
+                                stored.record.task_ended = true;
+                                stored.commit(&app, false, Some(&|t: &mut pb::Task| tasks::end(t, &Err(reported.clone())))).await?;
+                            }
                             tokio::time::sleep(backoff(failures)).await;
                         }
+                        stored.record.failing_since = None;
                     }
                     stored.record.state = serde_json::to_value(&state).map_err(|e| ApiError::internal(e.to_string()))?;
                     stored.record.phase = SagaPhase::Unwinding { remaining: remaining - 1, error };

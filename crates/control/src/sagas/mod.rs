@@ -84,6 +84,9 @@ pub struct SagaRecord {
     pub phase: SagaPhase,
     /// Since when the current step has been failing transiently (unix secs).
     pub failing_since: Option<i64>,
+    /// The task was ended while the saga still undoes (an unreachable node).
+    #[serde(default)]
+    pub task_ended: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +110,7 @@ impl SagaRecord {
             running: Self::first_step::<S>().map(str::to_owned),
             phase: SagaPhase::Forward,
             failing_since: None,
+            task_ended: false,
         })
     }
 
@@ -191,6 +195,7 @@ mod tests {
             running: None,
             phase: SagaPhase::Forward,
             failing_since: None,
+            task_ended: false,
         }
     }
 

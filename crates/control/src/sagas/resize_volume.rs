@@ -13,7 +13,6 @@ use super::common::finish_volume;
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
-use crate::nodes::node_error;
 use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +71,9 @@ fn resize_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut ResizeVolume) -> StepFuture<'
             new_size_bytes: s.new_size_bytes,
             live_domain: s.live_domain.clone(),
         };
-        client.resize_volume(req).await.map_err(|e| node_error(&s.node_id, e))?;
+        // A live resize goes through QEMU: it gets hot-plug's deadline.
+        let deadline = if s.live_domain.is_empty() { ctx.app.nodes.deadlines.call } else { ctx.app.nodes.deadlines.attach };
+        crate::nodes::call(&s.node_id, "resize the volume", deadline, client.resize_volume(req)).await?;
         Ok(())
     })
 }

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::common::{delete_snapshot_on_node, release_volume, update_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::keys;
-use crate::nodes::node_error;
 use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,7 +92,7 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture
         let t = &s.0;
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
         let req = pb::CreateVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
-        let snap = client.create_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?.into_inner();
+        let snap = crate::nodes::call(&t.node_id, "snapshot the volume", ctx.app.nodes.deadlines.call, client.create_volume_snapshot(req)).await?;
         let record = pb::Snapshot { volume_id: t.volume_id.clone(), name: t.name.clone(), created_unix_seconds: snap.created_unix_seconds };
         let mut txn = Txn::new();
         txn.put(keys::snapshot(&t.volume_id, &t.name), &record);
@@ -114,7 +113,7 @@ fn revert_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut RevertSnapshot) -> StepFuture
         let t = &s.0;
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
         let req = pb::RevertVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
-        client.revert_volume_snapshot(req).await.map_err(|e| node_error(&t.node_id, e))?;
+        crate::nodes::call(&t.node_id, "revert the snapshot", ctx.app.nodes.deadlines.call, client.revert_volume_snapshot(req)).await?;
         Ok(())
     })
 }

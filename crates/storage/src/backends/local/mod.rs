@@ -76,35 +76,6 @@ impl LocalBackend {
             StorageError::Tool(err)
         }
     }
-
-    fn probe_direct_io(&self) -> Result<bool> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let probe = self.dir.join(".lq-direct-io-probe");
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&probe);
-        let _ = std::fs::remove_file(&probe);
-        match opened {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
-            Err(e) => Err(StorageError::io(format!("cannot write in pool directory {}", self.dir.display()), e)),
-        }
-    }
-
-    fn remove_partial_files(&self) -> Result<()> {
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| StorageError::io(format!("cannot read pool directory {}", self.dir.display()), e))?;
-        for entry in entries.flatten() {
-            if paths::is_partial_file_name(&entry.file_name().to_string_lossy()) {
-                tracing::info!(path = %entry.path().display(), "removing a volume left half-made by an interrupted create");
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
@@ -122,8 +93,14 @@ impl Backend for LocalBackend {
     }
 
     async fn activate(&self) -> Result<()> {
-        self.direct_io.store(self.probe_direct_io()?, Ordering::Relaxed);
-        self.remove_partial_files()
+        let direct_io = self.fs(|dir| {
+            let direct_io = probe_direct_io(dir)?;
+            remove_partial_files(dir)?;
+            Ok(direct_io)
+        })
+        .await?;
+        self.direct_io.store(direct_io, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn deactivate(&self) -> Result<()> {
@@ -131,15 +108,15 @@ impl Backend for LocalBackend {
     }
 
     async fn capacity(&self) -> Result<PoolCapacity> {
-        self.statvfs()
+        self.statvfs().await
     }
 
     async fn free_bytes(&self) -> Result<u64> {
-        Ok(self.statvfs()?.free_bytes)
+        Ok(self.statvfs().await?.free_bytes)
     }
 
     async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
-        self.find_volume(id)
+        self.lookup(id).await
     }
 
     async fn list_volumes(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
@@ -155,7 +132,7 @@ impl Backend for LocalBackend {
     }
 
     async fn delete_volume(&self, id: VolumeId) -> Result<()> {
-        let Some(volume) = self.find_volume(id)? else { return Ok(()) };
+        let Some(volume) = self.lookup(id).await? else { return Ok(()) };
         let dependents = self.find_dependents(id).await?;
         if !dependents.is_empty() {
             return Err(crate::backend::dependents_error(id, &dependents, "deleted"));
@@ -193,4 +170,34 @@ impl Backend for LocalBackend {
             DiskDriver::file(volume.format, self.direct_io.load(Ordering::Relaxed)),
         ))
     }
+}
+
+/// Whether the file system takes O_DIRECT (cache='none').
+fn probe_direct_io(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join(".lq-direct-io-probe");
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    match opened {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(StorageError::io(format!("cannot write in pool directory {}", dir.display()), e)),
+    }
+}
+
+/// Removes what interrupted creates left (they are rebuilt if retried).
+fn remove_partial_files(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(format!("cannot read pool directory {}", dir.display()), e))?;
+    for entry in entries.flatten() {
+        if paths::is_partial_file_name(&entry.file_name().to_string_lossy()) {
+            tracing::info!(path = %entry.path().display(), "removing a volume left half-made by an interrupted create");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }

@@ -15,25 +15,33 @@ use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, ConvertTarget, CreateOptions, Preallocation};
 
 impl LocalBackend {
-/// The pool's file system: total, available and used bytes (statvfs).
-    pub(super) fn statvfs(&self) -> Result<PoolCapacity> {
-        let st = rustix::fs::statvfs(&self.dir)
-            .map_err(|e| StorageError::io(format!("statvfs {}", self.dir.display()), e.into()))?;
-        Ok(PoolCapacity {
-            total_bytes: st.f_blocks * st.f_frsize,
-            free_bytes: st.f_bavail * st.f_frsize,
-            allocated_bytes: (st.f_blocks - st.f_bfree) * st.f_frsize,
-            counted: None,
-        })
+    /// Runs file-system work on the blocking pool: a stalled disk or mount
+    /// then holds a blocking thread, never the async runtime the node's
+    /// other pools and calls run on.
+    pub(super) async fn fs<T: Send + 'static>(&self, work: impl FnOnce(&Path) -> Result<T> + Send + 'static) -> Result<T> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || work(&dir))
+            .await
+            .map_err(|e| StorageError::Internal(format!("file-system task failed: {e}")))?
     }
 
-    pub(super) fn find_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
-        for format in [VolumeFormat::Qcow2, VolumeFormat::Raw] {
-            if let Some(v) = describe(&self.dir, id, format)? {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
+    /// The volume, described from its file.
+    pub(super) async fn lookup(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
+        self.fs(move |dir| find_volume(dir, id)).await
+    }
+
+    /// The pool's file system: total, available and used bytes (statvfs).
+    pub(super) async fn statvfs(&self) -> Result<PoolCapacity> {
+        self.fs(|dir| {
+            let st = rustix::fs::statvfs(dir).map_err(|e| StorageError::io(format!("statvfs {}", dir.display()), e.into()))?;
+            Ok(PoolCapacity {
+                total_bytes: st.f_blocks * st.f_frsize,
+                free_bytes: st.f_bavail * st.f_frsize,
+                allocated_bytes: (st.f_blocks - st.f_bfree) * st.f_frsize,
+                counted: None,
+            })
+        })
+        .await
     }
 
     /// Every volume file in the pool (one directory read, no file opened).
@@ -90,7 +98,10 @@ impl LocalBackend {
 
     pub(super) async fn create(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
         let final_path = self.volume_path(new.id, new.format);
-        let partial = PartialFile::new(self.partial_path(new.id, new.format))?;
+        let partial_path = self.partial_path(new.id, new.format);
+        let partial = tokio::task::spawn_blocking(move || PartialFile::new(partial_path))
+            .await
+            .map_err(|e| StorageError::Internal(format!("file-system task failed: {e}")))??;
         let preallocation = match new.provisioning {
             Provisioning::Thin => Preallocation::Off,
             Provisioning::Thick => Preallocation::Falloc,
@@ -174,20 +185,24 @@ impl LocalBackend {
                 .await
                 .map_err(tool_err)?;
         }
-        partial.commit(&final_path)?;
-        describe(&self.dir, new.id, new.format)?
-            .ok_or_else(|| StorageError::Internal(format!("volume {} vanished right after it was created", new.id)))
+        let (id, format) = (new.id, new.format);
+        self.fs(move |dir| {
+            partial.commit(&final_path)?;
+            describe(dir, id, format)?.ok_or_else(|| StorageError::Internal(format!("volume {id} vanished right after it was created")))
+        })
+        .await
     }
 
     pub(super) async fn delete(&self, volume: &VolumeInfo) -> Result<()> {
         let path = self.volume_path(volume.id, volume.format);
         // qemu-img info without --force-share fails while a VM holds the image.
         self.qemu.info(&path, volume.format.into(), false).await.map_err(|e| self.tool_error(volume.id, e))?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => fsync_dir(&self.dir),
+        self.fs(move |dir| match std::fs::remove_file(&path) {
+            Ok(()) => fsync_dir(dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io(format!("cannot delete {}", path.display()), e)),
-        }
+        })
+        .await
     }
 
     /// Copies the backing file's data into the overlay and drops the link
@@ -201,8 +216,9 @@ impl LocalBackend {
             .await
             .map_err(|e| self.tool_error(volume.id, e))?;
         progress(Progress { phase: "flattening", done_bytes: total, total_bytes: total });
-        describe(&self.dir, volume.id, volume.format)?
-            .ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during flatten", volume.id)))
+        let (id, format) = (volume.id, volume.format);
+        self.fs(move |dir| describe(dir, id, format)?.ok_or_else(|| StorageError::NotFound(format!("volume {id} disappeared during flatten"))))
+            .await
     }
 
     pub(super) async fn resize(&self, volume: &VolumeInfo, new_size: u64) -> Result<VolumeInfo> {
@@ -217,8 +233,9 @@ impl LocalBackend {
             .resize(&path, volume.format.into(), new_size, preallocation)
             .await
             .map_err(|e| self.tool_error(volume.id, e))?;
-        describe(&self.dir, volume.id, volume.format)?
-            .ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during resize", volume.id)))
+        let (id, format) = (volume.id, volume.format);
+        self.fs(move |dir| describe(dir, id, format)?.ok_or_else(|| StorageError::NotFound(format!("volume {id} disappeared during resize"))))
+            .await
     }
 }
 
@@ -239,6 +256,15 @@ async fn copy_file(src: &Path, dst: &Path, rate: Option<u64>, progress: Progress
         .map_err(|e| io("copy into", &dst, e))
     })
     .await
+}
+
+fn find_volume(dir: &Path, id: VolumeId) -> Result<Option<VolumeInfo>> {
+    for format in [VolumeFormat::Qcow2, VolumeFormat::Raw] {
+        if let Some(v) = describe(dir, id, format)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
 }
 
 /// A new, empty, thin volume file: a raw file of `size` bytes (a hole), or an
