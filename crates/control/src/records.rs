@@ -27,6 +27,29 @@ pub fn parse_name(what: &str, s: &str) -> ApiResult<String> {
     Ok(Name::parse(what, s).map_err(ApiError::from)?.as_str().to_owned())
 }
 
+/// The name of a new pool or volume: besides the name rule, never shaped
+/// like an id, since ids and names are given in the same places.
+pub fn parse_new_name(what: &str, s: &str) -> ApiResult<String> {
+    let name = parse_name(what, s)?;
+    if uuid::Uuid::try_parse(&name).is_ok() {
+        return Err(ApiError::invalid(format!("{what} name {name} looks like an id (a UUID); choose a name that does not")));
+    }
+    Ok(name)
+}
+
+/// The name of a new snapshot, checked here for what every backend refuses:
+/// only digits (qcow2 takes it for a snapshot id) and the reserved lq- prefix.
+pub fn parse_new_snapshot_name(s: &str) -> ApiResult<String> {
+    let name = parse_name("snapshot", s)?;
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(format!("snapshot name {name} is only digits, which qcow2 takes for a snapshot id; add a letter")));
+    }
+    if name.starts_with("lq-") {
+        return Err(ApiError::invalid(format!("snapshot names starting with lq- are reserved; rename {name}")));
+    }
+    Ok(name)
+}
+
 /// An enum field's value; one the API does not define is refused.
 pub fn known<E: TryFrom<i32>>(what: &str, v: i32) -> ApiResult<E> {
     E::try_from(v).map_err(|_| ApiError::invalid(format!("{what} {v} is unknown")))

@@ -116,6 +116,15 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         };
         assert_eq!(k.c.pools.create_pool(req).await.unwrap_err().code(), Code::InvalidArgument, "pool name {name:?}");
     }
+    // Names shaped like ids would shadow ids where both are accepted; snapshot
+    // names every backend refuses are refused before any task starts.
+    let uuid_name = uuid::Uuid::new_v4().to_string();
+    let err = k.c.volumes.create_volume(create_req("p1", &uuid_name, GIB)).await.unwrap_err();
+    assert!(err.code() == Code::InvalidArgument && err.message().contains("looks like an id"), "{err:?}");
+    for name in ["1", "2024", "lq-clone-x"] {
+        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "snapshot name {name:?}");
+    }
     for size in [0u64, 1000, (1 << 63) + 512, u64::MAX] {
         let err = k.c.volumes.create_volume(create_req("p1", "sized", size)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "size {size}");

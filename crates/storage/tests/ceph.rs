@@ -41,7 +41,9 @@ fn rt() -> tokio::runtime::Runtime {
 /// `qemu-io` on an RBD image through the cluster's own conf.
 fn qemu_io(ceph: &Ceph, image: &str, cmd: &str) -> bool {
     let target = format!("rbd:{TEST_POOL}/{image}:conf={}:id=admin", ceph.conf().display());
-    Command::new("qemu-io").args(["-f", "raw", "-c", cmd, &target]).output().unwrap().status.success()
+    let out = Command::new("timeout").args(["120", "qemu-io", "-f", "raw", "-c", cmd, &target]).output().unwrap();
+    assert_ne!(out.status.code(), Some(124), "qemu-io {cmd} on {image} hung");
+    out.status.success()
 }
 
 fn image(id: VolumeId) -> String {

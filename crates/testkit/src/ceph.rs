@@ -148,9 +148,10 @@ impl Ceph {
         ceph_cli(self.conf(), args)
     }
 
-    /// `rbd -c <conf> args...` (test setup and checks).
+    /// `rbd -c <conf> args...` (test setup and checks), given 60 s: a librados
+    /// client waits forever by default, and a stuck test says less than a failed one.
     pub fn rbd(&self, args: &[&str]) -> io::Result<String> {
-        run(Command::new("rbd").arg("-c").arg(self.conf()).args(args))
+        run(Command::new("timeout").arg("60").arg("rbd").arg("-c").arg(self.conf()).args(args))
     }
 
     /// A user with rbd rights on `pool` only; returns its key.

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::pools::{kind_of, split_secrets};
-use crate::records::{self, check_labels, parse_name, parse_pool_id, state_name};
+use crate::records::{self, check_labels, parse_pool_id, state_name};
 use crate::repo::Txn;
 use crate::sagas::create_pool::CreatePool;
 use crate::sagas::delete_pool::DeletePool;
@@ -93,7 +93,7 @@ impl StoragePoolService for PoolApi {
     async fn create_pool(&self, req: Request<pb::CreatePoolRequest>) -> Rpc<pb::PoolOperation> {
         let r = req.into_inner();
         let repo = &self.app.repo;
-        let name = parse_name("pool", &r.name)?;
+        let name = crate::records::parse_new_name("pool", &r.name)?;
         check_labels(&r.labels)?;
         let ratio = check_ratio(r.overcommit_ratio)?;
         if r.description.len() > 1024 {

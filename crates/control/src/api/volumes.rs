@@ -117,7 +117,7 @@ impl VolumeApi {
     async fn create(&self, new: NewVolume) -> ApiResult<pb::VolumeOperation> {
         let app = &self.app;
         let repo = &app.repo;
-        let name = parse_name("volume", &new.name)?;
+        let name = records::parse_new_name("volume", &new.name)?;
         check_labels(&new.labels)?;
         let pool = records::pool(repo, &new.pool).await?.value;
         ensure_pool_ready(&pool)?;
@@ -535,7 +535,7 @@ impl VolumeService for VolumeApi {
 
     async fn create_snapshot(&self, req: Request<pb::CreateSnapshotRequest>) -> Rpc<pb::SnapshotOperation> {
         let r = req.into_inner();
-        let name = parse_name("snapshot", &r.name)?;
+        let name = records::parse_new_snapshot_name(&r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         let node = self.serving_node(&current).await?;
         let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
