@@ -31,7 +31,8 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
                 monitors: vec![ceph.monitor()],
                 ceph_pool: TEST_POOL.into(),
                 client_id: "admin".into(),
-                key: ceph.admin_key().into(),
+                // As read from a key file: with its newline. QEMU must still get in.
+                key: format!("{}\n", ceph.admin_key()),
                 ..Default::default()
             })),
         };

@@ -40,7 +40,7 @@ fn shapes() -> Vec<(&'static str, DiskDefinition)> {
                 pool: "vms".into(),
                 namespace: None,
                 image: "lq-0b7c3a52-5bb4-4e69-8a43-0c1a3e0f7d11".into(),
-                hosts: vec![host("10.0.0.1", Some(6789)), host("10.0.0.2", Some(6789)), host("10.0.0.3", None)],
+                hosts: vec![host("10.0.0.1", Some(6789)), host("fd00::2", Some(6789)), host("10.0.0.3", None)],
                 auth: Some(DiskAuth { username: "libvirt".into(), secret: SecretRef::Ceph { uuid: "2a1f4c2e-8f7b-4d6e-9b1a-3c5d7e9f0a1b".into() } }),
             },
             DiskDriver::rbd(), "sdc", DiskBus::Scsi)),

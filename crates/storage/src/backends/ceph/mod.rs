@@ -94,7 +94,11 @@ impl CephBackend {
     /// the config asks for it and this is the first opening.
     pub async fn open(pool_id: PoolId, config: &CephPoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Self> {
         validate(config)?;
-        let (config, timeouts, dir, qemu) = (config.clone(), ctx.ceph_timeouts, ctx.state_dir.join("ceph"), ctx.qemu_img.clone());
+        let mut config = config.clone();
+        // A key read from a file keeps its newline; librados, the keyring and
+        // the libvirt secret (base64-decoded) must all get the key alone.
+        config.key = crate::model::Secret::new(config.key.expose().trim().to_owned());
+        let (timeouts, dir, qemu) = (ctx.ceph_timeouts, ctx.state_dir.join("ceph"), ctx.qemu_img.clone());
         let inner = tokio::task::spawn_blocking(move || -> Result<Inner> {
             let monitors: Vec<String> = config.monitors.iter().map(|m| config::monitor_addr(m)).collect::<Result<_>>()?;
             let connect = ConnectConfig {
@@ -274,7 +278,7 @@ impl Backend for CephBackend {
         let hosts = c
             .monitors
             .iter()
-            .map(|m| parse_monitor(m).map(|(name, port)| NetHost { name, port: Some(port) }))
+            .map(|m| parse_monitor(m).map(|(host, port)| NetHost { name: xml_host_name(&host), port: Some(port) }))
             .collect::<Result<Vec<_>>>()?;
         let source = DiskSource::Rbd {
             pool: c.ceph_pool.clone(),
@@ -302,8 +306,27 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("the clock is after 1970").as_secs() as i64
 }
 
+/// A monitor's host as libvirt's `<host name=...>` takes it: an IPv6
+/// address without the brackets a host:port string needs.
+fn xml_host_name(host: &str) -> String {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_owned()
+}
+
 /// The libvirt secret holding the pool's key: named after the pool, so every
 /// node defines the same one.
 pub fn libvirt_secret_uuid(pool: PoolId) -> String {
     pool.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_monitors_are_named_without_brackets_in_disk_xml() {
+        let (host, port) = parse_monitor("[fd00::1]:6789").unwrap();
+        assert_eq!((xml_host_name(&host), port), ("fd00::1".to_owned(), 6789));
+        assert_eq!(xml_host_name("10.0.0.1"), "10.0.0.1");
+        assert_eq!(xml_host_name("mon1.example"), "mon1.example");
+    }
 }
