@@ -190,10 +190,10 @@ impl NodeStorage for NodeService {
         req: Request<pb::DestroyStoragePoolRequest>,
     ) -> Rpc<pb::DestroyStoragePoolResponse> {
         let id = convert::pool_id(&req.into_inner().pool_id).map_err(to_status)?;
-        let secret = self.manager.pool_secret(id).await.ok().flatten();
+        let secret = self.manager.pool_secret_uuid(id).ok().flatten();
         self.manager.destroy_pool(id).await.map_err(to_status)?;
-        if let Some(secret) = secret
-            && let Err(e) = self.remove_pool_secret(&secret.uuid).await {
+        if let Some(uuid) = secret
+            && let Err(e) = self.remove_pool_secret(&uuid).await {
                 tracing::warn!(pool = %id, error = %e, "cannot remove the pool's secret from libvirt");
             }
         Ok(Response::new(pb::DestroyStoragePoolResponse {}))

@@ -36,7 +36,7 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
                 ..Default::default()
             })),
         };
-        let info = node.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: pool.clone(), config: Some(config) }).await.unwrap().into_inner();
+        let info = node.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: pool.clone(), config: Some(config.clone()) }).await.unwrap().into_inner();
         assert_eq!(info.kind, pb::PoolKind::Ceph as i32);
         let shown = info.config.unwrap();
         let Some(pb::pool_config::Backend::Ceph(c)) = shown.backend else { panic!("{shown:?}") };
@@ -96,6 +96,27 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
             .unwrap();
         node.client.destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: pool.clone() }).await.unwrap();
         assert!(!libvirtd.virsh(&["secret-list"]).unwrap().contains(&pool), "the secret goes with the pool");
+
+        // A pool in error (its cluster gone) is forgotten whole too: key files and secret.
+        let broken = new_id();
+        node.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: broken.clone(), config: Some(config) }).await.unwrap();
+        node.stop().await;
+        drop(ceph);
+        let uri = libvirtd.uri().to_owned();
+        let mut node = TestNode::start_with(root.path(), |c| {
+            c.libvirt_uri = uri;
+            c.ceph.mount_timeout_secs = 2;
+            c.ceph.mon_op_timeout_secs = 2;
+        })
+        .await;
+        let info = node.client.get_storage_pool_info(pb::GetStoragePoolInfoRequest { pool_id: broken.clone(), count_volumes: false }).await;
+        assert_eq!(info.unwrap().into_inner().phase, pb::PoolPhase::Error as i32);
+        let kept = |name: &str| root.path().join("state/ceph").join(format!("{broken}.{name}")).exists();
+        assert!(kept("keyring") && kept("conf"), "the key is still on the node before the destroy");
+        assert!(libvirtd.virsh(&["secret-list"]).unwrap().contains(&broken));
+        node.client.destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: broken.clone() }).await.unwrap();
+        assert!(!kept("keyring") && !kept("conf"), "the key file goes with a pool in error");
+        assert!(!libvirtd.virsh(&["secret-list"]).unwrap().contains(&broken), "and so does its libvirt secret");
         node.stop().await;
     });
 }

@@ -228,6 +228,13 @@ impl StorageManager {
         if let PoolState::Ready(backend) = &*entry.state.lock().await {
             backend.deactivate().await?;
         }
+        // Also for a pool in error, which has no backend to deactivate.
+        let (config, ctx) = (entry.config.clone(), self.ctx.clone());
+        blocking(move || {
+            backends::forget(id, &config, &ctx);
+            Ok(())
+        })
+        .await?;
         let store = self.store.clone();
         blocking(move || store.remove(id)).await?;
         self.pools.write().expect("pool table poisoned").remove(&id);
@@ -286,6 +293,12 @@ impl StorageManager {
     /// The libvirt secret the pool's VMs need, if any (for the node to define).
     pub async fn pool_secret(&self, id: PoolId) -> Result<Option<crate::backend::LibvirtSecret>> {
         Ok(self.backend(id).await?.libvirt_secret())
+    }
+
+    /// The uuid of the pool's libvirt secret, from its config alone (a pool
+    /// in error has one to remove too).
+    pub fn pool_secret_uuid(&self, id: PoolId) -> Result<Option<String>> {
+        Ok(backends::libvirt_secret_uuid(id, &self.entry(id)?.config))
     }
 
     // ---- volumes ----

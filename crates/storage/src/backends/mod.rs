@@ -43,6 +43,22 @@ pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: Op
     }
 }
 
+/// Removes what the node keeps for a pool it forgets (client files, keys),
+/// without reaching its storage: also for a pool that is in error.
+pub fn forget(id: PoolId, config: &PoolConfig, ctx: &EngineContext) {
+    if let PoolConfig::Ceph(_) = config {
+        ceph::forget(id, ctx);
+    }
+}
+
+/// The libvirt secret a pool's VMs use, known from the config alone.
+pub fn libvirt_secret_uuid(id: PoolId, config: &PoolConfig) -> Option<String> {
+    match config {
+        PoolConfig::Ceph(_) => Some(ceph::libvirt_secret_uuid(id)),
+        _ => None,
+    }
+}
+
 /// The kinds this node can serve, with what each can do.
 pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
     vec![

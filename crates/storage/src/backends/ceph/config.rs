@@ -157,10 +157,14 @@ pub struct ClientFiles {
 }
 
 impl ClientFiles {
+    /// Where the pool's files are (whether or not they exist).
+    pub fn at(dir: &Path, pool: PoolId) -> Self {
+        Self { conf: dir.join(format!("{pool}.conf")), keyring: dir.join(format!("{pool}.keyring")) }
+    }
+
     pub fn write(dir: &Path, pool: PoolId, cfg: &CephPoolConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(format!("cannot create {}", dir.display()), e))?;
-        let keyring = dir.join(format!("{pool}.keyring"));
-        let conf = dir.join(format!("{pool}.conf"));
+        let Self { conf, keyring } = Self::at(dir, pool);
         let monitors: Vec<String> = cfg.monitors.iter().map(|m| monitor_addr(m)).collect::<Result<_>>()?;
         atomic_write(&keyring, format!("[client.{}]\n\tkey = {}\n", cfg.client_id, cfg.key.expose()).as_bytes(), 0o600)?;
         let text = format!(

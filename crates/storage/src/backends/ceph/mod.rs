@@ -98,7 +98,7 @@ impl CephBackend {
         // A key read from a file keeps its newline; librados, the keyring and
         // the libvirt secret (base64-decoded) must all get the key alone.
         config.key = crate::model::Secret::new(config.key.expose().trim().to_owned());
-        let (timeouts, dir, qemu) = (ctx.ceph_timeouts, ctx.state_dir.join("ceph"), ctx.qemu_img.clone());
+        let (timeouts, dir, qemu) = (ctx.ceph_timeouts, client_dir(ctx), ctx.qemu_img.clone());
         let inner = tokio::task::spawn_blocking(move || -> Result<Inner> {
             let monitors: Vec<String> = config.monitors.iter().map(|m| config::monitor_addr(m)).collect::<Result<_>>()?;
             let connect = ConnectConfig {
@@ -304,6 +304,17 @@ impl Backend for CephBackend {
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("the clock is after 1970").as_secs() as i64
+}
+
+/// Where the node keeps the pools' client files (conf, keyring).
+fn client_dir(ctx: &EngineContext) -> std::path::PathBuf {
+    ctx.state_dir.join("ceph")
+}
+
+/// Removes what the node keeps for the pool (its key among them) without
+/// reaching the cluster: also for a pool that never came up again.
+pub fn forget(pool: PoolId, ctx: &EngineContext) {
+    config::ClientFiles::at(&client_dir(ctx), pool).remove();
 }
 
 /// A monitor's host as libvirt's `<host name=...>` takes it: an IPv6
