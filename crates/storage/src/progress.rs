@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Result, StorageError, ToolError};
 use crate::model::{Progress, ProgressSink};
-use crate::tools::qemu_img::{ConvertOptions, QemuImg};
+use crate::image::InspectedImage;
+use crate::tools::qemu_img::{ConvertOptions, ImportTarget, QemuImg};
 
 const PHASE: &str = "copying";
 
@@ -53,10 +54,27 @@ pub(crate) async fn convert(
     progress: ProgressSink<'_>,
 ) -> std::result::Result<(), ToolError> {
     progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
-    qemu.convert(opts, |fraction| {
-        progress(Progress { phase: PHASE, done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
-    })
-    .await?;
+    qemu.convert(opts, fractions_of(total, progress)).await?;
     progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
     Ok(())
+}
+
+/// An import by qemu-img (see [`QemuImg::import`]), its progress in bytes.
+pub(crate) async fn import(
+    qemu: &QemuImg,
+    image: &InspectedImage,
+    target: ImportTarget<'_>,
+    target_format: crate::model::ImageFormat,
+    progress: ProgressSink<'_>,
+) -> std::result::Result<(), ToolError> {
+    let total = image.virtual_size;
+    progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
+    qemu.import(&image.file, image.format, target, target_format, fractions_of(total, progress)).await?;
+    progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
+    Ok(())
+}
+
+/// qemu-img's progress fractions as bytes of `total`.
+fn fractions_of(total: u64, progress: ProgressSink<'_>) -> impl FnMut(f64) + '_ {
+    move |fraction| progress(Progress { phase: PHASE, done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
 }

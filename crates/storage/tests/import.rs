@@ -175,7 +175,8 @@ async fn a_vmdk_whose_data_lives_in_other_files_is_refused() {
     let raw = raw_image(&f.images_dir(), "plain.img");
     let flat = f.images_dir().join("flat.vmdk");
     convert(&raw, &flat, "vmdk", &["subformat=monolithicFlat"]);
-    assert_refused(&f, &flat, ImageFormat::Vmdk, "monolithicFlat").await;
+    // The confined qemu-img cannot even open the extent: refused, naming it.
+    assert_refused(&f, &flat, ImageFormat::Vmdk, "another file (flat-flat.vmdk)").await;
 
     // A hand-written descriptor that points at a host file.
     let evil = f.images_dir().join("evil.vmdk");
@@ -186,4 +187,60 @@ async fn a_vmdk_whose_data_lives_in_other_files_is_refused() {
     )
     .unwrap();
     assert_refused(&f, &evil, ImageFormat::Vmdk, "refused").await;
+}
+
+/// The bytes checked are the bytes copied. While imports run, another
+/// process keeps swapping the file between a clean image and one whose
+/// backing file is a secret outside the import directories: every import
+/// either copies the clean image or is refused; none ever copies the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_swapped_after_its_inspection_is_never_copied() {
+    let f = Fixture::new().await;
+    let secret = f.root.path().join("secret.raw");
+    std::fs::write(&secret, vec![0x66u8; MIB as usize]).unwrap();
+    let good = f.images_dir().join("good.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", good.to_str().unwrap(), "1M"]);
+    write_pattern(&good, "qcow2", 0x77, 0, 64 * 1024);
+    let evil = f.images_dir().join("evil.qcow2");
+    qemu_img(&["create", "-q", "-f", "qcow2", "-u", "-b", secret.to_str().unwrap(), "-F", "raw", evil.to_str().unwrap(), "1M"]);
+    let target = f.images_dir().join("disk.qcow2");
+    std::fs::hard_link(&good, &target).unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, good, evil, target) = (stop.clone(), f.images_dir(), good.clone(), evil.clone(), target.clone());
+        std::thread::spawn(move || {
+            let tmp = dir.join(".swap");
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for from in [&evil, &good] {
+                    let _ = std::fs::remove_file(&tmp);
+                    std::fs::hard_link(from, &tmp).unwrap();
+                    std::fs::rename(&tmp, &target).unwrap();
+                    swaps += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(700));
+                }
+            }
+            swaps
+        })
+    };
+    let (mut copied, mut refused) = (0, 0);
+    for _ in 0..60 {
+        match import(&f, &target, ImageFormat::Qcow2).await {
+            Ok(v) => {
+                let path = f.path_of(&v);
+                assert!(has_pattern(&path, "qcow2", 0x77, 0, 64 * 1024), "the clean image's data");
+                assert!(has_pattern(&path, "qcow2", 0, 128 * 1024, 64 * 1024), "never the secret's (0x66)");
+                copied += 1;
+            }
+            Err(e) => {
+                assert!(matches!(e, StorageError::InvalidArgument(_)), "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{copied} imports copied the clean image, {refused} were refused, over {swaps} swaps");
+    assert!(copied > 0 && refused > 0, "both files were met: {copied} copied, {refused} refused");
 }

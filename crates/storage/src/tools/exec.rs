@@ -39,11 +39,23 @@ pub struct ToolCommand {
     secrets: Vec<String>,
     limits: Option<ResourceLimits>,
     accepted_exit_codes: Vec<i32>,
+    /// Descriptors the child gets (at the same numbers).
+    inherit_fds: Vec<std::os::fd::RawFd>,
+    confinement: Option<super::confine::Confinement>,
 }
 
 impl ToolCommand {
     pub fn new(program: impl Into<String>, timeout: Duration) -> Self {
-        Self { program: program.into(), args: Vec::new(), timeout, secrets: Vec::new(), limits: None, accepted_exit_codes: vec![0] }
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            timeout,
+            secrets: Vec::new(),
+            limits: None,
+            accepted_exit_codes: vec![0],
+            inherit_fds: Vec::new(),
+            confinement: None,
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -70,6 +82,19 @@ impl ToolCommand {
 
     pub fn limits(mut self, limits: ResourceLimits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Gives the child this descriptor, at the same number (e.g. to open it as
+    /// /proc/self/fd/N). The caller keeps it open until the tool ends.
+    pub fn inherit_fd(mut self, fd: std::os::fd::RawFd) -> Self {
+        self.inherit_fds.push(fd);
+        self
+    }
+
+    /// Confines the child's file-system access (see [`super::confine`]).
+    pub fn confine(mut self, confinement: super::confine::Confinement) -> Self {
+        self.confinement = Some(confinement);
         self
     }
 
@@ -108,15 +133,24 @@ impl ToolCommand {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let limits = self.limits;
+        let (limits, inherit, confinement) = (self.limits, self.inherit_fds.clone(), self.confinement.clone());
         let parent = std::process::id() as i32;
-        // SAFETY: the closure runs between fork and exec and only calls
-        // prctl(2), getppid(2) and setrlimit(2), which are async-signal-safe.
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe system calls (prctl, getppid, setrlimit, fcntl,
+        // open, close, landlock); nothing is allocated.
         unsafe {
             cmd.pre_exec(move || {
                 die_with_parent(parent)?;
-                match limits {
-                    Some(l) => apply_limits(l),
+                if let Some(l) = limits {
+                    apply_limits(l)?;
+                }
+                for &fd in &inherit {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                match &confinement {
+                    Some(c) => c.apply_in_child(),
                     None => Ok(()),
                 }
             });
@@ -312,6 +346,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), libc::SIGKILL.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_confined_child_reads_what_it_is_given_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (given, other) = (dir.path().join("given"), dir.path().join("other"));
+        std::fs::write(&given, "given").unwrap();
+        std::fs::write(&other, "other").unwrap();
+        let file = std::fs::File::open(&given).unwrap();
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        let confined = |path: String| {
+            ToolCommand::new("cat", Duration::from_secs(5))
+                .arg(path)
+                .inherit_fd(fd)
+                .confine(super::super::confine::Confinement::new().read_fd(fd))
+                .run()
+        };
+        let out = confined(format!("/proc/self/fd/{fd}")).await.unwrap();
+        assert_eq!(out.stdout, b"given", "the descriptor it was given");
+        let err = confined(other.display().to_string()).await.unwrap_err();
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        let err = confined("/etc/passwd".into()).await.unwrap_err();
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        // Renamed away and replaced, the path no longer reaches it; the descriptor still does.
+        std::fs::rename(&given, dir.path().join("moved")).unwrap();
+        std::fs::write(&given, "swapped").unwrap();
+        assert_eq!(confined(format!("/proc/self/fd/{fd}")).await.unwrap().stdout, b"given");
+        assert!(confined(given.display().to_string()).await.is_err());
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Typed wrappers over external tools. Each tool gets one module that builds its
 //! argv and parses its structured output; backends call these, never a process.
 
+pub mod confine;
 pub mod exec;
 pub mod qemu_img;
 

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::confine::Confinement;
 use super::exec::{ResourceLimits, ToolCommand};
 use crate::error::ToolError;
+use crate::image::ImageFile;
 use crate::model::ImageFormat;
 
 const PROGRAM: &str = "qemu-img";
@@ -71,24 +73,27 @@ pub struct CreateOptions<'a> {
     pub backing: Option<Backing<'a>>,
 }
 
+/// A copy of one of the node's own volumes (trusted) into a new file.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvertOptions<'a> {
     pub source: &'a Path,
     pub source_format: ImageFormat,
     /// Copy the state of this internal snapshot instead of the current one.
     pub snapshot: Option<&'a str>,
-    pub target: ConvertTarget<'a>,
+    pub target: &'a Path,
     pub target_format: ImageFormat,
     pub preallocation: Preallocation,
 }
 
-/// Where convert writes.
+/// Where an import writes: a target made beforehand, which qemu-img only
+/// fills (`convert -n`), so the confined copy needs no directory access.
 #[derive(Debug, Clone, Copy)]
-pub enum ConvertTarget<'a> {
-    File(&'a Path),
-    /// A new RBD image, reached through a Ceph conf file and a client id: the
-    /// key stays in the keyring the conf names, never on the command line.
-    Rbd { pool: &'a str, namespace: &'a str, image: &'a str, conf: &'a Path, client_id: &'a str },
+pub enum ImportTarget<'a> {
+    /// An open file (read-write) of the final size and format.
+    File(&'a std::fs::File),
+    /// An RBD image of the final size, reached through a Ceph conf file and
+    /// a client id: the key stays in the keyring, never on the command line.
+    Rbd { pool: &'a str, namespace: &'a str, image: &'a str, conf: &'a Path, keyring: &'a Path, client_id: &'a str },
 }
 
 /// `qemu-img info --output=json`.
@@ -216,54 +221,85 @@ impl QemuImg {
         parse_json(cmd.arg("--").arg(path).run().await?.stdout)
     }
 
-    /// Info on an image from outside, under resource limits. `format` None lets
-    /// qemu-img probe (used only to compare against the declared format).
-    pub async fn info_untrusted(&self, path: &Path, format: Option<ImageFormat>) -> Result<ImageInfo, ToolError> {
-        let mut cmd = self.command(self.timeouts.inspect).args(["info", "--output=json"]).limits(UNTRUSTED_LIMITS);
+    /// A run of qemu-img on an image from outside: it reads the open file,
+    /// can open nothing else (see `tools::confine`), and runs under limits.
+    fn untrusted(cmd: ToolCommand, image: &ImageFile, confinement: Confinement, limits: ResourceLimits) -> ToolCommand {
+        let fd = image.raw_fd();
+        cmd.inherit_fd(fd).confine(confinement.read_fd(fd)).limits(limits)
+    }
+
+    /// Info on an image from outside. `format` None lets qemu-img probe (used
+    /// only to compare against the declared format).
+    pub async fn info_untrusted(&self, image: &ImageFile, format: Option<ImageFormat>) -> Result<ImageInfo, ToolError> {
+        let mut cmd = self.command(self.timeouts.inspect).args(["info", "--output=json"]);
         if let Some(f) = format {
             cmd = cmd.args(["-f", f.as_str()]);
         }
-        parse_json(cmd.arg("--").arg(path).run().await?.stdout)
+        let cmd = cmd.arg("--").arg(image.child_path());
+        parse_json(Self::untrusted(cmd, image, Confinement::new(), UNTRUSTED_LIMITS).run().await?.stdout)
     }
 
-    /// Consistency check. Exit status 2 (corruptions) and 3 (leaks) still
-    /// produce a report; status 1 (could not check) is an error.
-    pub async fn check(&self, path: &Path, format: ImageFormat) -> Result<CheckReport, ToolError> {
-        let cmd = self
-            .command(self.timeouts.inspect)
-            .args(["check", "--output=json", "-f", format.as_str(), "--"])
-            .arg(path)
-            .limits(UNTRUSTED_LIMITS);
+    /// Consistency check of an image from outside. Exit status 2
+    /// (corruptions) and 3 (leaks) still produce a report; status 1 (could
+    /// not check) is an error.
+    pub async fn check(&self, image: &ImageFile, format: ImageFormat) -> Result<CheckReport, ToolError> {
+        let cmd = self.command(self.timeouts.inspect).args(["check", "--output=json", "-f", format.as_str(), "--"]).arg(image.child_path());
+        let cmd = Self::untrusted(cmd, image, Confinement::new(), UNTRUSTED_LIMITS);
         parse_json(cmd.accept_exit_codes(&[0, 2, 3]).run().await?.stdout)
     }
 
-    /// Copies an image, reporting progress as a fraction in [0, 1].
-    pub async fn convert(&self, opts: &ConvertOptions<'_>, mut on_progress: impl FnMut(f64)) -> Result<(), ToolError> {
+    /// Copies an image from outside into `target` (made beforehand, at least
+    /// the image's size), reporting progress as a fraction in [0, 1]. Under
+    /// the inspection's memory limit; its CPU time bounded by the copy timeout.
+    pub async fn import(
+        &self,
+        image: &ImageFile,
+        format: ImageFormat,
+        target: ImportTarget<'_>,
+        target_format: ImageFormat,
+        on_progress: impl FnMut(f64),
+    ) -> Result<(), ToolError> {
+        let cmd = self
+            .convert_command(format, target_format)
+            // The target exists and reads as zeros: fill it, create nothing,
+            // write no zeros (which could also unmap a thick target's space).
+            .args(["-n", "--target-is-zero"])
+            .arg("--")
+            .arg(image.child_path());
+        let (cmd, confinement) = match target {
+            ImportTarget::File(file) => {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                (cmd.arg(format!("/proc/self/fd/{fd}")).inherit_fd(fd), Confinement::new().write_fd(fd))
+            }
+            ImportTarget::Rbd { pool, namespace, image: name, conf, keyring, client_id } => (
+                cmd.arg(rbd_filename(pool, namespace, name, conf, client_id)),
+                Confinement::new().read_path(conf).read_path(keyring),
+            ),
+        };
+        let limits = ResourceLimits { address_space_bytes: UNTRUSTED_LIMITS.address_space_bytes, cpu_seconds: self.timeouts.copy.as_secs() };
+        Self::run_convert(Self::untrusted(cmd, image, confinement, limits), on_progress).await
+    }
+
+    /// `qemu-img convert` with progress, out-of-order writes and the copy
+    /// bandwidth limit; source and target follow.
+    fn convert_command(&self, source_format: ImageFormat, target_format: ImageFormat) -> ToolCommand {
         let mut cmd = self.command(self.timeouts.copy).args([
             "convert",
             "-p",
             "-W", // out-of-order writes: faster, and fine for a new target
             "-f",
-            opts.source_format.as_str(),
+            source_format.as_str(),
             "-O",
-            opts.target_format.as_str(),
+            target_format.as_str(),
         ]);
-        if let Some(snap) = opts.snapshot {
-            cmd = cmd.arg("-l").arg(format!("snapshot.name={snap}"));
-        }
-        if opts.preallocation != Preallocation::Off {
-            cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
-        }
         if let Some(rate) = self.copy_rate {
             cmd = cmd.arg("-r").arg(rate.to_string());
         }
-        cmd = cmd.arg("--").arg(opts.source);
-        cmd = match opts.target {
-            ConvertTarget::File(path) => cmd.arg(path),
-            ConvertTarget::Rbd { pool, namespace, image, conf, client_id } => {
-                cmd.arg(rbd_filename(pool, namespace, image, conf, client_id))
-            }
-        };
+        cmd
+    }
+
+    async fn run_convert(cmd: ToolCommand, mut on_progress: impl FnMut(f64)) -> Result<(), ToolError> {
         cmd.run_streaming(|line| {
             if let Some(fraction) = parse_progress(line) {
                 on_progress(fraction);
@@ -271,6 +307,19 @@ impl QemuImg {
         })
         .await
         .map(drop)
+    }
+
+    /// Copies one of the node's own volumes into a new file, reporting
+    /// progress as a fraction in [0, 1].
+    pub async fn convert(&self, opts: &ConvertOptions<'_>, on_progress: impl FnMut(f64)) -> Result<(), ToolError> {
+        let mut cmd = self.convert_command(opts.source_format, opts.target_format);
+        if let Some(snap) = opts.snapshot {
+            cmd = cmd.arg("-l").arg(format!("snapshot.name={snap}"));
+        }
+        if opts.preallocation != Preallocation::Off {
+            cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
+        }
+        Self::run_convert(cmd.arg("--").arg(opts.source).arg(opts.target), on_progress).await
     }
 
     pub async fn resize(

@@ -11,7 +11,7 @@ use crate::backend::{NewVolume, NewVolumeContent};
 use crate::error::{Result, StorageError};
 use crate::ids::VolumeId;
 use crate::model::{ProgressSink, Provisioning, VolumeInfo};
-use crate::tools::qemu_img::{ConvertOptions, ConvertTarget, Preallocation};
+use crate::tools::qemu_img::ImportTarget;
 
 pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
     if new.provisioning == Provisioning::Thick {
@@ -63,31 +63,28 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
                 .await?;
         }
         NewVolumeContent::Image(image) => {
-            let staging = backend.blocking(move |i| Staging::begin(i, id)).await?;
+            // The staging image is made first, at its final size; the
+            // confined qemu-img only fills it.
+            let staging = backend
+                .blocking(move |i| {
+                    let staging = Staging::begin(i, id)?;
+                    rbd::create(&i.io, staging.name(), size)?;
+                    Ok(staging)
+                })
+                .await?;
             let i = &backend.inner;
-            let opts = ConvertOptions {
-                source: &image.path,
-                source_format: image.format,
-                snapshot: None,
-                target: ConvertTarget::Rbd {
-                    pool: &i.config.ceph_pool,
-                    namespace: &i.config.rados_namespace,
-                    image: staging.name(),
-                    conf: &i.files.conf,
-                    client_id: &i.config.client_id,
-                },
-                target_format: crate::model::ImageFormat::Raw,
-                preallocation: Preallocation::Off,
+            let target = ImportTarget::Rbd {
+                pool: &i.config.ceph_pool,
+                namespace: &i.config.rados_namespace,
+                image: staging.name(),
+                conf: &i.files.conf,
+                keyring: &i.files.keyring,
+                client_id: &i.config.client_id,
             };
-            crate::progress::convert(&i.qemu, &opts, image.virtual_size, progress).await.map_err(StorageError::Tool)?;
+            crate::progress::import(&i.qemu, image, target, crate::model::ImageFormat::Raw, progress).await.map_err(StorageError::Tool)?;
             backend
                 .blocking(move |i| {
-                    let img = Image::open(&i.io, staging.name())?;
-                    if size > img.size()? {
-                        img.grow(size)?;
-                    }
-                    img.flush()?;
-                    drop(img);
+                    Image::open(&i.io, staging.name())?.flush()?;
                     staging.commit()
                 })
                 .await?;

@@ -12,7 +12,7 @@ use crate::ids::VolumeId;
 use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::qcow2;
 use crate::sparse_copy;
-use crate::tools::qemu_img::{Backing, ConvertOptions, ConvertTarget, CreateOptions, Preallocation};
+use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarget, Preallocation};
 
 impl LocalBackend {
     /// Runs file-system work on the blocking pool: a stalled disk or mount
@@ -154,7 +154,7 @@ impl LocalBackend {
                         source: &source_path,
                         source_format: source.format.into(),
                         snapshot: snapshot.map(|s| s.as_str()),
-                        target: ConvertTarget::File(partial.path()),
+                        target: partial.path(),
                         target_format: new.format.into(),
                         preallocation,
                     };
@@ -165,18 +165,29 @@ impl LocalBackend {
                 source.size_bytes
             }
             NewVolumeContent::Image(image) => {
-                let opts = ConvertOptions {
-                    source: &image.path,
-                    source_format: image.format,
-                    snapshot: None,
-                    target: ConvertTarget::File(partial.path()),
-                    target_format: new.format.into(),
-                    preallocation,
-                };
-                crate::progress::convert(&self.qemu, &opts, image.virtual_size, progress)
+                // The target is made first, at its final size; the confined
+                // qemu-img only fills it.
+                let (path, format, size) = (partial.path().to_owned(), new.format, new.size_bytes);
+                if preallocation == Preallocation::Off {
+                    let path = path.clone();
+                    self.fs(move |_| write_empty(&path, format, size)).await?;
+                } else {
+                    let opts = CreateOptions { format: format.into(), size_bytes: Some(size), preallocation, backing: None };
+                    self.qemu.create(&path, &opts).await.map_err(tool_err)?;
+                }
+                let target = self
+                    .fs(move |_| {
+                        std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&path)
+                            .map_err(|e| StorageError::io(format!("cannot open {}", path.display()), e))
+                    })
+                    .await?;
+                crate::progress::import(&self.qemu, image, ImportTarget::File(&target), new.format.into(), progress)
                     .await
                     .map_err(|e| self.tool_error(new.id, e))?;
-                image.virtual_size
+                new.size_bytes
             }
         };
         if new.size_bytes > copied_size {
