@@ -1,13 +1,14 @@
 //! Argument types and helpers shared by the control-plane and node commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use limiquantix_api::v1 as pb;
+use tonic::Status;
+use tonic::transport::Channel;
 
-use crate::output::{OutputFormat, View, print_list};
+use crate::output::{OutputFormat, View, print_list, warn};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -28,6 +29,16 @@ pub enum ImageFormat {
 pub enum Bus {
     Scsi,
     Virtio,
+}
+
+/// A channel to `addr`; `server` names what listens there in errors, `hint`
+/// says what to check when it does not answer.
+pub async fn connect(addr: &str, server: &str, hint: &str) -> Result<Channel, Status> {
+    Channel::from_shared(addr.to_owned())
+        .map_err(|e| Status::invalid_argument(format!("invalid address {addr} for {server}: {e}")))?
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot reach {server} at {addr}{hint}: {:#}", anyhow::Error::new(e))))
 }
 
 pub fn new_id(id: Option<String>) -> String {
@@ -100,8 +111,10 @@ pub struct PoolConfigArgs {
     /// NFS pool: server host.
     #[arg(long, group = "backend", requires = "nfs_export")]
     nfs_server: Option<String>,
+    /// NFS pool: the export on the server, e.g. /srv/vmstore.
     #[arg(long)]
     nfs_export: Option<String>,
+    /// NFS version: 3, 4, 4.1 or 4.2 (default: negotiated).
     #[arg(long)]
     nfs_version: Option<String>,
     /// Ceph pool: the Ceph (RBD) pool name.
@@ -110,6 +123,7 @@ pub struct PoolConfigArgs {
     /// A Ceph monitor host:port (repeat for each monitor).
     #[arg(long)]
     ceph_monitor: Vec<String>,
+    /// The cephx user, without "client.".
     #[arg(long, default_value = "admin")]
     ceph_user: String,
     /// A file holding the cephx key (the key never goes on a command line).
@@ -124,10 +138,13 @@ pub struct PoolConfigArgs {
     /// iSCSI pool: the target portal host:port.
     #[arg(long, group = "backend", requires = "iscsi_target")]
     iscsi_portal: Option<String>,
+    /// iSCSI pool: the target's IQN.
     #[arg(long)]
     iscsi_target: Option<String>,
+    /// iSCSI pool: the LUN of the target to use.
     #[arg(long, default_value_t = 0)]
     iscsi_lun: u32,
+    /// The CHAP user name, when the target asks for one.
     #[arg(long)]
     chap_user: Option<String>,
     /// A file holding the CHAP secret.
@@ -135,15 +152,20 @@ pub struct PoolConfigArgs {
     chap_password_file: Option<PathBuf>,
 }
 
-fn read_secret(path: &Option<PathBuf>) -> anyhow::Result<String> {
+/// The text of a file named on the command line.
+pub fn read_file(path: &Path) -> Result<String, Status> {
+    std::fs::read_to_string(path).map_err(|e| Status::invalid_argument(format!("cannot read {}: {e}", path.display())))
+}
+
+fn read_secret(path: &Option<PathBuf>) -> Result<String, Status> {
     match path {
-        Some(p) => Ok(std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?.trim().to_owned()),
+        Some(p) => Ok(read_file(p)?.trim().to_owned()),
         None => Ok(String::new()),
     }
 }
 
 impl PoolConfigArgs {
-    pub fn config(&self) -> anyhow::Result<pb::PoolConfig> {
+    pub fn config(&self) -> Result<pb::PoolConfig, Status> {
         use pb::pool_config::Backend as B;
         let backend = if let Some(path) = &self.local_path {
             B::Local(pb::LocalPoolConfig { path: path.display().to_string() })
@@ -173,13 +195,13 @@ impl PoolConfigArgs {
                 chap_password: read_secret(&self.chap_password_file)?,
             })
         } else {
-            bail!("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal");
+            return Err(Status::invalid_argument("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal"));
         };
         Ok(pb::PoolConfig { backend: Some(backend) })
     }
 }
 
-/// Paging of a volume listing.
+/// Paging of a listing.
 #[derive(Debug, Args)]
 pub struct PageArgs {
     /// Items per page.
@@ -211,9 +233,9 @@ impl PageArgs {
                 break;
             }
         }
-        print_list(out, &items);
+        print_list(out, &items)?;
         if !token.is_empty() && out == OutputFormat::Table {
-            eprintln!("more: --page-token {token} (or --all)");
+            warn(format_args!("more: --page-token {token} (or --all)"));
         }
         Ok(())
     }

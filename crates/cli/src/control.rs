@@ -5,19 +5,22 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_service_client::NodeServiceClient;
 use limiquantix_api::v1::storage_pool_service_client::StoragePoolServiceClient;
 use limiquantix_api::v1::task_service_client::TaskServiceClient;
 use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
+use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::common::{
-    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress, volume_spec,
+    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, connect, image_format_pb, progress_bar, provisioning_pb, show_progress,
+    volume_spec,
 };
-use crate::output::{ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, TaskView, print_list, print_one};
+use crate::output::{
+    ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, PoolMetricsView, SnapshotView, TaskView, emit, print_list, print_one,
+};
 use crate::units::parse_size;
 
 /// How a command reaches the control plane, and whether it waits.
@@ -38,26 +41,42 @@ fn label(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Subcommand)]
 pub enum PoolCommand {
     /// Create a pool (a datastore) on its node(s).
-    Create(CreatePool),
+    Create(Box<CreatePool>),
+    /// The cluster's pools, with their state and capacity.
     List {
+        /// Only pools of this kind.
         #[arg(long, value_enum)]
         kind: Option<Kind>,
     },
-    Get { pool: String },
+    /// One pool, with its state and capacity.
+    Get {
+        /// The pool's name or id.
+        pool: String,
+    },
     /// Change a pool's description, labels (key=value; key= removes) or overcommit.
     Update {
+        /// The pool's name or id.
         pool: String,
+        /// The new description.
         #[arg(long)]
         description: Option<String>,
+        /// Set a label, key=value, or remove it, key= (repeatable).
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
+        /// The new provisioning limit as a multiple of capacity.
         #[arg(long)]
         overcommit: Option<f64>,
     },
     /// Delete an empty pool (its nodes forget it; nothing is erased).
-    Delete { pool: String },
+    Delete {
+        /// The pool's name or id.
+        pool: String,
+    },
     /// Capacity, provisioning and volume counts of a pool.
-    Metrics { pool: String },
+    Metrics {
+        /// The pool's name or id.
+        pool: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -70,6 +89,7 @@ pub enum Kind {
 
 #[derive(Debug, Args)]
 pub struct CreatePool {
+    /// The pool's name: lower-case letters, digits, '.', '_' and '-'.
     name: String,
     /// A pool id (UUID) to make the call retryable; generated if omitted.
     #[arg(long)]
@@ -79,97 +99,140 @@ pub struct CreatePool {
     /// Node(s) to create it on: one for a local pool; shared pools default to every node.
     #[arg(long = "node")]
     nodes: Vec<String>,
+    /// A description for people.
     #[arg(long, default_value = "")]
     description: String,
+    /// A label, key=value (repeatable).
     #[arg(long = "label", value_parser = label)]
     labels: Vec<(String, String)>,
-    /// Provisioning limit as a multiple of capacity (thin overcommit).
-    #[arg(long, default_value_t = 0.0)]
+    /// Provisioning limit as a multiple of capacity: above 1, thin volumes may
+    /// promise more space than there is.
+    #[arg(long, default_value_t = 1.0)]
     overcommit: f64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
+    /// Create a volume: empty, or a copy of a snapshot.
     Create {
+        /// The pool (name or id) to create it in.
         #[arg(long)]
         pool: String,
+        /// The volume's name: lower-case letters, digits, '.', '_' and '-'.
         #[arg(long)]
         name: String,
+        /// Virtual size, e.g. 10G (a snapshot copy defaults to its snapshot's size).
         #[arg(long, value_parser = parse_size)]
         size: Option<u64>,
+        /// Disk format (default: the pool's, qcow2 where supported).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Reserve the space up front.
         #[arg(long)]
         thick: bool,
         /// Make it from a snapshot: VOLUME@SNAPSHOT.
         #[arg(long)]
         from_snapshot: Option<String>,
+        /// A label, key=value (repeatable).
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
+        /// A volume id (UUID) to make the call retryable; generated if omitted.
         #[arg(long)]
         id: Option<String>,
     },
+    /// The cluster's volumes, a page at a time.
     List {
+        /// Only the volumes of this pool (name or id).
         #[arg(long)]
         pool: Option<String>,
+        /// Only the volumes in this state.
         #[arg(long, value_enum)]
         state: Option<State>,
+        /// Only the volumes whose name starts with this.
         #[arg(long, default_value = "")]
         name_prefix: String,
+        /// Only the volumes with this label, key=value (repeatable).
         #[arg(long = "label", value_parser = label)]
         labels: Vec<(String, String)>,
         #[command(flatten)]
         page: PageArgs,
     },
-    Get { volume: String },
+    /// One volume.
+    Get {
+        /// The volume's name or id.
+        volume: String,
+    },
     /// Grow a volume (live, through libvirt, when attached).
     Resize {
+        /// The volume's name or id.
         volume: String,
+        /// The new virtual size, e.g. 20G (volumes never shrink).
         #[arg(long, value_parser = parse_size)]
         size: u64,
     },
     /// Clone: linked (copy-on-write) by default, --full for an independent copy.
     Clone {
+        /// The volume to clone (name or id).
         source: String,
+        /// The clone's name.
         #[arg(long)]
         name: String,
+        /// An independent full copy instead of a linked clone.
         #[arg(long)]
         full: bool,
+        /// Grow the clone to this size (default: the source's).
         #[arg(long, value_parser = parse_size)]
         size: Option<u64>,
+        /// Format of a full clone (default: the source's).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// A volume id (UUID) to make the call retryable; generated if omitted.
         #[arg(long)]
         id: Option<String>,
     },
-    Delete { volume: String },
+    /// Delete a volume and its data.
+    Delete {
+        /// The volume's name or id.
+        volume: String,
+    },
     /// Import a disk image that is on a node, under its import directory.
     Import {
+        /// The pool (name or id) to import into.
         #[arg(long)]
         pool: String,
+        /// The new volume's name.
         #[arg(long)]
         name: String,
+        /// Path of the image on the node.
         #[arg(long)]
         file: PathBuf,
+        /// The image's format (checked against its content).
         #[arg(long, value_enum)]
         image_format: ImageFormat,
         /// The node holding the file (default: a local pool's node).
         #[arg(long)]
         node: Option<String>,
+        /// Format of the new volume (default: the pool's, qcow2 where supported).
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Grow the volume to this size (default: the image's virtual size).
         #[arg(long, value_parser = parse_size)]
         size: Option<u64>,
+        /// A volume id (UUID) to make the call retryable; generated if omitted.
         #[arg(long)]
         id: Option<String>,
     },
     /// Hot-plug into a running VM (libvirt domain).
     Attach {
+        /// The volume's name or id.
         volume: String,
+        /// The running VM: its libvirt domain name.
         #[arg(long)]
         vm: String,
+        /// The node the VM runs on (default: the volume's node).
         #[arg(long)]
         node: Option<String>,
+        /// The bus the guest sees the disk on.
         #[arg(long, value_enum, default_value = "scsi")]
         bus: Bus,
         /// The VM may only read the disk (the way to use a template or a base of linked clones).
@@ -177,8 +240,15 @@ pub enum VolumeCommand {
         read_only: bool,
     },
     /// Make a volume a template, for good: never written again, a base to clone from.
-    Template { volume: String },
-    Detach { volume: String },
+    Template {
+        /// The volume's name or id.
+        volume: String,
+    },
+    /// Unplug a volume from its VM.
+    Detach {
+        /// The volume's name or id.
+        volume: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -193,15 +263,41 @@ pub enum State {
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    Create { volume: String, name: String },
-    List { volume: String },
-    Revert { volume: String, name: String },
-    Delete { volume: String, name: String },
+    /// Take a snapshot of a volume.
+    Create {
+        /// The volume's name or id.
+        volume: String,
+        /// The snapshot's name.
+        name: String,
+    },
+    /// A volume's snapshots.
+    List {
+        /// The volume's name or id.
+        volume: String,
+    },
+    /// Bring a volume back to a snapshot; what it holds now is lost.
+    Revert {
+        /// The volume's name or id.
+        volume: String,
+        /// The snapshot's name.
+        name: String,
+    },
+    /// Delete a snapshot (the volume keeps its current data).
+    Delete {
+        /// The volume's name or id.
+        volume: String,
+        /// The snapshot's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
-    Get { task: String },
+    /// One task: its state, step, progress and error.
+    Get {
+        /// The task's id.
+        task: String,
+    },
     /// Tasks, newest first.
     List {
         /// Only the tasks of this volume or pool (its id).
@@ -214,23 +310,51 @@ pub enum TaskCommand {
         page: PageArgs,
     },
     /// Follow a task to its end, with a progress bar.
-    Watch { task: String },
+    Watch {
+        /// The task's id.
+        task: String,
+    },
     /// Stop a running task; what it did is undone.
-    Cancel { task: String },
+    Cancel {
+        /// The task's id.
+        task: String,
+    },
 }
 
+/// The node commands the control plane answers. `Target` is in each (not
+/// on `lqctl node`) so the direct node commands do not offer `--server`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterNodeCommand {
     /// The nodes registered with the control plane.
-    List,
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
     /// One registered node.
-    Get { node: String },
+    Get {
+        /// The node's id.
+        node: String,
+        #[command(flatten)]
+        target: Target,
+    },
     /// No new volumes, pools or attachments on the node (--undo ends it).
     Drain {
+        /// The node's id.
         node: String,
+        /// End the drain: the node takes new work again.
         #[arg(long)]
         undo: bool,
+        #[command(flatten)]
+        target: Target,
     },
+}
+
+impl ClusterNodeCommand {
+    pub fn target(&self) -> &Target {
+        match self {
+            Self::List { target } | Self::Get { target, .. } | Self::Drain { target, .. } => target,
+        }
+    }
 }
 
 pub struct Clients {
@@ -244,11 +368,7 @@ pub struct Clients {
 
 impl Clients {
     pub async fn connect(target: &Target, out: OutputFormat) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(target.server.clone())
-            .with_context(|| format!("invalid control-plane address {}", target.server))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the control plane at {} (is limiquantix-controlplane running?)", target.server))?;
+        let channel = connect(&target.server, "the control plane", " (is limiquantix-controlplane running?)").await?;
         Ok(Self {
             pools: StoragePoolServiceClient::new(channel.clone()),
             volumes: VolumeServiceClient::new(channel.clone()),
@@ -277,11 +397,11 @@ impl Clients {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let task = last.context("the task stream ended without news")?;
+        let task = last.ok_or_else(|| Status::unavailable(format!("the control plane ended the watch of task {task_id} without news")))?;
         match pb::TaskState::try_from(task.state) {
             Ok(pb::TaskState::Succeeded) => Ok(task),
-            Ok(pb::TaskState::Cancelled) => bail!("task {} was cancelled; what it did was undone", task.id),
-            _ => Err(tonic::Status::new(tonic::Code::from_i32(task.error_code), format!("task {} failed: {}", task.id, task.error)).into()),
+            Ok(pb::TaskState::Cancelled) => Err(Status::cancelled(format!("task {} was cancelled; what it did was undone", task.id)).into()),
+            _ => Err(Status::new(tonic::Code::from_i32(task.error_code), format!("task {} failed: {}", task.id, task.error)).into()),
         }
     }
 
@@ -297,23 +417,21 @@ impl Clients {
         match self.volumes.get_volume(pb::GetVolumeRequest { volume_id: volume.id.clone() }).await {
             Ok(v) => print_one(self.out, &ClusterVolumeView::from_pb(&v.into_inner())),
             Err(s) if s.code() == tonic::Code::NotFound => self.gone("volume", &volume.id),
-            Err(s) => return Err(s.into()),
+            Err(s) => Err(s.into()),
         }
-        Ok(())
     }
 
     fn accepted(&self, task_id: &str, resource: &str) -> anyhow::Result<()> {
         match self.out {
-            OutputFormat::Table => println!("accepted: task {task_id} on {resource} (lqctl task watch {task_id})"),
-            OutputFormat::Json => println!("{}", serde_json::json!({ "task_id": task_id, "resource_id": resource })),
+            OutputFormat::Table => emit(format_args!("accepted: task {task_id} on {resource} (lqctl task watch {task_id})")),
+            OutputFormat::Json => emit(serde_json::json!({ "task_id": task_id, "resource_id": resource })),
         }
-        Ok(())
     }
 
-    fn gone(&self, what: &str, id: &str) {
+    fn gone(&self, what: &str, id: &str) -> anyhow::Result<()> {
         match self.out {
-            OutputFormat::Table => println!("{what} {id} deleted"),
-            OutputFormat::Json => println!("{}", serde_json::json!({ "id": id, "deleted": true })),
+            OutputFormat::Table => emit(format_args!("{what} {id} deleted")),
+            OutputFormat::Json => emit(serde_json::json!({ "id": id, "deleted": true })),
         }
     }
 
@@ -327,8 +445,8 @@ impl Clients {
             self.volumes.list_volumes(req).await?.into_inner().volumes.into_iter().filter(|v| v.name == volume).collect();
         match found.as_slice() {
             [one] => Ok(one.id.clone()),
-            [] => bail!("there is no volume named {volume}"),
-            many => bail!("{} volumes are named {volume} (in different pools); give its id", many.len()),
+            [] => Err(Status::not_found(format!("there is no volume named {volume}")).into()),
+            many => Err(Status::failed_precondition(format!("{} volumes are named {volume} (in different pools); give its id", many.len())).into()),
         }
     }
 
@@ -354,21 +472,21 @@ impl Clients {
                     self.follow(&op.task_id).await?;
                 }
                 let pool = self.pools.get_pool(pb::GetPoolRequest { pool: pool.id }).await?.into_inner();
-                print_one(self.out, &ClusterPoolView::from_pb(&pool));
+                print_one(self.out, &ClusterPoolView::from_pb(&pool))?;
             }
             PoolCommand::List { kind } => {
                 let kind = kind.map_or(pb::PoolKind::Unspecified, kind_pb) as i32;
                 let pools = self.pools.list_pools(pb::ListPoolsRequest { kind, labels: HashMap::new() }).await?.into_inner().pools;
-                print_list(self.out, &pools.iter().map(ClusterPoolView::from_pb).collect::<Vec<_>>());
+                print_list(self.out, &pools.iter().map(ClusterPoolView::from_pb).collect::<Vec<_>>())?;
             }
             PoolCommand::Get { pool } => {
                 let p = self.pools.get_pool(pb::GetPoolRequest { pool }).await?.into_inner();
-                print_one(self.out, &ClusterPoolView::from_pb(&p));
+                print_one(self.out, &ClusterPoolView::from_pb(&p))?;
             }
             PoolCommand::Update { pool, description, labels, overcommit } => {
                 let req = pb::UpdatePoolRequest { pool, description, labels: labels.into_iter().collect(), overcommit_ratio: overcommit };
                 let p = self.pools.update_pool(req).await?.into_inner();
-                print_one(self.out, &ClusterPoolView::from_pb(&p));
+                print_one(self.out, &ClusterPoolView::from_pb(&p))?;
             }
             PoolCommand::Delete { pool } => {
                 let op = self.pools.delete_pool(pb::DeletePoolRequest { pool }).await?.into_inner();
@@ -377,21 +495,11 @@ impl Clients {
                     return self.accepted(&op.task_id, &id);
                 }
                 self.follow(&op.task_id).await?;
-                self.gone("pool", &id);
+                self.gone("pool", &id)?;
             }
             PoolCommand::Metrics { pool } => {
                 let m = self.pools.get_pool_metrics(pb::GetPoolMetricsRequest { pool }).await?.into_inner();
-                let cap = m.capacity.unwrap_or_default();
-                let json = serde_json::json!({
-                    "pool_id": m.pool_id,
-                    "total_bytes": cap.total_bytes,
-                    "free_bytes": cap.free_bytes,
-                    "provisioned_bytes": m.provisioned_bytes,
-                    "provisioning_limit_bytes": m.provisioning_limit_bytes,
-                    "volume_count": m.volume_count,
-                    "volumes_by_state": m.volumes_by_state,
-                });
-                println!("{}", serde_json::to_string_pretty(&json)?);
+                print_one(self.out, &PoolMetricsView::from_pb(&m))?;
             }
         }
         Ok(())
@@ -402,7 +510,8 @@ impl Clients {
             VolumeCommand::Create { pool, name, size, format, thick, from_snapshot, labels, id } => {
                 let source = match from_snapshot {
                     Some(spec) => {
-                        let (vol, snap) = spec.split_once('@').context("--from-snapshot is VOLUME@SNAPSHOT")?;
+                        let (vol, snap) =
+                            spec.split_once('@').ok_or_else(|| Status::invalid_argument("--from-snapshot is VOLUME@SNAPSHOT"))?;
                         let volume_id = self.volume_id(vol).await?;
                         Some(pb::VolumeSource {
                             source: Some(pb::volume_source::Source::Snapshot(pb::SnapshotSource {
@@ -444,7 +553,7 @@ impl Clients {
             VolumeCommand::Get { volume } => {
                 let volume_id = self.volume_id(&volume).await?;
                 let v = self.volumes.get_volume(pb::GetVolumeRequest { volume_id }).await?.into_inner();
-                print_one(self.out, &ClusterVolumeView::from_pb(&v));
+                print_one(self.out, &ClusterVolumeView::from_pb(&v))?;
             }
             VolumeCommand::Resize { volume, size } => {
                 let volume_id = self.volume_id(&volume).await?;
@@ -493,7 +602,7 @@ impl Clients {
             VolumeCommand::Template { volume } => {
                 let volume_id = self.volume_id(&volume).await?;
                 let v = self.volumes.mark_template(pb::MarkTemplateRequest { volume_id }).await?.into_inner();
-                print_one(self.out, &ClusterVolumeView::from_pb(&v));
+                print_one(self.out, &ClusterVolumeView::from_pb(&v))?;
             }
             VolumeCommand::Detach { volume } => {
                 let volume_id = self.volume_id(&volume).await?;
@@ -539,24 +648,23 @@ impl Clients {
 
     async fn print_snapshots(&mut self, volume_id: &str) -> anyhow::Result<()> {
         let snaps = self.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: volume_id.to_owned() }).await?.into_inner().snapshots;
-        let views: Vec<crate::output::SnapshotView> = snaps
+        let views: Vec<SnapshotView> = snaps
             .iter()
-            .map(|s| crate::output::SnapshotView {
+            .map(|s| SnapshotView {
                 name: s.name.clone(),
                 volume_id: s.volume_id.clone(),
                 created_unix_seconds: s.created_unix_seconds,
                 vm_state_bytes: 0,
             })
             .collect();
-        print_list(self.out, &views);
-        Ok(())
+        print_list(self.out, &views)
     }
 
     pub async fn task(&mut self, cmd: TaskCommand) -> anyhow::Result<()> {
         match cmd {
             TaskCommand::Get { task } => {
                 let t = self.tasks.get_task(pb::GetTaskRequest { task_id: task }).await?.into_inner();
-                print_one(self.out, &TaskView::from_pb(&t));
+                print_one(self.out, &TaskView::from_pb(&t))?;
             }
             TaskCommand::List { resource, running, page } => {
                 let tasks = &mut self.tasks;
@@ -570,11 +678,11 @@ impl Clients {
             }
             TaskCommand::Watch { task } => {
                 let t = self.follow(&task).await?;
-                print_one(self.out, &TaskView::from_pb(&t));
+                print_one(self.out, &TaskView::from_pb(&t))?;
             }
             TaskCommand::Cancel { task } => {
                 let t = self.tasks.cancel_task(pb::CancelTaskRequest { task_id: task }).await?.into_inner();
-                print_one(self.out, &TaskView::from_pb(&t));
+                print_one(self.out, &TaskView::from_pb(&t))?;
             }
         }
         Ok(())
@@ -582,20 +690,19 @@ impl Clients {
 
     pub async fn node(&mut self, cmd: ClusterNodeCommand) -> anyhow::Result<()> {
         match cmd {
-            ClusterNodeCommand::List => {
+            ClusterNodeCommand::List { .. } => {
                 let nodes = self.nodes.list_nodes(pb::ListNodesRequest {}).await?.into_inner().nodes;
-                print_list(self.out, &nodes.iter().map(ClusterNodeView::from_pb).collect::<Vec<_>>());
+                print_list(self.out, &nodes.iter().map(ClusterNodeView::from_pb).collect::<Vec<_>>())
             }
-            ClusterNodeCommand::Get { node } => {
+            ClusterNodeCommand::Get { node, .. } => {
                 let n = self.nodes.get_node(pb::GetNodeRequest { node_id: node }).await?.into_inner();
-                print_one(self.out, &ClusterNodeView::from_pb(&n));
+                print_one(self.out, &ClusterNodeView::from_pb(&n))
             }
-            ClusterNodeCommand::Drain { node, undo } => {
+            ClusterNodeCommand::Drain { node, undo, .. } => {
                 let n = self.nodes.drain_node(pb::DrainNodeRequest { node_id: node, undo }).await?.into_inner();
-                print_one(self.out, &ClusterNodeView::from_pb(&n));
+                print_one(self.out, &ClusterNodeView::from_pb(&n))
             }
         }
-        Ok(())
     }
 }
 

@@ -1,17 +1,98 @@
 //! What lqctl prints: a table for people, or JSON (`--output json`) for scripts.
 //! The JSON field names are the views' names below and are kept stable.
 
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+
 use clap::ValueEnum;
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use comfy_table::{ColumnConstraint, ContentArrangement, Row, Table, Width, presets::UTF8_BORDERS_ONLY};
 use limiquantix_api::v1 as pb;
 use serde::Serialize;
 
-use crate::units::human;
+use crate::units::{human, utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,
     Json,
+}
+
+/// The reader of stdout went away (`lqctl task list | head -1`); lqctl
+/// stops quietly, as a C tool killed by SIGPIPE would. SIGPIPE itself stays
+/// ignored: the gRPC connection writes with writev(2), which would raise it
+/// for a server that closed the socket, and that must read as an error.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes a line to stdout.
+pub fn emit(text: impl Display) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").and_then(|()| stdout.flush()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => StdoutClosed.into(),
+        _ => tonic::Status::unknown(format!("cannot write the output: {e}")).into(),
+    })
+}
+
+/// Writes a line to stderr; a closed stderr leaves nobody to tell.
+pub fn warn(text: impl Display) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Width of tables written to a file or a pipe; on a terminal, its width.
+const PIPE_WIDTH: u16 = 160;
+/// Cells up to an id's width (a UUID) are never broken, so ids stay one
+/// piece for copying and grep; wider cells are text that may wrap.
+const WHOLE_CELL: usize = 36;
+/// Lines a row of a list may take before it is cut with "…" (a record
+/// shown alone is shown whole).
+const LIST_ROW_LINES: usize = 4;
+
+/// A table that fits the terminal: wide cells wrap (and, in lists, are cut).
+fn table(header: &[&str], rows: Vec<Vec<String>>, row_lines: Option<usize>) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
+    if !std::io::stdout().is_terminal() {
+        table.set_width(PIPE_WIDTH);
+    }
+    // Dynamic arrangement may break any cell; a column of short cells (ids,
+    // times, sizes, states) is kept whole, wide enough for its widest.
+    let columns = header.len().max(rows.first().map_or(0, Vec::len));
+    let whole: Vec<Option<usize>> = (0..columns)
+        .map(|i| {
+            let cells = header.get(i).copied().into_iter().chain(rows.iter().filter_map(|r| r.get(i).map(String::as_str)));
+            let widest = cells.flat_map(str::lines).map(|l| l.chars().count()).max().unwrap_or(0);
+            (widest <= WHOLE_CELL).then_some(widest)
+        })
+        .collect();
+    if !header.is_empty() {
+        table.set_header(header.to_vec());
+    }
+    for cells in rows {
+        let mut row = Row::from(cells);
+        if let Some(lines) = row_lines {
+            row.max_height(lines);
+        }
+        table.add_row(row);
+    }
+    for (column, whole) in table.column_iter_mut().zip(whole) {
+        if let Some(width) = whole {
+            let width = u16::try_from(width).expect("at most WHOLE_CELL") + column.padding_width();
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width)));
+        }
+    }
+    table
+}
+
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("views serialize")
 }
 
 /// A printable record: JSON through serde, tables through `columns`/`cells`.
@@ -20,32 +101,26 @@ pub trait View: Serialize {
     fn cells(&self) -> Vec<String>;
 }
 
-pub fn print_list<T: View>(format: OutputFormat, items: &[T]) {
+pub fn print_list<T: View>(format: OutputFormat, items: &[T]) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items).expect("views serialize")),
+        OutputFormat::Json => emit(json(&items)),
+        OutputFormat::Table => emit(table(T::COLUMNS, items.iter().map(View::cells).collect(), Some(LIST_ROW_LINES))),
+    }
+}
+
+pub fn print_one<T: View>(format: OutputFormat, item: &T) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => emit(json(item)),
         OutputFormat::Table => {
-            let mut table = Table::new();
-            table.load_style(UTF8_BORDERS_ONLY).set_header(T::COLUMNS.to_vec());
-            for item in items {
-                table.add_row(item.cells());
-            }
-            println!("{table}");
+            let rows = T::COLUMNS.iter().zip(item.cells()).map(|(k, v)| vec![k.to_string(), v]).collect();
+            emit(table(&[], rows, None))
         }
     }
 }
 
-pub fn print_one<T: View>(format: OutputFormat, item: &T) {
-    match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(item).expect("views serialize")),
-        OutputFormat::Table => {
-            let mut table = Table::new();
-            table.load_style(UTF8_BORDERS_ONLY);
-            for (k, v) in T::COLUMNS.iter().zip(item.cells()) {
-                table.add_row(vec![k.to_string(), v]);
-            }
-            println!("{table}");
-        }
-    }
+/// A time for people, or "-" when the API did not say.
+fn when(unix_seconds: i64) -> String {
+    if unix_seconds == 0 { "-".into() } else { utc(unix_seconds) }
 }
 
 /// An enum field as people read it ("available"), or unknown(N).
@@ -55,8 +130,6 @@ fn enum_name<E: TryFrom<i32> + Default>(v: i32, proto_name: fn(&E) -> &'static s
         Err(_) => format!("unknown({v})"),
     }
 }
-
-
 
 #[derive(Debug, Serialize)]
 pub struct CapabilitiesView {
@@ -221,9 +294,9 @@ impl SnapshotView {
 }
 
 impl View for SnapshotView {
-    const COLUMNS: &'static [&'static str] = &["SNAPSHOT", "VOLUME", "CREATED (UNIX)", "VM STATE"];
+    const COLUMNS: &'static [&'static str] = &["SNAPSHOT", "VOLUME", "CREATED (UTC)", "VM STATE"];
     fn cells(&self) -> Vec<String> {
-        vec![self.name.clone(), self.volume_id.clone(), self.created_unix_seconds.to_string(), human(self.vm_state_bytes)]
+        vec![self.name.clone(), self.volume_id.clone(), when(self.created_unix_seconds), human(self.vm_state_bytes)]
     }
 }
 
@@ -280,14 +353,22 @@ impl View for AttachInfoView {
     }
 }
 
-
-
-
 #[derive(Debug, Serialize)]
 pub struct PoolNodeView {
     pub node_id: String,
     pub phase: String,
     pub message: String,
+}
+
+impl PoolNodeView {
+    fn from_pb(n: &pb::PoolNodeStatus) -> Self {
+        Self { node_id: n.node_id.clone(), phase: enum_name(n.phase, pb::PoolPhase::as_str_name), message: n.message.clone() }
+    }
+
+    /// "2/3 ready" for a table.
+    fn ready(nodes: &[Self]) -> String {
+        format!("{}/{} ready", nodes.iter().filter(|n| n.phase == "ready").count(), nodes.len())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -318,15 +399,7 @@ impl ClusterPoolView {
             message: p.message.clone(),
             description: p.description.clone(),
             labels: p.labels.clone().into_iter().collect(),
-            nodes: p
-                .nodes
-                .iter()
-                .map(|n| PoolNodeView {
-                    node_id: n.node_id.clone(),
-                    phase: enum_name(n.phase, pb::PoolPhase::as_str_name),
-                    message: n.message.clone(),
-                })
-                .collect(),
+            nodes: p.nodes.iter().map(PoolNodeView::from_pb).collect(),
             total_bytes: cap.total_bytes,
             free_bytes: cap.free_bytes,
             provisioned_bytes: p.provisioned_bytes,
@@ -340,17 +413,62 @@ impl View for ClusterPoolView {
     const COLUMNS: &'static [&'static str] = &["NAME", "ID", "KIND", "STATE", "NODES", "TOTAL", "FREE", "PROVISIONED", "OVERCOMMIT"];
     fn cells(&self) -> Vec<String> {
         let state = if self.message.is_empty() { self.state.clone() } else { format!("{}: {}", self.state, self.message) };
-        let ready = self.nodes.iter().filter(|n| n.phase == "ready").count();
         vec![
             self.name.clone(),
             self.id.clone(),
             self.kind.clone(),
             state,
-            format!("{ready}/{} ready", self.nodes.len()),
+            PoolNodeView::ready(&self.nodes),
             human(self.total_bytes),
             human(self.free_bytes),
             human(self.provisioned_bytes),
             format!("{}x", self.overcommit_ratio),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolMetricsView {
+    pub pool_id: String,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub provisioned_bytes: u64,
+    pub provisioning_limit_bytes: u64,
+    pub volume_count: u64,
+    pub volumes_by_state: std::collections::BTreeMap<String, u64>,
+    pub nodes: Vec<PoolNodeView>,
+}
+
+impl PoolMetricsView {
+    pub fn from_pb(m: &pb::PoolMetrics) -> Self {
+        let cap = m.capacity.unwrap_or_default();
+        Self {
+            pool_id: m.pool_id.clone(),
+            total_bytes: cap.total_bytes,
+            free_bytes: cap.free_bytes,
+            provisioned_bytes: m.provisioned_bytes,
+            provisioning_limit_bytes: m.provisioning_limit_bytes,
+            volume_count: m.volume_count,
+            volumes_by_state: m.volumes_by_state.clone().into_iter().collect(),
+            nodes: m.nodes.iter().map(PoolNodeView::from_pb).collect(),
+        }
+    }
+}
+
+impl View for PoolMetricsView {
+    const COLUMNS: &'static [&'static str] =
+        &["POOL", "TOTAL", "FREE", "PROVISIONED", "PROVISIONING LIMIT", "VOLUMES", "BY STATE", "NODES"];
+    fn cells(&self) -> Vec<String> {
+        let by_state: Vec<String> = self.volumes_by_state.iter().map(|(state, n)| format!("{state}: {n}")).collect();
+        vec![
+            self.pool_id.clone(),
+            human(self.total_bytes),
+            human(self.free_bytes),
+            human(self.provisioned_bytes),
+            human(self.provisioning_limit_bytes),
+            self.volume_count.to_string(),
+            if by_state.is_empty() { "-".into() } else { by_state.join(", ") },
+            PoolNodeView::ready(&self.nodes),
         ]
     }
 }
@@ -462,6 +580,8 @@ pub struct TaskView {
     pub total_bytes: u64,
     pub error: String,
     pub error_code: i32,
+    pub created_unix_seconds: i64,
+    pub updated_unix_seconds: i64,
 }
 
 impl TaskView {
@@ -477,22 +597,26 @@ impl TaskView {
             total_bytes: p.total_bytes,
             error: t.error.clone(),
             error_code: t.error_code,
+            created_unix_seconds: t.created_unix_seconds,
+            updated_unix_seconds: t.updated_unix_seconds,
         }
     }
 }
 
 impl View for TaskView {
-    const COLUMNS: &'static [&'static str] = &["TASK", "KIND", "RESOURCE", "STATE", "STEP", "PROGRESS", "ERROR"];
+    const COLUMNS: &'static [&'static str] = &["TASK", "CREATED (UTC)", "KIND", "RESOURCE", "PROGRESS", "STATE"];
     fn cells(&self) -> Vec<String> {
         let progress = if self.total_bytes > 0 { format!("{}/{}", human(self.done_bytes), human(self.total_bytes)) } else { "-".into() };
+        // A running task shows its step, a failed one its error.
+        let detail = if self.error.is_empty() { &self.step } else { &self.error };
+        let state = if detail.is_empty() { self.state.clone() } else { format!("{}: {detail}", self.state) };
         vec![
             self.id.clone(),
+            when(self.created_unix_seconds),
             self.kind.clone(),
             self.resource_id.clone(),
-            self.state.clone(),
-            self.step.clone(),
             progress,
-            self.error.clone(),
+            state,
         ]
     }
 }

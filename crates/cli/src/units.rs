@@ -1,4 +1,5 @@
-//! Sizes as people write them ("10G", "512MiB", "1T") and as tables show them.
+//! Sizes as people write them ("10G", "512MiB", "1T") and as tables show them;
+//! times as tables show them.
 
 /// Parses a size in bytes; suffixes are binary (K = 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -32,6 +33,22 @@ pub fn human(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// Seconds since the Unix epoch as a UTC date and time, "2026-11-30 01:02:03".
+pub fn utc(unix_seconds: i64) -> String {
+    let (days, secs) = (unix_seconds.div_euclid(86_400), unix_seconds.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: the proleptic Gregorian date of a day count.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +69,13 @@ mod tests {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(10 << 30), "10.0 GiB");
         assert_eq!(human(1536 << 20), "1.5 GiB");
+    }
+
+    #[test]
+    fn times_print_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_796_000_523), "2026-11-30 01:02:03");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59");
     }
 }

@@ -1,7 +1,10 @@
 //! lqctl as a user runs it: a real process against an in-process node daemon.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+use clap::{CommandFactory, Parser};
+use limiquantix_cli::Cli;
 use limiquantix_node::{NodeConfig, RunningNode};
 
 /// Starts a node on a runtime of its own; it serves until both are dropped.
@@ -84,11 +87,77 @@ fn a_user_session_with_lqctl() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown size unit"));
     let shrink = lqctl(&addr, &["volume", "resize", "--pool", &pool_id, &vol_id, "--size", "1G"]);
     assert!(String::from_utf8_lossy(&shrink.stderr).contains("InvalidArgument"));
+    let vague = lqctl(&addr, &["pool", "init"]);
+    assert!(String::from_utf8_lossy(&vague.stderr).contains("InvalidArgument: say what the pool is"));
+
+    // A reader that stops early (`lqctl ... | head -1`) ends lqctl quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lqctl"))
+        .args(["node", "--addr", &addr, "volume", "list", "--pool", &pool_id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before lqctl writes: its first write meets a closed pipe
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() != Some(101) && !err.contains("panicked"), "{}: {err}", out.status);
 }
 
 #[test]
 fn an_unreachable_node_is_a_clear_error() {
     let out = lqctl("http://127.0.0.1:1", &["pool", "list"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node daemon at http://127.0.0.1:1"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unavailable: cannot reach the node daemon at http://127.0.0.1:1"), "{err}");
+}
+
+fn find<'a>(cmd: &'a clap::Command, path: &[&str]) -> &'a clap::Command {
+    path.iter().fold(cmd, |c, name| c.find_subcommand(name).unwrap_or_else(|| panic!("no {name} in {}", c.get_name())))
+}
+
+#[test]
+fn every_command_and_argument_explains_itself() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                missing.push(format!("{path} <{}>", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+            // "Paging of ..." is the doc of a flattened argument group, not the command's.
+            if about.trim().is_empty() || about.starts_with("Paging") {
+                missing.push(format!("{path}: {about:?}"));
+            }
+            walk(sub, &path, missing);
+        }
+    }
+    let mut cli = Cli::command();
+    cli.build();
+    let mut missing = Vec::new();
+    walk(&cli, "lqctl", &mut missing);
+    assert!(missing.is_empty(), "without help: {missing:#?}");
+
+    // The pool's provisioning limit defaults to no overcommit, and says so.
+    let overcommit = find(&cli, &["pool", "create"]).get_arguments().find(|a| a.get_id() == "overcommit").unwrap();
+    assert_eq!(overcommit.get_default_values(), ["1"]);
+}
+
+#[test]
+fn control_plane_options_belong_to_control_plane_commands() {
+    let mut cli = Cli::command();
+    cli.build();
+    let offers = |path: &[&str], long: &str| find(&cli, path).get_arguments().any(|a| a.get_long() == Some(long));
+    let control: [&[&str]; 7] =
+        [&["pool", "create"], &["volume", "list"], &["snapshot", "revert"], &["task", "watch"], &["node", "list"], &["node", "get"], &["node", "drain"]];
+    for path in control {
+        assert!(offers(path, "server") && offers(path, "no-wait") && offers(path, "output"), "{path:?}");
+    }
+    let direct: [&[&str]; 6] = [&[], &["node"], &["node", "info"], &["node", "pool", "init"], &["node", "volume", "create"], &["node", "snapshot", "list"]];
+    for path in direct {
+        assert!(!offers(path, "server") && !offers(path, "no-wait") && offers(path, "output"), "{path:?}");
+    }
+    let refused = Cli::try_parse_from(["lqctl", "node", "--addr", "http://127.0.0.1:7701", "info", "--server", "http://127.0.0.1:7700"]);
+    assert_eq!(refused.unwrap_err().kind(), clap::error::ErrorKind::UnknownArgument);
 }

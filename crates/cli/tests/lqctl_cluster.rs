@@ -1,12 +1,28 @@
 //! lqctl against a control plane with a real node: what a user types.
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 
 use limiquantix_control::{ControlConfig, ControlPlane, StoreConfig};
 use limiquantix_node::{NodeConfig, RunningNode};
 
+/// `--server` is an option of the control-plane commands, so it comes after one.
 fn lqctl(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lqctl")).args(["--server", server]).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_lqctl")).args(args).args(["--server", server]).output().unwrap()
+}
+
+/// What `date -u` says of a Unix time, to check lqctl's own formatting.
+fn utc(unix_seconds: &serde_json::Value) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("@{unix_seconds}"), "+%Y-%m-%d %H:%M:%S"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json(server: &str, args: &[&str]) -> serde_json::Value {
@@ -22,10 +38,12 @@ fn a_user_session_against_the_control_plane() {
     let root = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (cp, node, node_id) = rt.block_on(async {
-        let mut c = ControlConfig::default();
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c.store = StoreConfig::Redb { path: root.path().join("control/state.redb") };
-        c.heartbeat_interval_secs = 1;
+        let c = ControlConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
+            heartbeat_interval_secs: 1,
+            ..Default::default()
+        };
         let cp = ControlPlane::start(&c).await.unwrap();
         let mut n = NodeConfig::default().with_data_dir(&root.path().join("node"));
         n.listen = "127.0.0.1:0".parse().unwrap();
@@ -55,6 +73,10 @@ fn a_user_session_against_the_control_plane() {
     assert_eq!(grown["size_bytes"].as_u64(), Some(3 << 30));
     let snaps = json(&server, &["snapshot", "create", "db", "nightly"]);
     assert_eq!(snaps[0]["name"], "nightly");
+    // People read a snapshot's time; JSON keeps the number.
+    let created = &snaps[0]["created_unix_seconds"];
+    let text = stdout(&lqctl(&server, &["snapshot", "list", "db"]));
+    assert!(text.contains(&utc(created)) && !text.contains(&created.to_string()), "{text}");
     let clone = json(&server, &["volume", "clone", "db", "--name", "db-test"]);
     assert_eq!(clone["backing_volume_id"], v["id"]);
     // A base of linked clones is never written again.
@@ -65,7 +87,7 @@ fn a_user_session_against_the_control_plane() {
     assert_eq!(list.as_array().unwrap().len(), 2);
 
     // --no-wait hands back the task; task watch follows it to its end.
-    let accepted = json(&server, &["--no-wait", "volume", "clone", "db", "--name", "db-copy", "--full"]);
+    let accepted = json(&server, &["volume", "clone", "db", "--name", "db-copy", "--full", "--no-wait"]);
     let task_id = accepted["task_id"].as_str().unwrap().to_owned();
     let watched = json(&server, &["task", "watch", &task_id]);
     assert_eq!(watched["state"], "succeeded");
@@ -77,6 +99,41 @@ fn a_user_session_against_the_control_plane() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is a template"), "{}", String::from_utf8_lossy(&refused.stderr));
     let tasks = json(&server, &["task", "list"]);
     assert!(tasks.as_array().unwrap().len() >= 5);
+    let text = stdout(&lqctl(&server, &["task", "list"]));
+    assert!(text.contains("CREATED (UTC)") && text.contains(&utc(&tasks[0]["created_unix_seconds"])), "{text}");
+
+    // A reader that stops early (`lqctl task list | head -1`) ends lqctl quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lqctl"))
+        .args(["task", "list", "--all"])
+        .env("LQ_SERVER", &server)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before lqctl writes: its first write meets a closed pipe
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.code() != Some(101) && !err.contains("panicked"), "{status}: {err}");
+
+    // Pool metrics are a table for people.
+    let text = stdout(&lqctl(&server, &["pool", "metrics", "ssd1"]));
+    assert!(text.contains("PROVISIONING LIMIT") && text.contains("available: 3") && !text.contains('{'), "{text}");
+    let metrics = json(&server, &["pool", "metrics", "ssd1"]);
+    assert_eq!(metrics["volume_count"], 3);
+
+    // A long error wraps inside the table instead of widening it.
+    let image = format!("/{}.qcow2", "a".repeat(240));
+    let failed = lqctl(&server, &["volume", "import", "--pool", "ssd1", "--name", "lost", "--file", &image, "--image-format", "qcow2"]);
+    assert!(!failed.status.success() && stderr(&failed).contains("does not exist"), "{}", stderr(&failed));
+    let tasks = json(&server, &["task", "list"]);
+    let failed_task = tasks.as_array().unwrap().iter().find(|t| t["state"] == "failed").expect("the import's task failed");
+    assert!(failed_task["error"].as_str().unwrap().len() > 250, "{failed_task}");
+    for args in [&["task", "list"][..], &["task", "get", failed_task["id"].as_str().unwrap()]] {
+        let text = stdout(&lqctl(&server, args));
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= 160 && text.contains(failed_task["id"].as_str().unwrap()), "{args:?} is {widest} wide:\n{text}");
+    }
 
     // Errors: the gRPC code and the message, non-zero exit.
     let dup = lqctl(&server, &["volume", "create", "--pool", "ssd1", "--name", "db", "--size", "1G"]);
@@ -88,6 +145,18 @@ fn a_user_session_against_the_control_plane() {
     let table = lqctl(&server, &["volume", "list"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("db-test") && text.contains("3.0 GiB") && text.contains("available (template)"), "{text}");
+    // lqctl's own errors carry a code too.
+    let missing = stderr(&lqctl(&server, &["volume", "get", "nosuch"]));
+    assert!(missing.contains("NotFound: there is no volume named nosuch"), "{missing}");
+    let other_path = root.path().join("node/pools/ssd2");
+    json(&server, &["pool", "create", "ssd2", "--local-path", other_path.to_str().unwrap(), "--node", &node_id]);
+    let twin = json(&server, &["volume", "create", "--pool", "ssd2", "--name", "db", "--size", "1G"]);
+    let ambiguous = stderr(&lqctl(&server, &["volume", "get", "db"]));
+    assert!(ambiguous.contains("FailedPrecondition: 2 volumes are named db"), "{ambiguous}");
+    for args in [&["volume", "delete", twin["id"].as_str().unwrap()][..], &["pool", "delete", "ssd2"]] {
+        let out = lqctl(&server, args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
 
     for name in ["db-test", "db-copy", "db"] {
         let out = lqctl(&server, &["volume", "delete", name]);
@@ -95,8 +164,8 @@ fn a_user_session_against_the_control_plane() {
     }
     let out = lqctl(&server, &["pool", "delete", "ssd1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let gone = lqctl("http://127.0.0.1:1", &["pool", "list"]);
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot reach the control plane"));
+    let gone = stderr(&lqctl("http://127.0.0.1:1", &["pool", "list"]));
+    assert!(gone.contains("Unavailable: cannot reach the control plane at http://127.0.0.1:1"), "{gone}");
     rt.block_on(async {
         node.stop().await.unwrap();
         cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();

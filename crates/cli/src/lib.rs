@@ -1,0 +1,96 @@
+//! lqctl: the LimiQuantix storage command line. The binary is `main.rs`;
+//! the command tree is public so tests can inspect it.
+
+// Stdout and stderr are written through `output`, which handles a reader
+// that went away (`lqctl ... | head -1`) instead of panicking.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
+mod control;
+mod node;
+mod output;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use output::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "lqctl", version, about = "LimiQuantix storage command line")]
+pub struct Cli {
+    /// Output: a table for people, or JSON for scripts.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pools (datastores) of the cluster.
+    Pool {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        command: control::PoolCommand,
+    },
+    /// Volumes (virtual disks): create, clone, resize, import, attach...
+    Volume {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        command: control::VolumeCommand,
+    },
+    /// Snapshots of a volume: take, list, revert to, delete.
+    Snapshot {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        command: control::SnapshotCommand,
+    },
+    /// Follow or cancel long operations.
+    Task {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        command: control::TaskCommand,
+    },
+    /// The cluster's nodes (list, get, drain), or one node daemon directly
+    /// (`lqctl node --addr URL info|pool|volume|snapshot ...`).
+    Node(node::NodeArgs),
+}
+
+/// Runs a parsed command line and reports its outcome the way lqctl exits.
+pub async fn execute(cli: Cli) -> ExitCode {
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output is gone: nobody is left to tell.
+        Err(e) if e.is::<output::StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            output::warn(format_args!("error: {}", describe(&e)));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = cli.output;
+    match cli.command {
+        Command::Pool { target, command } => control::Clients::connect(&target, out).await?.pool(command).await,
+        Command::Volume { target, command } => control::Clients::connect(&target, out).await?.volume(command).await,
+        Command::Snapshot { target, command } => control::Clients::connect(&target, out).await?.snapshot(command).await,
+        Command::Task { target, command } => control::Clients::connect(&target, out).await?.task(command).await,
+        Command::Node(args) => node::run(args, out).await,
+    }
+}
+
+/// Every error reads "<gRPC code>: <message>": lqctl's own errors are
+/// `tonic::Status` values too, so scripts can match on the code.
+fn describe(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(status) => format!("{:?}: {}", status.code(), status.message()),
+        None => format!("{:?}: {e:#}", tonic::Code::Unknown),
+    }
+}
