@@ -71,9 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // its store, then the node), whole processes, waiting for the task.
     let cluster = rt.block_on(BenchCluster::start(&work.path().join("cluster")))?;
     let server = cluster.url();
-    let lq_cp = |args: &[&str]| run_command(Command::new(&lqctl).args(["--server", &server]).args(args));
+    let lq_cp = |args: &[&str]| run_command(Command::new(&lqctl).env("LQ_SERVER", &server).args(args));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let listed = || limiquantix_testkit::run_command(Command::new(&lqctl).args(["--server", &server, "-o", "json", "node", "list"]));
+    let listed = || limiquantix_testkit::run_command(Command::new(&lqctl).env("LQ_SERVER", &server).args(["-o", "json", "node", "list"]));
     while !listed()?.contains(&cluster.node_id) {
         ensure!(std::time::Instant::now() < deadline, "the benchmark node never registered");
         std::thread::sleep(std::time::Duration::from_millis(100));
