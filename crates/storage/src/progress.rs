@@ -1,7 +1,7 @@
 //! Long copies that report progress as they go: a blocking copy on its own
 //! thread, or qemu-img convert.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Result, StorageError, ToolError};
@@ -25,22 +25,37 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
     }
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    // The watch keeps only the latest report; the first one is kept apart so
+    // that a copy done before this task is polled still shows its start.
+    let first = Arc::new(OnceLock::new());
     let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
+    let first_report = first.clone();
     let mut task = tokio::task::spawn_blocking(move || {
         copy(&cancel, &mut |done, total| {
+            let _ = first_report.set((done, total));
             tx.send_replace((done, total));
         })
     });
+    let mut started = false;
+    let mut forward = |(done, total): (u64, u64)| {
+        if !started {
+            started = true;
+            if let Some(&(first_done, first_total)) = first.get().filter(|&&f| f != (done, total)) {
+                progress(Progress { phase: PHASE, done_bytes: first_done, total_bytes: first_total });
+            }
+        }
+        progress(Progress { phase: PHASE, done_bytes: done, total_bytes: total });
+    };
     loop {
         tokio::select! {
             result = &mut task => {
-                let (done, total) = *rx.borrow();
-                progress(Progress { phase: PHASE, done_bytes: done, total_bytes: total });
+                let latest = *rx.borrow();
+                forward(latest);
                 return result.map_err(|e| StorageError::Internal(format!("copy thread failed: {e}")))?;
             }
             Ok(()) = rx.changed() => {
-                let (done, total) = *rx.borrow_and_update();
-                progress(Progress { phase: PHASE, done_bytes: done, total_bytes: total });
+                let latest = *rx.borrow_and_update();
+                forward(latest);
             }
         }
     }

@@ -26,10 +26,15 @@ impl Gate {
         (Arc::new(Self { started: Mutex::new(Some(started_tx)), release: Mutex::new(release_rx) }), started_rx, release_tx)
     }
 
+    /// Progress is reported from the operation's async task: the wait hands
+    /// this worker's queued tasks to another thread (`block_in_place`), or a
+    /// task woken here would wait for the release too.
     fn report(&self, _: Progress) {
         if let Some(tx) = self.started.lock().unwrap().take() {
             tx.send(()).unwrap();
-            let _ = self.release.lock().unwrap().recv();
+            tokio::task::block_in_place(|| {
+                let _ = self.release.lock().unwrap().recv();
+            });
         }
     }
 }
