@@ -116,6 +116,11 @@ fn rbd_volumes_end_to_end() {
         assert!(matches!(err, StorageError::FailedPrecondition(_)) && err.to_string().contains(&clone_id.to_string()), "{err}");
         let err = m.resize_volume(pool, base_id, 2 * GIB, None).await.unwrap_err();
         assert!(matches!(err, StorageError::FailedPrecondition(_)), "{err}");
+        let snaps = ceph.rbd(&["snap", "ls", "--format", "json", &format!("{TEST_POOL}/{}", image(base_id))]).unwrap();
+        let clone_snap = snaps.split("\"name\":\"").skip(1).map(|s| s.split('"').next().unwrap()).find(|n| n.starts_with("lq-clone-"));
+        let clone_snap = clone_snap.unwrap_or_else(|| panic!("the clone's snapshot is kept: {snaps}")).to_owned();
+        let err = m.delete_snapshot(pool, base_id, &clone_snap).await.unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)), "the backend's clone snapshots are not the user's to delete: {err}");
         let flat = m.flatten_volume(pool, clone_id, &|_| {}).await.unwrap();
         assert_eq!(flat.backing, None);
         assert!(qemu_io(&ceph, &image(clone_id), "read -P 0x42 0 4M"));
@@ -129,11 +134,6 @@ fn rbd_volumes_end_to_end() {
         let listed = m.list_snapshots(pool, base_id).await.unwrap();
         assert_eq!(listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["before"]);
         assert!(matches!(m.create_snapshot(pool, base_id, "lq-mine").await, Err(StorageError::InvalidArgument(_))));
-        let clone_snap = ceph.rbd(&["snap", "ls", "--format", "json", &format!("{TEST_POOL}/{}", image(base_id))]).unwrap();
-        let clone_snap = clone_snap.split("\"name\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-        assert!(clone_snap.starts_with("lq-clone-"), "{clone_snap}");
-        let err = m.delete_snapshot(pool, base_id, &clone_snap).await.unwrap_err();
-        assert!(matches!(err, StorageError::InvalidArgument(_)), "the backend's clone snapshots are not the user's to delete: {err}");
 
         // Full clone (deep copy, flattened, no snapshots) and a volume from a snapshot.
         let copy_id = VolumeId::new_random();
@@ -409,7 +409,75 @@ fn interrupted_copies_and_imports_leave_nothing_and_retries_start_clean() {
         // The copy is the source's data, byte for byte.
         let conf = ceph.conf().display().to_string();
         let url = |id| format!("rbd:{TEST_POOL}/{}:conf={conf}:id=admin", image(id));
-        let compare = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw", &url(src), &url(copy)]).output().unwrap();
+        let compare = Command::new("timeout").args(["300", "qemu-img", "compare", "-f", "raw", "-F", "raw", &url(src), &url(copy)]).output().unwrap();
         assert!(compare.status.success(), "{}", String::from_utf8_lossy(&compare.stdout));
+    });
+}
+
+/// The base's clone snapshots, as rbd lists them.
+fn clone_snapshots_of(ceph: &Ceph, base: VolumeId) -> usize {
+    let out = ceph.rbd(&["snap", "ls", "--format", "json", &format!("{TEST_POOL}/{}", image(base))]).unwrap();
+    out.matches("\"lq-clone-").count()
+}
+
+/// Two nodes share a pool: each clones the same unchanged base while the
+/// other deletes the clones, so each node's purger keeps collecting the clone
+/// snapshot the other node may just have picked. Every clone must succeed
+/// and read its base.
+#[test]
+fn clones_on_one_node_survive_the_purger_of_another() {
+    let ceph = Ceph::start().unwrap();
+    let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    rt().block_on(async {
+        let node_a = std::sync::Arc::new(StorageManager::open(engine(root_a.path(), Duration::from_secs(10))).await.unwrap());
+        let node_b = std::sync::Arc::new(StorageManager::open(engine(root_b.path(), Duration::from_secs(10))).await.unwrap());
+        let pool = PoolId::new_random();
+        for node in [&node_a, &node_b] {
+            node.init_pool(pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        }
+        let base = VolumeId::new_random();
+        node_a
+            .create_volume(pool, base, VolumeSpec { size_bytes: Some(64 * MIB), ..Default::default() }, VolumeSource::Empty, &|_| {})
+            .await
+            .unwrap();
+        assert!(qemu_io(&ceph, &image(base), "write -P 0x6b 0 4M"));
+
+        const ROUNDS: usize = 40;
+        let run = |cloner: std::sync::Arc<StorageManager>, deleter: std::sync::Arc<StorageManager>| async move {
+            let mut kept = Vec::new();
+            for round in 0..ROUNDS {
+                let id = VolumeId::new_random();
+                let linked = VolumeSource::Clone { source: base, mode: Some(CloneMode::Linked) };
+                if let Err(e) = cloner.create_volume(pool, id, VolumeSpec::default(), linked, &|_| {}).await {
+                    return Err(format!("clone {round} failed: {e}"));
+                }
+                if round % 10 == 9 {
+                    kept.push(id);
+                } else {
+                    deleter.delete_volume(pool, id).await.map_err(|e| format!("delete {round} failed: {e}"))?;
+                }
+            }
+            Ok(kept)
+        };
+        let (one, two) = tokio::join!(
+            tokio::spawn(run(node_a.clone(), node_b.clone())),
+            tokio::spawn(run(node_b.clone(), node_a.clone()))
+        );
+        let mut kept = one.unwrap().unwrap();
+        kept.extend(two.unwrap().unwrap());
+        for id in &kept {
+            assert!(qemu_io(&ceph, &image(*id), "read -P 0x6b 0 4M"), "clone {id} reads its base");
+        }
+
+        // Once no clone is left, the purgers collect every clone snapshot.
+        for id in kept {
+            node_a.delete_volume(pool, id).await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while clone_snapshots_of(&ceph, base) > 0 {
+            assert!(Instant::now() < deadline, "clone snapshots left: {}", clone_snapshots_of(&ceph, base));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        wait_images(&ceph, &[image(base)], Duration::from_secs(30)).await;
     });
 }

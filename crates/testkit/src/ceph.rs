@@ -60,7 +60,7 @@ impl Ceph {
             .arg(format!("[v2:127.0.0.1:{v2_port},v1:127.0.0.1:{v1_port}]"))
             .arg(&monmap))?;
         let conf_path = d.join("ceph.conf");
-        run(Command::new("ceph-mon").arg("-c").arg(&conf_path).args(["--mkfs", "-i", "a", "--monmap"]).arg(&monmap).arg("--keyring").arg(&keyring))?;
+        run(bounded(120, "ceph-mon").arg("-c").arg(&conf_path).args(["--mkfs", "-i", "a", "--monmap"]).arg(&monmap).arg("--keyring").arg(&keyring))?;
 
         let mut me = Self { dir, conf: conf_path.clone(), osd: None, mgr: None, mon: None, v1_port, admin_key };
         me.mon = Some(me.daemon("mon.a", "ceph-mon", "a")?);
@@ -70,10 +70,10 @@ impl Ceph {
 
         let osd_uuid = new_uuid()?;
         me.ceph(&["osd", "new", &osd_uuid, "0"])?;
-        run(Command::new("ceph-osd").arg("-c").arg(me.conf()).args(["-i", "0", "--mkfs", "--osd-uuid", &osd_uuid]))?;
+        run(bounded(120, "ceph-osd").arg("-c").arg(me.conf()).args(["-i", "0", "--mkfs", "--osd-uuid", &osd_uuid]))?;
         me.start_osd()?;
         me.ceph(&["osd", "pool", "create", TEST_POOL, "8"])?;
-        run(Command::new("rbd").arg("-c").arg(me.conf()).args(["pool", "init", TEST_POOL]))?;
+        run(bounded(120, "rbd").arg("-c").arg(me.conf()).args(["pool", "init", TEST_POOL]))?;
         // `ceph df` needs an active mgr.
         let probe = me.conf().to_owned();
         wait_until("ceph mgr", READY_TIMEOUT, || {
@@ -151,7 +151,7 @@ impl Ceph {
     /// `rbd -c <conf> args...` (test setup and checks), given 60 s: a librados
     /// client waits forever by default, and a stuck test says less than a failed one.
     pub fn rbd(&self, args: &[&str]) -> io::Result<String> {
-        run(Command::new("timeout").arg("60").arg("rbd").arg("-c").arg(self.conf()).args(args))
+        run(bounded(60, "rbd").arg("-c").arg(self.conf()).args(args))
     }
 
     /// A user with rbd rights on `pool` only; returns its key.
@@ -166,7 +166,15 @@ impl Ceph {
 }
 
 fn ceph_cli(conf: &Path, args: &[&str]) -> io::Result<String> {
-    run(Command::new("timeout").arg("30").arg("ceph").arg("-c").arg(conf).args(["--connect-timeout", "20"]).args(args))
+    run(bounded(30, "ceph").arg("-c").arg(conf).args(["--connect-timeout", "20"]).args(args))
+}
+
+/// `program` killed after `secs`: a stuck cluster fails the test instead of
+/// hanging it.
+fn bounded(secs: u32, program: &str) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(secs.to_string()).arg(program);
+    cmd
 }
 
 fn conf(d: &Path, fsid: &str, v1: u16, v2: u16) -> String {

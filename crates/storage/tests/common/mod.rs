@@ -117,6 +117,6 @@ pub fn image_info(path: &Path) -> serde_json::Value {
 }
 
 pub fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img").args(args).output().unwrap();
-    assert!(out.status.success(), "qemu-img {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("timeout").arg("300").arg("qemu-img").args(args).output().unwrap();
+    assert!(out.status.success(), "qemu-img {args:?} (124: timed out): {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::object_lock::ObjectLock;
 use super::rbd::{self, Image};
 use super::staging::Staging;
 use super::{CLONE_SNAP_PREFIX, CephBackend, Inner, image_name, volumes};
@@ -100,29 +101,22 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
 /// finished step is undone if a later fails. Clones of a base that has not
 /// changed since its newest clone snapshot share that snapshot (a VM
 /// template cloned a hundred times takes one snapshot, not a hundred: each
-/// costs a monitor round). Another node's purger may remove a shared
-/// snapshot between our pick and our clone: then a new one is made.
+/// costs a monitor round). The base's clone lock keeps every node's purger
+/// from collecting the snapshot between our pick and our clone.
 fn linked_clone(i: &Arc<Inner>, base: VolumeId, child_name: &str, size: u64) -> Result<()> {
-    let _picking = i.clone_snapshots.lock().expect("clone snapshot lock");
     let base_name = image_name(base);
-    let reusable = {
-        let img = Image::open_read_only(&i.io, &base_name, None)?;
-        let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
-        match newest {
-            Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => Some(s.name),
-            _ => None,
+    let img = Image::open(&i.io, &base_name)?;
+    let _lock = ObjectLock::clone_lock(&i.io, &img, &base_name)?;
+    let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
+    let (snap, made) = match newest {
+        Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => (s.name, false),
+        _ => {
+            let snap = format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4());
+            img.snap_create(&snap)?;
+            (snap, true)
         }
     };
-    let img = Image::open(&i.io, &base_name)?;
-    if let Some(snap) = reusable {
-        match clone_from(&img, i, &base_name, &snap, child_name, false) {
-            Err(StorageError::NotFound(_)) => {} // collected meanwhile: make a new one
-            other => return other.and_then(|()| grow_child(i, child_name, size)),
-        }
-    }
-    let snap = format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4());
-    img.snap_create(&snap)?;
-    clone_from(&img, i, &base_name, &snap, child_name, true)?;
+    clone_from(&img, i, &base_name, &snap, child_name, made)?;
     grow_child(i, child_name, size)
 }
 

@@ -4,6 +4,7 @@
 //! timeouts of the node's config, so a dead cluster gives UNAVAILABLE, never
 //! a hung daemon. Images are named `lq-<uuid>`.
 
+mod object_lock;
 mod config;
 mod create;
 mod pool;
@@ -66,11 +67,6 @@ pub(crate) struct Inner {
     files: config::ClientFiles,
     /// Wakes the trash purger.
     purge: tokio::sync::Notify,
-    /// Held while a clone picks its base snapshot and while the purger
-    /// collects clone snapshots, so on this node a snapshot is never
-    /// collected between being picked and being cloned (across nodes, see
-    /// purge.rs and create.rs).
-    clone_snapshots: std::sync::Mutex<()>,
 }
 
 pub struct CephBackend {
@@ -134,7 +130,6 @@ impl CephBackend {
                 qemu,
                 files,
                 purge: tokio::sync::Notify::new(),
-                clone_snapshots: std::sync::Mutex::new(()),
             })
         })
         .await

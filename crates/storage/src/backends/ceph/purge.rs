@@ -1,12 +1,14 @@
 //! The background purger every node runs for each Ceph pool: it frees our
 //! images in the RBD trash (children before parents), removes clone
 //! snapshots no clone uses any more, and removes abandoned staging images.
-//! Every node sharing the pool runs it, so each removal must be safe against
-//! another node's work in progress (see the age rules below).
+//! Every node sharing the pool runs it, one at a time (the pool's purger
+//! lock), and each removal must be safe against another node's work in
+//! progress (clone locks, staging age rules).
 
 use std::sync::Weak;
 use std::time::Duration;
 
+use super::object_lock::ObjectLock;
 use super::rbd::{self, Image};
 use super::{CLONE_SNAP_PREFIX, Inner, parse_image_name, staging};
 use crate::error::Result;
@@ -16,10 +18,6 @@ const IDLE_INTERVAL: Duration = Duration::from_secs(60);
 /// Between passes while something could not be removed yet (a killed
 /// writer's watch expires after the OSDs' osd_client_watch_timeout).
 const PENDING_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A clone snapshot younger than this may have just been made or picked by
-/// a clone on another node that has not cloned from it yet.
-const CLONE_SNAPSHOT_GRACE_SECS: i64 = 60;
 
 /// Runs on wake-up, and every minute (sooner while work is pending).
 pub(super) async fn purge_loop(inner: Weak<Inner>) {
@@ -55,15 +53,17 @@ pub(super) async fn purge_loop(inner: Weak<Inner>) {
     }
 }
 
-/// One pass; returns how many things are left to remove.
+/// One pass; returns how many things are left to remove (1 when another
+/// node is purging the pool right now: this one looks again soon).
 pub(super) fn purge_once(i: &Inner) -> Result<usize> {
-    let mut left = purge_trash(i)?;
+    let Some(lock) = ObjectLock::try_purger_lock(&i.io)? else { return Ok(1) };
+    let mut left = purge_trash(i, &lock)?;
     remove_orphan_clone_snapshots(i)?;
     left += staging::remove_abandoned(i, None, staging::ABANDONED_AFTER_SECS)?;
     Ok(left)
 }
 
-fn purge_trash(i: &Inner) -> Result<usize> {
+fn purge_trash(i: &Inner, lock: &ObjectLock) -> Result<usize> {
     let mut left = 0;
     for _round in 0..8 {
         let entries: Vec<(String, String)> =
@@ -74,6 +74,7 @@ fn purge_trash(i: &Inner) -> Result<usize> {
         left = entries.len();
         let mut progressed = false;
         for (trash_id, name) in &entries {
+            lock.renew()?;
             // Its snapshots go first; one whose clones wait their turn in the
             // trash answers EBUSY, and so does the image while it has them.
             if let Err(e) = remove_snapshots_of_trashed(i, trash_id) {
@@ -106,24 +107,25 @@ fn remove_snapshots_of_trashed(i: &Inner, trash_id: &str) -> super::rados::CephR
     Ok(())
 }
 
-/// Clone snapshots that no clone uses any more. Only old ones: a clone on
-/// another node may have just made or picked a snapshot it has not cloned
-/// from yet (it makes a new one if a snapshot it picked is gone).
+/// Clone snapshots that no clone uses any more, each collected under its
+/// base's clone lock (a base being cloned from right now is left for a later
+/// pass).
 fn remove_orphan_clone_snapshots(i: &Inner) -> Result<()> {
-    let _collecting = i.clone_snapshots.lock().expect("clone snapshot lock");
-    let now = super::unix_now();
     for (_, name) in rbd::list(&i.io)? {
         let Some(_) = parse_image_name(&name) else { continue };
         let Ok(img) = Image::open(&i.io, &name) else { continue };
-        for snap in img.snapshots()? {
-            if !snap.name.starts_with(CLONE_SNAP_PREFIX) || now - img.snap_timestamp(snap.id)? < CLONE_SNAPSHOT_GRACE_SECS {
-                continue;
-            }
-            let at = Image::open_read_only(&i.io, &name, Some(&snap.name))?;
+        let candidates: Vec<String> =
+            img.snapshots()?.into_iter().map(|s| s.name).filter(|n| n.starts_with(CLONE_SNAP_PREFIX)).collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let Some(_lock) = ObjectLock::try_clone_lock(&i.io, &img)? else { continue };
+        for snap in candidates {
+            let Some(at) = rbd::existing(Image::open_read_only(&i.io, &name, Some(&snap)))? else { continue };
             if at.children()?.is_empty() {
-                match img.snap_remove(&snap.name) {
+                match img.snap_remove(&snap) {
                     Ok(()) => {}
-                    // A clone was made from it meanwhile, or another node removed it.
+                    // Something outside LimiQuantix cloned from it, or removed it.
                     Err(e) if matches!(e.errno, libc::EBUSY | libc::ENOENT) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -232,6 +232,21 @@ impl Image {
         Ok(Self { handle })
     }
 
+    /// The image's id (its header object is `rbd_header.<id>`).
+    pub fn id(&self) -> CephResult<String> {
+        let mut buf = vec![0u8; 64];
+        loop {
+            // SAFETY: open image, buffer of buf.len() bytes; -ERANGE if too small.
+            let rc = unsafe { sys::rbd_get_id(self.handle, buf.as_mut_ptr() as *mut c_char, buf.len()) };
+            if rc == -libc::ERANGE && buf.len() < 4096 {
+                buf = vec![0u8; buf.len() * 4];
+                continue;
+            }
+            check("rbd_get_id", rc)?;
+            return Ok(CStr::from_bytes_until_nul(&buf).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+    }
+
     pub fn size(&self) -> CephResult<u64> {
         let mut size = 0;
         // SAFETY: open image, out-pointer.
