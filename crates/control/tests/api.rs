@@ -116,6 +116,13 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         };
         assert_eq!(k.c.pools.create_pool(req).await.unwrap_err().code(), Code::InvalidArgument, "pool name {name:?}");
     }
+    // A pool of a kind the nodes report as unshared (local) lives on exactly one node.
+    let local = || pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: "/x".into() })) };
+    for node_ids in [vec![], vec![k.node_id.clone(), k.node_id.clone()]] {
+        let req = pb::CreatePoolRequest { name: "nowhere".into(), config: Some(local()), node_ids, ..Default::default() };
+        let err = k.c.pools.create_pool(req).await.unwrap_err();
+        assert!(err.code() == Code::InvalidArgument && err.message().contains("exactly one node"), "{err:?}");
+    }
     // Names shaped like ids would shadow ids where both are accepted; snapshot
     // names every backend refuses are refused before any task starts.
     let uuid_name = uuid::Uuid::new_v4().to_string();

@@ -34,8 +34,16 @@ pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str) 
     Ok(())
 }
 
-/// The node a new volume of `pool` is made on: a local pool's own node; for a
-/// shared pool, an online node that is not draining and has the pool ready.
+/// Whether every node of the pool reaches the same volumes (Ceph, NFS,
+/// iSCSI), as the nodes report for its kind; otherwise (a local pool) the
+/// volumes live on the pool's one node.
+pub fn is_shared(pool: &pb::Pool) -> bool {
+    pool.capabilities.as_ref().is_some_and(|c| c.shared)
+}
+
+/// The node a new volume of `pool` is made on: an unshared pool's own node;
+/// for a shared pool, an online node that is not draining and has the pool
+/// ready.
 pub async fn placement_node(app: &Arc<App>, pool: &pb::Pool) -> ApiResult<String> {
     let ready: Vec<&str> = pool
         .nodes
@@ -43,8 +51,8 @@ pub async fn placement_node(app: &Arc<App>, pool: &pb::Pool) -> ApiResult<String
         .filter(|n| n.phase == pb::PoolPhase::Ready as i32)
         .map(|n| n.node_id.as_str())
         .collect();
-    if pool.kind == pb::PoolKind::Local as i32 {
-        let node_id = pool.node_ids.first().ok_or_else(|| ApiError::internal(format!("local pool {} has no node", pool.id)))?;
+    if !is_shared(pool) {
+        let node_id = pool.node_ids.first().ok_or_else(|| ApiError::internal(format!("pool {} has no node", pool.id)))?;
         let node = app.nodes.online(&app.repo, node_id).await?;
         if node.draining {
             return Err(ApiError::precondition(format!(

@@ -30,33 +30,30 @@ impl PoolApi {
         Self { app }
     }
 
-    /// The nodes a new pool goes on: a local pool's one node; for a shared
-    /// pool the listed nodes, or every online node. Each must be online, not
-    /// draining, and serve the kind.
-    async fn target_nodes(&self, kind: pb::PoolKind, requested: &[String]) -> ApiResult<(Vec<String>, bool)> {
+    /// The nodes a new pool goes on, and the capabilities they report for its
+    /// kind: a pool that is not shared lives on the one node given; a shared
+    /// pool on the listed nodes, or every online node. Each must be online,
+    /// not draining, and serve the kind.
+    async fn target_nodes(&self, kind: pb::PoolKind, requested: &[String]) -> ApiResult<(Vec<String>, bool, pb::PoolCapabilities)> {
         let repo = &self.app.repo;
         let all_nodes = requested.is_empty();
         let ids: Vec<String> = if all_nodes {
-            if kind == pb::PoolKind::Local {
-                return Err(ApiError::invalid("a local pool lives on exactly one node: give its node id"));
-            }
             let nodes = repo.list::<pb::Node>(keys::NODES, None, 0).await?;
             nodes.into_iter().map(|(_, n)| n.value).filter(|n| self.app.nodes.is_online(n) && !n.draining).map(|n| n.id).collect()
         } else {
-            if kind == pb::PoolKind::Local && requested.len() != 1 {
-                return Err(ApiError::invalid("a local pool lives on exactly one node"));
-            }
             requested.iter().map(|n| records::parse_node_id(n)).collect::<ApiResult<_>>()?
         };
         if ids.is_empty() {
             return Err(ApiError::unavailable("no node is online to create the pool on; start a limiquantix-node"));
         }
+        let kind_name = short_name(&kind, pb::PoolKind::as_str_name);
+        let mut capabilities = None;
         for id in &ids {
             let node = self.app.nodes.online(repo, id).await?;
             if node.draining {
                 return Err(ApiError::precondition(format!("node {} ({}) is draining", node.id, node.hostname)));
             }
-            if !node.supported_kinds.iter().any(|k| k.kind == kind as i32) {
+            let Some(support) = node.supported_kinds.iter().find(|k| k.kind == kind as i32) else {
                 let served: Vec<String> = node
                     .supported_kinds
                     .iter()
@@ -64,17 +61,16 @@ impl PoolApi {
                     .collect();
                 return Err(ApiError::new(
                     tonic::Code::Unimplemented,
-                    format!(
-                        "{} pools are not supported by node {} ({}); it serves: {}",
-                        short_name(&kind, pb::PoolKind::as_str_name),
-                        node.id,
-                        node.hostname,
-                        served.join(", ")
-                    ),
+                    format!("{kind_name} pools are not supported by node {} ({}); it serves: {}", node.id, node.hostname, served.join(", ")),
                 ));
-            }
+            };
+            capabilities.get_or_insert_with(|| support.capabilities.clone().unwrap_or_default());
         }
-        Ok((ids, all_nodes))
+        let capabilities = capabilities.unwrap_or_default();
+        if !capabilities.shared && (all_nodes || ids.len() != 1) {
+            return Err(ApiError::invalid(format!("a {kind_name} pool lives on exactly one node: give its node id")));
+        }
+        Ok((ids, all_nodes, capabilities))
     }
 }
 
@@ -111,7 +107,7 @@ impl StoragePoolService for PoolApi {
             }
             return Err(ApiError::already_exists(format!("pool id {id} is taken by pool {}", existing.value.name)).into());
         }
-        let (nodes, all_nodes) = self.target_nodes(kind, &r.node_ids).await?;
+        let (nodes, all_nodes, capabilities) = self.target_nodes(kind, &r.node_ids).await?;
         let (public_config, secrets) = split_secrets(config);
         let op = repo
             .retry(|| async {
@@ -130,6 +126,7 @@ impl StoragePoolService for PoolApi {
                     all_nodes,
                     state: pb::PoolState::Creating as i32,
                     overcommit_ratio: ratio,
+                    capabilities: Some(capabilities.clone()),
                     created_unix_seconds: now(),
                     ..Default::default()
                 };

@@ -7,7 +7,7 @@ use limiquantix_api::v1::volume_service_server::VolumeService;
 use limiquantix_storage::model::validate_size;
 use tonic::{Request, Response, Status};
 
-use super::{add_saga, ensure_pool_ready, ensure_room, new_id, placement_node};
+use super::{add_saga, ensure_pool_ready, ensure_room, is_shared, new_id, placement_node};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
@@ -153,12 +153,12 @@ impl VolumeApi {
                 let node = match &new.node_id {
                     Some(n) if !n.is_empty() => {
                         let n = records::parse_node_id(n)?;
-                        if pool.kind == pb::PoolKind::Local as i32 && !pool.node_ids.contains(&n) {
+                        if !is_shared(&pool) && !pool.node_ids.contains(&n) {
                             return Err(ApiError::precondition(format!("pool {} is local to another node", pool.name)));
                         }
                         app.nodes.online(repo, &n).await?.id
                     }
-                    _ if pool.kind == pb::PoolKind::Local as i32 => placement_node(app, &pool).await?,
+                    _ if !is_shared(&pool) => placement_node(app, &pool).await?,
                     _ => return Err(ApiError::invalid("say which node holds the image (node_id)")),
                 };
                 (new.spec.size_bytes, node)
@@ -321,7 +321,7 @@ impl VolumeApi {
 
     /// `serving_node` for a volume of `pool`, which the caller has loaded.
     async fn serving_node_in(&self, v: &pb::Volume, pool: &pb::Pool) -> ApiResult<String> {
-        if pool.kind == pb::PoolKind::Local as i32 {
+        if !is_shared(pool) {
             return Ok(self.online_node(&v.node_id).await?.id);
         }
         placement_node(&self.app, pool).await
@@ -594,7 +594,7 @@ impl VolumeService for VolumeApi {
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
         let node_id = if r.node_id.is_empty() { current.node_id.clone() } else { records::parse_node_id(&r.node_id)? };
-        if pool.kind == pb::PoolKind::Local as i32 && node_id != current.node_id {
+        if !is_shared(&pool) && node_id != current.node_id {
             return Err(ApiError::precondition(format!(
                 "volume {} is on node {}'s local pool; the VM must run on that node",
                 current.name, current.node_id
