@@ -415,3 +415,27 @@ async fn health_and_reflection_are_served_next_to_the_api() {
     let page = common::http_get(&format!("{url}/")).await.unwrap();
     assert!(page.contains("200 OK") && page.contains("leading"), "{page}");
 }
+
+#[tokio::test]
+async fn a_volume_that_cannot_have_snapshots_is_refused_before_any_task() {
+    let mut k = Cluster::start().await;
+    let mut req = create_req("p1", "flat", GIB);
+    req.spec.as_mut().unwrap().format = pb::VolumeFormat::Raw as i32;
+    let op = k.c.volumes.create_volume(req).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let raw = op.volume.unwrap();
+    let tasks_before = k.c.tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap().into_inner().tasks.len();
+
+    let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: raw.id.clone(), name: "s1".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("flat") && err.message().contains("qcow2"), "names the volume and what to do: {err:?}");
+    let tasks_after = k.c.tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap().into_inner().tasks.len();
+    assert_eq!(tasks_after, tasks_before, "no task was started");
+    let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: raw.id.clone() }).await.unwrap().into_inner();
+    assert!(snaps.snapshots.is_empty());
+
+    // A qcow2 volume of the same pool has them.
+    let v = k.c.create_volume("p1", "layered", GIB).await;
+    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+}

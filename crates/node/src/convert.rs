@@ -99,6 +99,16 @@ pub fn pool_kind(k: PoolKind) -> pb::PoolKind {
     }
 }
 
+pub fn pool_kind_in(v: i32) -> R<PoolKind> {
+    match enum_value::<pb::PoolKind>("kind", v)? {
+        pb::PoolKind::Local => Ok(PoolKind::Local),
+        pb::PoolKind::Nfs => Ok(PoolKind::Nfs),
+        pb::PoolKind::Ceph => Ok(PoolKind::Ceph),
+        pb::PoolKind::Iscsi => Ok(PoolKind::Iscsi),
+        pb::PoolKind::Unspecified => Err(StorageError::invalid("the pool kind is missing")),
+    }
+}
+
 pub fn volume_format_out(f: VolumeFormat) -> pb::VolumeFormat {
     match f {
         VolumeFormat::Qcow2 => pb::VolumeFormat::Qcow2,

@@ -137,6 +137,13 @@ pub struct Capabilities {
     pub formats: Vec<VolumeFormat>,
 }
 
+/// Something done to one volume that not every volume of a kind allows
+/// (Proxmox's `volume_has_feature`): asked per volume, not per pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeFeature {
+    Snapshot,
+}
+
 /// What a pool's storage reports about itself, O(1) in its number of
 /// volumes. Counting the volumes (provisioned bytes, count) reads every one
 /// and is done only on request ([`crate::StorageManager::count_volumes`]).

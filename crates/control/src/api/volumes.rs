@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::volume_service_server::VolumeService;
-use limiquantix_storage::model::validate_size;
+use limiquantix_node::convert;
+use limiquantix_storage::model::{VolumeFeature, validate_size};
 use tonic::{Request, Response, Status};
 
 use super::{add_saga, ensure_pool_ready, ensure_room, is_shared, new_id, placement_node};
@@ -56,6 +57,16 @@ fn check_spec(spec: &pb::VolumeSpec, pool: &pb::Pool) -> ApiResult<()> {
         return Err(ApiError::invalid(format!("pool {} does not store {} volumes", pool.name, format.as_str_name())));
     }
     Ok(())
+}
+
+/// Refuses up front, before any task, what the volume's kind and format
+/// cannot do (the node checks the same).
+async fn require_feature(app: &App, v: &pb::Volume, feature: VolumeFeature) -> ApiResult<()> {
+    let pool = records::pool(&app.repo, &v.pool_id).await?.value;
+    let (kind, format) = (convert::pool_kind_in(pool.kind)?, convert::volume_format(v.format)?);
+    let Some(format) = format else { return Ok(()) };
+    limiquantix_storage::backends::volume_has_feature(kind, format, feature)
+        .map_err(|why| ApiError::precondition(format!("volume {}: {why}", v.name)))
 }
 
 fn require_available(v: &pb::Volume, hint: &str) -> ApiResult<()> {
@@ -537,6 +548,7 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         let name = records::parse_new_snapshot_name(&r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        require_feature(&self.app, &current, VolumeFeature::Snapshot).await?;
         let node = self.serving_node(&current).await?;
         let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
         let op = self

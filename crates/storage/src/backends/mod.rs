@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::error::{Result, StorageError};
 use crate::ids::PoolId;
-use crate::model::{Capabilities, PoolConfig, PoolKind};
+use crate::model::{Capabilities, PoolConfig, PoolKind, VolumeFeature, VolumeFormat};
 use crate::tools::QemuImg;
 
 /// What backends get from the node: tools and the node's path policy.
@@ -65,6 +65,17 @@ pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
         (PoolKind::Local, local::LocalBackend::capabilities_of_kind()),
         (PoolKind::Ceph, ceph::CephBackend::capabilities_of_kind()),
     ]
+}
+
+/// Whether a volume of `format` in a `kind` pool can have `feature`; the
+/// error says why not and what to do instead. The control plane asks the
+/// same before it starts a task.
+pub fn volume_has_feature(kind: PoolKind, format: VolumeFormat, feature: VolumeFeature) -> std::result::Result<(), String> {
+    match kind {
+        PoolKind::Local => local::LocalBackend::volume_has_feature(format, feature),
+        PoolKind::Ceph => Ok(()),
+        other => Err(format!("{other} pools are not supported by this build")),
+    }
 }
 
 fn not_yet(kind: PoolKind) -> StorageError {

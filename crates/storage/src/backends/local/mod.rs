@@ -15,7 +15,7 @@ use crate::backends::{EngineContext, OpenMode};
 use crate::error::{Result, StorageError, ToolError};
 use crate::ids::{Name, VolumeId};
 use crate::model::{
-    Capabilities, LocalPoolConfig, PoolCapacity, PoolKind, ProgressSink, SnapshotInfo, VolumeFormat, VolumeInfo,
+    Capabilities, LocalPoolConfig, PoolCapacity, PoolKind, ProgressSink, SnapshotInfo, VolumeFeature, VolumeFormat, VolumeInfo,
 };
 use crate::tools::QemuImg;
 use crate::xml::{DiskDriver, DiskSource};
@@ -39,6 +39,16 @@ impl LocalBackend {
             shared: false,
             live_resize: true,
             formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
+        }
+    }
+
+    /// Raw files have no internal snapshots; qcow2 files have them all.
+    pub fn volume_has_feature(format: VolumeFormat, feature: VolumeFeature) -> std::result::Result<(), String> {
+        match (feature, format) {
+            (VolumeFeature::Snapshot, VolumeFormat::Raw) => {
+                Err("raw volumes have no snapshots (create or clone it as qcow2 to use snapshots)".into())
+            }
+            (VolumeFeature::Snapshot, VolumeFormat::Qcow2) => Ok(()),
         }
     }
 

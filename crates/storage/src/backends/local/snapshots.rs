@@ -7,16 +7,6 @@ use crate::model::{SnapshotInfo, VolumeFormat, VolumeInfo};
 use crate::tools::qemu_img::SnapshotEntry;
 
 impl LocalBackend {
-    fn require_qcow2(volume: &VolumeInfo) -> Result<()> {
-        match volume.format {
-            VolumeFormat::Qcow2 => Ok(()),
-            VolumeFormat::Raw => Err(StorageError::precondition(format!(
-                "volume {} is raw; raw volumes have no snapshots (create or clone it as qcow2 to use snapshots)",
-                volume.id
-            ))),
-        }
-    }
-
     async fn entries(&self, volume: &VolumeInfo) -> Result<Vec<SnapshotEntry>> {
         let path = self.volume_path(volume.id, volume.format);
         let info = self.qemu.info(&path, volume.format.into(), true).await.map_err(|e| self.tool_error(volume.id, e))?;
@@ -31,7 +21,6 @@ impl LocalBackend {
     }
 
     pub(super) async fn snapshot_create(&self, volume: &VolumeInfo, name: &Name) -> Result<SnapshotInfo> {
-        Self::require_qcow2(volume)?;
         // qemu-img looks snapshots up by id before name, and qcow2 ids are numbers.
         if name.as_str().bytes().all(|b| b.is_ascii_digit()) {
             return Err(StorageError::invalid(format!(
@@ -52,7 +41,6 @@ impl LocalBackend {
     }
 
     pub(super) async fn snapshot_revert(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
-        Self::require_qcow2(volume)?;
         if !self.entries(volume).await?.iter().any(|s| s.name == name.as_str()) {
             return Err(StorageError::NotFound(format!("volume {} has no snapshot named {name}", volume.id)));
         }
