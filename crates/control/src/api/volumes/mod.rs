@@ -22,6 +22,13 @@ use crate::sagas::resize_volume::ResizeVolume;
 use crate::sagas::snapshot::{CreateSnapshot, DeleteSnapshot, RevertSnapshot, SnapshotTarget};
 use crate::tasks::now;
 
+mod attach;
+mod create;
+mod rules;
+
+use create::NewVolume;
+use rules::{Change, refuse_change, require_available, require_feature};
+
 type Rpc<T> = Result<Response<T>, Status>;
 
 pub struct VolumeApi {
@@ -34,244 +41,8 @@ impl VolumeApi {
     }
 }
 
-/// What a new volume is made from, once checked.
-struct NewVolume {
-    volume_id: Option<String>,
-    pool: String,
-    name: String,
-    labels: std::collections::HashMap<String, String>,
-    spec: pb::VolumeSpec,
-    source: Option<pb::VolumeSource>,
-    /// For imports: the node whose import directory holds the image.
-    node_id: Option<String>,
-}
-
-fn check_spec(spec: &pb::VolumeSpec, pool: &pb::Pool) -> ApiResult<()> {
-    if spec.size_bytes != 0 {
-        validate_size("volume size", spec.size_bytes)?;
-    }
-    let format: pb::VolumeFormat = known("format", spec.format)?;
-    known::<pb::Provisioning>("provisioning", spec.provisioning)?;
-    let formats = pool.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
-    if format != pb::VolumeFormat::Unspecified && !formats.contains(&(format as i32)) {
-        return Err(ApiError::invalid(format!("pool {} does not store {} volumes", pool.name, format.as_str_name())));
-    }
-    Ok(())
-}
-
-/// Refuses up front, before any task, what the volume's kind and format
-/// cannot do (the node checks the same).
-async fn require_feature(app: &App, v: &pb::Volume, feature: VolumeFeature) -> ApiResult<()> {
-    let pool = records::pool(&app.repo, &v.pool_id).await?.value;
-    let (kind, format) = (convert::pool_kind_in(pool.kind)?, convert::volume_format(v.format)?);
-    let Some(format) = format else { return Ok(()) };
-    limiquantix_storage::backends::volume_has_feature(kind, format, feature)
-        .map_err(|why| ApiError::precondition(format!("volume {}: {why}", v.name)))
-}
-
-fn require_available(v: &pb::Volume, hint: &str) -> ApiResult<()> {
-    if v.state != pb::VolumeState::Available as i32 {
-        return Err(ApiError::precondition(format!("volume {} is {}; {hint}", v.name, state_name(v.state))));
-    }
-    Ok(())
-}
-
-fn check_vm_name(vm: &str) -> ApiResult<()> {
-    if !limiquantix_node::service::is_domain_name(vm) {
-        return Err(ApiError::invalid(format!("{vm:?} is not a valid VM name")));
-    }
-    Ok(())
-}
-
-/// The volume's linked clones, found in its pool.
-async fn dependents(app: &App, v: &pb::Volume) -> ApiResult<Vec<String>> {
-    let all = app.repo.list::<pb::Volume>(&keys::pool_volumes(&v.pool_id), None, 0).await?;
-    Ok(all.into_iter().filter(|(_, c)| c.value.backing_volume_id == v.id).map(|(_, c)| c.value.id).collect())
-}
-
-/// What an operation does to its volume, for the checks that keep linked
-/// clones' data intact (DESIGN.md rule 12).
-#[derive(Clone, Copy)]
-enum Change<'a> {
-    /// Writes it (the action, as in "cannot be {action}"): refused for a
-    /// template and for a base of linked clones.
-    Write(&'a str),
-    /// Removes it: refused while linked clones depend on it (a template
-    /// without clones may go).
-    Delete,
-}
-
-async fn refuse_change(app: &App, v: &pb::Volume, change: Change<'_>) -> ApiResult<()> {
-    match change {
-        Change::Write(action) if v.template => Err(ApiError::precondition(format!(
-            "volume {} is a template and cannot be {action}: templates are never written; clone it to change it",
-            v.name
-        ))),
-        Change::Write(action) => refuse_if_dependents(app, v, action).await,
-        Change::Delete => refuse_if_dependents(app, v, "deleted").await,
-    }
-}
-
-async fn refuse_if_dependents(app: &App, v: &pb::Volume, action: &str) -> ApiResult<()> {
-    let deps = dependents(app, v).await?;
-    if !deps.is_empty() {
-        return Err(ApiError::precondition(format!(
-            "volume {} cannot be {action}: linked clones depend on it ({}); delete them first",
-            v.name,
-            deps.join(", ")
-        )));
-    }
-    Ok(())
-}
 
 impl VolumeApi {
-    async fn create(&self, new: NewVolume) -> ApiResult<pb::VolumeOperation> {
-        let app = &self.app;
-        let repo = &app.repo;
-        let name = records::parse_new_name("volume", &new.name)?;
-        check_labels(&new.labels)?;
-        let pool = records::pool(repo, &new.pool).await?.value;
-        ensure_pool_ready(&pool)?;
-        check_spec(&new.spec, &pool)?;
-        use pb::volume_source::Source as S;
-        // A clone or a copy of a snapshot holds its source until it ends.
-        let mut source_id = None;
-        let (reserve, node_id) = match new.source.as_ref().and_then(|s| s.source.as_ref()) {
-            None | Some(S::Empty(_)) => {
-                if new.spec.size_bytes == 0 {
-                    return Err(ApiError::invalid("an empty volume needs a size"));
-                }
-                (new.spec.size_bytes, placement_node(app, &pool).await?)
-            }
-            Some(S::Clone(c)) => {
-                let src = records::volume(repo, &c.source_volume_id).await?.value;
-                self.check_source(&src, &pool)?;
-                source_id = Some(src.id.clone());
-                (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
-            }
-            Some(S::Snapshot(snap)) => {
-                let src = records::volume(repo, &snap.volume_id).await?.value;
-                self.check_source(&src, &pool)?;
-                source_id = Some(src.id.clone());
-                let snap_name = parse_name("snapshot", &snap.snapshot_name)?;
-                records::snapshot(repo, &src, &snap_name).await?;
-                (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
-            }
-            Some(S::Image(image)) => {
-                if image.path.is_empty() || !image.path.starts_with('/') {
-                    return Err(ApiError::invalid("the image path must be absolute (a file on the node)"));
-                }
-                let node = match &new.node_id {
-                    Some(n) if !n.is_empty() => {
-                        let n = records::parse_node_id(n)?;
-                        if !is_shared(&pool) && !pool.node_ids.contains(&n) {
-                            return Err(ApiError::precondition(format!("pool {} is local to another node", pool.name)));
-                        }
-                        app.nodes.online(repo, &n).await?.id
-                    }
-                    _ if !is_shared(&pool) => placement_node(app, &pool).await?,
-                    _ => return Err(ApiError::invalid("say which node holds the image (node_id)")),
-                };
-                (new.spec.size_bytes, node)
-            }
-        };
-        let id = match &new.volume_id {
-            Some(id) if !id.is_empty() => parse_volume_id(id)?,
-            _ => new_id(),
-        };
-        let node_request = pb::NodeCreateVolumeRequest {
-            pool_id: pool.id.clone(),
-            volume_id: id.clone(),
-            spec: Some(new.spec),
-            source: new.source.clone(),
-        };
-        let op = repo
-            .retry(|| async {
-                if let Some(pool_id) = records::pool_of_volume(repo, &id).await? {
-                    let existing = records::volume(repo, &id).await?.value;
-                    if pool_id == pool.id && existing.name == name {
-                        let task_id = existing.task_id.clone();
-                        return Ok(pb::VolumeOperation { volume: Some(existing), task_id });
-                    }
-                    return Err(ApiError::already_exists(format!("volume id {id} is taken by another volume")));
-                }
-                let name_key = keys::volume_name(&pool.id, &name);
-                if repo.get_raw(&name_key).await?.is_some() {
-                    return Err(ApiError::already_exists(format!("a volume named {name} already exists in pool {}", pool.name)));
-                }
-                let p = repo.get::<pb::Pool>(&keys::pool(&pool.id)).await?.ok_or_else(|| ApiError::not_found("the pool was deleted"))?;
-                ensure_room(&p.value, reserve)?;
-                let task_id = new_id();
-                // The source, read again in this attempt: its revision guards
-                // the hold against a delete (or any change) racing this create.
-                let held = match &source_id {
-                    Some(src_id) => {
-                        let src = records::volume(repo, src_id).await?;
-                        self.check_source(&src.value, &pool)?;
-                        let mut holder = src.value;
-                        holder.held_by_task_ids.push(task_id.clone());
-                        Some((keys::volume(&holder.pool_id, &holder.id), src.revision, holder))
-                    }
-                    None => None,
-                };
-                let volume = pb::Volume {
-                    id: id.clone(),
-                    name: name.clone(),
-                    pool_id: pool.id.clone(),
-                    labels: new.labels.clone(),
-                    state: pb::VolumeState::Creating as i32,
-                    size_bytes: reserve,
-                    format: new.spec.format,
-                    provisioning: new.spec.provisioning,
-                    node_id: node_id.clone(),
-                    task_id: task_id.clone(),
-                    created_unix_seconds: now(),
-                    ..Default::default()
-                };
-                let mut pool_now = p.value;
-                pool_now.provisioned_bytes += reserve;
-                let saga = CreateVolume {
-                    pool_id: pool.id.clone(),
-                    volume_id: id.clone(),
-                    name: name.clone(),
-                    node_id: node_id.clone(),
-                    node_request: prost::Message::encode_to_vec(&node_request),
-                    source_volume_id: source_id.clone(),
-                };
-                let vkey = keys::volume(&pool.id, &id);
-                let mut txn = Txn::new();
-                txn.expect_absent(&vkey)
-                    .put(&vkey, &volume)
-                    .expect_absent(keys::volume_pool(&id))
-                    .put_raw(keys::volume_pool(&id), pool.id.clone().into_bytes())
-                    .expect_absent(&name_key)
-                    .put_raw(&name_key, id.clone().into_bytes())
-                    .expect(keys::pool(&pool.id), p.revision)
-                    .put(keys::pool(&pool.id), &pool_now);
-                if let Some((key, revision, holder)) = &held {
-                    txn.expect(key, *revision).put(key, holder);
-                }
-                add_saga(&mut txn, &task_id, &saga, &id)?;
-                txn.commit(repo).await?;
-                Ok(pb::VolumeOperation { volume: Some(volume), task_id })
-            })
-            .await?;
-        app.runner.wake();
-        Ok(op)
-    }
-
-    fn check_source(&self, src: &pb::Volume, pool: &pb::Pool) -> ApiResult<()> {
-        if src.pool_id != pool.id {
-            return Err(ApiError::invalid(format!(
-                "volume {} is in another pool; clones and copies are made in their source's pool",
-                src.name
-            )));
-        }
-        ensure_no_task(src)?;
-        require_available(src, "only an available (detached) volume can be the source")
-    }
-
-
     /// Marks `v` busy with a new saga in one transaction (the CAS on the
     /// volume's revision makes exactly one of racing operations win). An
     /// operation that writes or removes the volume says so in `change`; it is
@@ -600,51 +371,7 @@ impl VolumeService for VolumeApi {
     }
 
     async fn attach_volume(&self, req: Request<pb::AttachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
-        let r = req.into_inner();
-        check_vm_name(&r.vm)?;
-        known::<pb::DiskBus>("bus", r.bus)?;
-        let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
-        let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
-        let node_id = if r.node_id.is_empty() { current.node_id.clone() } else { records::parse_node_id(&r.node_id)? };
-        if !is_shared(&pool) && node_id != current.node_id {
-            return Err(ApiError::precondition(format!(
-                "volume {} is on node {}'s local pool; the VM must run on that node",
-                current.name, current.node_id
-            ))
-            .into());
-        }
-        let node = self.online_node(&node_id).await?;
-        if node.draining {
-            return Err(ApiError::precondition(format!("node {} ({}) is draining", node.id, node.hostname)).into());
-        }
-        let op = self
-            .start(
-                &current.id,
-                (!r.read_only).then_some(Change::Write("attached read-write (attach it read-only)")),
-                |v| match (pb::VolumeState::try_from(v.state), &v.attachment) {
-                    (Ok(pb::VolumeState::Available), _) => Ok(()),
-                    (Ok(pb::VolumeState::Attached), Some(a)) => Err(ApiError::precondition(format!(
-                        "volume {} is already attached to VM {} on node {}; detach it first",
-                        v.name, a.vm, a.node_id
-                    ))),
-                    _ => Err(ApiError::precondition(format!("volume {} is {}", v.name, state_name(v.state)))),
-                },
-                |v| {
-                    let saga = AttachVolume {
-                        pool_id: v.pool_id.clone(),
-                        volume_id: v.id.clone(),
-                        node_id: node_id.clone(),
-                        vm: r.vm.clone(),
-                        bus: r.bus,
-                        target_dev: None,
-                        read_only: r.read_only,
-                    };
-                    Ok((saga, v.state))
-                },
-                None,
-            )
-            .await?;
-        Ok(Response::new(op))
+        Ok(Response::new(self.attach(req.into_inner()).await?))
     }
 
     /// A template for good: no node work, one CAS on the record.
@@ -672,34 +399,7 @@ impl VolumeService for VolumeApi {
     }
 
     async fn detach_volume(&self, req: Request<pb::DetachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
-        let current = records::volume(&self.app.repo, &req.into_inner().volume_id).await?.value;
-        let Some(attachment) = current.attachment.clone().filter(|_| current.state == pb::VolumeState::Attached as i32) else {
-            return Err(ApiError::precondition(format!("volume {} is not attached", current.name)).into());
-        };
-        self.online_node(&attachment.node_id).await?;
-        let op = self
-            .start(
-                &current.id,
-                None,
-                |v| {
-                    if v.state != pb::VolumeState::Attached as i32 {
-                        return Err(ApiError::precondition(format!("volume {} is not attached", v.name)));
-                    }
-                    Ok(())
-                },
-                |v| {
-                    let saga = DetachVolume {
-                        pool_id: v.pool_id.clone(),
-                        volume_id: v.id.clone(),
-                        node_id: attachment.node_id.clone(),
-                        vm: attachment.vm.clone(),
-                    };
-                    Ok((saga, v.state))
-                },
-                None,
-            )
-            .await?;
-        Ok(Response::new(op))
+        Ok(Response::new(self.detach(&req.into_inner().volume_id).await?))
     }
 }
 
