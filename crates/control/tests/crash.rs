@@ -120,8 +120,10 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
                 c.volumes.import_volume(req).await
             }
             "delete" => {
-                let victim = c.create_volume("p1", &name, GIB).await;
-                c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: victim.id }).await
+                let req = pb::CreateVolumeRequest { volume_id: volume_id.clone(), ..create_req("p1", &name, GIB) };
+                let op = c.volumes.create_volume(req).await.unwrap().into_inner();
+                c.wait_ok(&op.task_id).await;
+                c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: volume_id.clone() }).await
             }
             other => unreachable!("{other}"),
         };
@@ -141,7 +143,10 @@ async fn sagas_resume_or_unwind_after_a_crash_at_every_step() {
             None => {
                 let req = pb::ListTasksRequest { resource_id: volume_id.clone(), ..Default::default() };
                 let tasks = c.tasks.list_tasks(req).await.unwrap().into_inner().tasks;
-                tasks.first().unwrap_or_else(|| panic!("{fault} ({what}): no answer and no task")).id.clone()
+                // The operation's own task: a delete's volume also has its create's.
+                let kind = if *what == "delete" { "volume.delete" } else { "volume.create" };
+                let task = tasks.iter().find(|t| t.kind == kind);
+                task.unwrap_or_else(|| panic!("{fault} ({what}): no answer and no task: {tasks:?}")).id.clone()
             }
         };
         let task = c.wait(&task_id).await;

@@ -356,8 +356,9 @@ async fn drop_midway(m: &std::sync::Arc<StorageManager>, pool: PoolId, id: Volum
         };
         m2.create_volume(pool, id, VolumeSpec::default(), source, &progress).await
     });
-    let reached = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|d| *d > 0)).await;
-    assert!(reached.is_ok(), "the copy never made progress: {:?}", task.is_finished());
+    // Checked at once: the watch's borrow held on would block the copy's next report.
+    let reached = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|d| *d > 0)).await.is_ok_and(|r| r.is_ok());
+    assert!(reached, "the copy never made progress: {:?}", task.is_finished());
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled(), "dropped before it finished");
 }

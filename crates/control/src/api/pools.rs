@@ -142,7 +142,7 @@ impl StoragePoolService for PoolApi {
                 Ok(pb::PoolOperation { pool: Some(pool), task_id })
             })
             .await?;
-        self.app.runner.wake();
+        crate::sagas::runner::start(&self.app, &op.task_id);
         Ok(Response::new(op))
     }
 
@@ -230,7 +230,7 @@ impl StoragePoolService for PoolApi {
                 Ok(pb::PoolOperation { pool: Some(p), task_id })
             })
             .await?;
-        self.app.runner.wake();
+        crate::sagas::runner::start(&self.app, &op.task_id);
         Ok(Response::new(op))
     }
 

@@ -38,6 +38,32 @@ impl SagaRunner {
     }
 }
 
+/// Runs saga `id`, just stored here, now rather than at the loop's next
+/// look (which a replica that does not lead leaves to the leader's poll).
+pub fn start(app: &Arc<App>, id: &str) {
+    if app.runner.is_leader() {
+        spawn(app, id);
+    } else {
+        app.runner.wake();
+    }
+}
+
+/// Executes saga `id` on a task of its own, unless one already does.
+fn spawn(app: &Arc<App>, id: &str) {
+    let mut running = app.runner.running.lock().expect("runner lock");
+    if running.contains_key(id) {
+        return;
+    }
+    let (app2, id2) = (app.clone(), id.to_owned());
+    let handle = tokio::spawn(async move {
+        if let Err(e) = super::execute(app2.clone(), id2.clone()).await {
+            tracing::warn!(saga = %id2, error = %e, "saga stopped; it is retried from the store");
+        }
+        app2.runner.running.lock().expect("runner lock").remove(&id2);
+    });
+    running.insert(id.to_owned(), handle.abort_handle());
+}
+
 /// The runner loop; spawned once per process.
 pub async fn run(app: Arc<App>) {
     let mut leader = app.runner.leader.clone();
@@ -52,19 +78,7 @@ pub async fn run(app: Arc<App>) {
         match app.repo.store().list(keys::SAGAS, None, 0).await {
             Ok(entries) => {
                 for e in entries {
-                    let id = e.key.trim_start_matches(keys::SAGAS).to_owned();
-                    let mut running = app.runner.running.lock().expect("runner lock");
-                    if running.contains_key(&id) {
-                        continue;
-                    }
-                    let (app2, id2) = (app.clone(), id.clone());
-                    let handle = tokio::spawn(async move {
-                        if let Err(e) = super::execute(app2.clone(), id2.clone()).await {
-                            tracing::warn!(saga = %id2, error = %e, "saga stopped; it is retried from the store");
-                        }
-                        app2.runner.running.lock().expect("runner lock").remove(&id2);
-                    });
-                    running.insert(id, handle.abort_handle());
+                    spawn(&app, e.key.trim_start_matches(keys::SAGAS));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list sagas"),

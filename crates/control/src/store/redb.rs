@@ -2,10 +2,16 @@
 //! last write; a counter in the meta table gives every commit a new one.
 //! redb has a single writer, so checking preconditions and writing inside one
 //! write transaction is atomic.
+//!
+//! This process is the file's only user (redb locks it), so every change
+//! passes through [`RedbStore::commit`]: reads are served from an in-memory
+//! copy kept in step with each commit, without a trip to the blocking pool
+//! or the disk. Only commits (and their fsync) leave the async runtime.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -16,8 +22,15 @@ const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
+/// Key → (revision, value), as committed.
+type Records = BTreeMap<String, (Revision, Arc<[u8]>)>;
+
 pub struct RedbStore {
     db: Arc<Database>,
+    records: Arc<RwLock<Records>>,
+    /// Held from a commit's write transaction until its changes are in
+    /// `records`, so they land there in commit order.
+    writer: Arc<Mutex<()>>,
     /// The keys of every commit, for watchers (in this process: the only one
     /// that can open the file).
     changes: tokio::sync::broadcast::Sender<Arc<[String]>>,
@@ -78,7 +91,26 @@ impl RedbStore {
         tx.open_table(KV).map_err(internal)?;
         tx.open_table(META).map_err(internal)?;
         tx.commit().map_err(internal)?;
-        Ok(Self { db: Arc::new(db), changes: tokio::sync::broadcast::channel(WATCH_BACKLOG).0 })
+        let mut records = Records::new();
+        {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(KV).map_err(internal)?;
+            for item in table.iter().map_err(internal)? {
+                let (k, v) = item.map_err(internal)?;
+                let entry = decode(k.value(), v.value())?;
+                records.insert(entry.key, (entry.revision, entry.value.into()));
+            }
+        }
+        Ok(Self {
+            db: Arc::new(db),
+            records: Arc::new(RwLock::new(records)),
+            writer: Arc::new(Mutex::new(())),
+            changes: tokio::sync::broadcast::channel(WATCH_BACKLOG).0,
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Records> {
+        self.records.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn blocking<T: Send + 'static>(
@@ -97,57 +129,26 @@ impl Store for RedbStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(internal)?;
-            let table = tx.open_table(KV).map_err(internal)?;
-            match table.get(key.as_str()).map_err(internal)? {
-                Some(v) => decode(&key, v.value()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        Ok(self.read().get(key).map(|(revision, value)| Entry { key: key.to_owned(), value: value.to_vec(), revision: *revision }))
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        let (prefix, after) = (prefix.to_owned(), start_after.map(str::to_owned));
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(internal)?;
-            let table = tx.open_table(KV).map_err(internal)?;
-            let start = match &after {
-                Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.as_str()),
-                _ => Bound::Included(prefix.as_str()),
-            };
-            let mut out = Vec::new();
-            for item in table.range::<&str>((start, Bound::Unbounded)).map_err(internal)? {
-                let (k, v) = item.map_err(internal)?;
-                let k = k.value();
-                if !k.starts_with(prefix.as_str()) || (limit > 0 && out.len() >= limit) {
-                    break;
-                }
-                out.push(decode(k, v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        let start = match start_after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let records = self.read();
+        let matching = records.range::<str, _>((start, Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix));
+        let take = if limit == 0 { usize::MAX } else { limit };
+        Ok(matching
+            .take(take)
+            .map(|(k, (revision, value))| Entry { key: k.clone(), value: value.to_vec(), revision: *revision })
+            .collect())
     }
 
     async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        let prefix = prefix.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_read().map_err(internal)?;
-            let table = tx.open_table(KV).map_err(internal)?;
-            let mut n = 0;
-            for item in table.range::<&str>(prefix.as_str()..).map_err(internal)? {
-                let (k, _) = item.map_err(internal)?;
-                if !k.value().starts_with(prefix.as_str()) {
-                    break;
-                }
-                n += 1;
-            }
-            Ok(n)
-        })
-        .await
+        let records = self.read();
+        Ok(records.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix)).count() as u64)
     }
 
     async fn watch(&self, prefix: &str) -> Result<Box<dyn KeyWatch>, StoreError> {
@@ -156,7 +157,9 @@ impl Store for RedbStore {
 
     async fn commit(&self, preconditions: Vec<Precondition>, writes: Vec<Write>) -> Result<Revision, StoreError> {
         let changes = self.changes.clone();
+        let (records, writer) = (self.records.clone(), self.writer.clone());
         self.blocking(move |db| {
+            let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = db.begin_write().map_err(internal)?;
             let revision = {
                 let mut kv = tx.open_table(KV).map_err(internal)?;
@@ -188,6 +191,15 @@ impl Store for RedbStore {
                 revision
             };
             tx.commit().map_err(internal)?;
+            {
+                let mut records = records.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for w in &writes {
+                    match w {
+                        Write::Put(k, v) => records.insert(k.clone(), (revision, v.as_slice().into())),
+                        Write::Delete(k) => records.remove(k),
+                    };
+                }
+            }
             let keys: Arc<[String]> = writes
                 .into_iter()
                 .map(|w| match w {

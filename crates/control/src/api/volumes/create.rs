@@ -160,7 +160,7 @@ impl VolumeApi {
                 Ok(pb::VolumeOperation { volume: Some(volume), task_id })
             })
             .await?;
-        app.runner.wake();
+        crate::sagas::runner::start(app, &op.task_id);
         Ok(op)
     }
 

@@ -85,7 +85,7 @@ impl VolumeApi {
                 Ok(pb::VolumeOperation { volume: Some(v), task_id })
             })
             .await?;
-        self.app.runner.wake();
+        crate::sagas::runner::start(&self.app, &op.task_id);
         Ok(op)
     }
 
@@ -274,7 +274,7 @@ impl VolumeService for VolumeApi {
                 Ok(pb::VolumeOperation { volume: Some(v), task_id })
             })
             .await?;
-        self.app.runner.wake();
+        crate::sagas::runner::start(&self.app, &op.task_id);
         Ok(Response::new(op))
     }
 
