@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|f| root.join("limiquantix/storage/v1").join(f));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Messages with a secret field get a redacting Debug in lib.rs.
+        .skip_debug(["limiquantix.storage.v1.CephPoolConfig", "limiquantix.storage.v1.IscsiPoolConfig"])
         .file_descriptor_set_path(out.join("storage_v1_descriptor.bin"))
         .compile_protos(&files, std::slice::from_ref(&root))?;
     for f in &files {

@@ -7,6 +7,38 @@ pub mod v1 {
     /// Encoded file descriptors, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("storage_v1_descriptor");
+
+    /// Shows whether a secret is set, never its value: configs reach logs
+    /// and error messages through `{:?}`.
+    fn redacted(secret: &str) -> &'static str {
+        if secret.is_empty() { "" } else { "<redacted>" }
+    }
+
+    impl std::fmt::Debug for CephPoolConfig {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CephPoolConfig")
+                .field("monitors", &self.monitors)
+                .field("ceph_pool", &self.ceph_pool)
+                .field("client_id", &self.client_id)
+                .field("key", &redacted(&self.key))
+                .field("rados_namespace", &self.rados_namespace)
+                .field("create_if_missing", &self.create_if_missing)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for IscsiPoolConfig {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("IscsiPoolConfig")
+                .field("portal", &self.portal)
+                .field("target_iqn", &self.target_iqn)
+                .field("lun", &self.lun)
+                .field("initiator_iqn", &self.initiator_iqn)
+                .field("chap_username", &self.chap_username)
+                .field("chap_password", &redacted(&self.chap_password))
+                .finish()
+        }
+    }
 }
 
 /// A proto enum value's name without its enum's prefix, in lower case
@@ -15,4 +47,21 @@ pub fn short_name<E: Default>(value: &E, proto_name: fn(&E) -> &'static str) -> 
     let prefix = proto_name(&E::default()).trim_end_matches("UNSPECIFIED");
     let name = proto_name(value);
     name.strip_prefix(prefix).unwrap_or(name).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1;
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let ceph = v1::CephPoolConfig { key: "AQBsupersecretkey==".into(), ceph_pool: "rbd".into(), ..Default::default() };
+        let iscsi = v1::IscsiPoolConfig { chap_password: "chapsecret12".into(), portal: "10.0.0.9:3260".into(), ..Default::default() };
+        let config = v1::PoolConfig { backend: Some(v1::pool_config::Backend::Ceph(ceph.clone())) };
+        for shown in [format!("{ceph:?}"), format!("{iscsi:?}"), format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains("supersecret") && !shown.contains("chapsecret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "says a secret is set: {shown}");
+        }
+        assert!(format!("{ceph:?}").contains("rbd"), "the rest is shown");
+    }
 }

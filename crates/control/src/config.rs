@@ -38,6 +38,10 @@ pub struct ControlConfig {
     /// with UNAVAILABLE in time and delays nothing else.
     #[serde(default)]
     pub node_calls: NodeCallDeadlines,
+    /// Accept listening on a non-loopback address without TLS (logged as a
+    /// warning at every start). Without it such a listen is refused.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

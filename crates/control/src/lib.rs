@@ -47,6 +47,7 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub async fn start(config: &ControlConfig) -> anyhow::Result<Self> {
+        limiquantix_node::config::check_plaintext_listen("limiquantix-controlplane", config.listen, config.insecure)?;
         let mut background = Vec::new();
         let (store, leader, leadership): (Arc<dyn Store>, watch::Receiver<bool>, Option<watch::Sender<bool>>) =
             match &config.store {

@@ -439,3 +439,17 @@ async fn a_volume_that_cannot_have_snapshots_is_refused_before_any_task() {
     let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
     k.c.wait_ok(&op.task_id).await;
 }
+
+#[tokio::test]
+async fn daemons_refuse_a_plaintext_listen_beyond_loopback() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = common::control_config(root.path());
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let err = limiquantix_control::ControlPlane::start(&config).await.err().expect("refused").to_string();
+    assert!(err.contains("without TLS") && err.contains("insecure = true"), "{err}");
+
+    let mut node = limiquantix_node::NodeConfig::default().with_data_dir(&root.path().join("node"));
+    node.listen = "0.0.0.0:0".parse().unwrap();
+    let err = limiquantix_node::RunningNode::start(&node).await.err().expect("refused").to_string();
+    assert!(err.contains("without TLS") && err.contains("insecure = true"), "{err}");
+}

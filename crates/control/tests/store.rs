@@ -174,6 +174,26 @@ async fn the_redb_file_keeps_state_across_reopen_and_is_locked_while_open() {
     assert_eq!(s.get("persist").await.unwrap().unwrap().value, b"me");
 }
 
+#[tokio::test]
+async fn the_redb_file_and_its_directory_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control/state.redb");
+    {
+        let s = RedbStore::open(&path).unwrap();
+        s.commit(vec![], vec![put("pool-secret", "AQBkey==")]).await.unwrap();
+    }
+    assert_eq!(mode(&path), 0o600, "the store holds pool secrets");
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+
+    // A file left wider by an older version is narrowed when opened.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = RedbStore::open(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(s.get("pool-secret").await.unwrap().unwrap().value, b"AQBkey==", "and keeps its data");
+}
+
 #[test]
 fn a_hung_etcd_gives_unavailable_within_the_timeout() {
     let etcd = Etcd::start().unwrap();

@@ -55,6 +55,10 @@ pub struct NodeConfig {
     pub shutdown_grace_secs: u64,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Accept listening on a non-loopback address without TLS (logged as a
+    /// warning at every start). Without it such a listen is refused.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -127,6 +131,22 @@ fn default_shutdown_grace_secs() -> u64 {
     30
 }
 
+/// Refuses a plaintext listener on an address other hosts can reach, unless
+/// the config accepts it (`insecure = true`), which is then logged.
+pub fn check_plaintext_listen(daemon: &str, listen: SocketAddr, insecure: bool) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !insecure {
+        anyhow::bail!(
+            "{daemon} refuses to listen on {listen} without TLS: anyone on the network could call it. \
+             Listen on 127.0.0.1, or set `insecure = true` in its config to accept this on a trusted network"
+        );
+    }
+    tracing::warn!(%listen, "{daemon} listens without TLS on a non-loopback address (insecure = true): anyone who reaches it can call it");
+    Ok(())
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         toml::from_str("").expect("the empty config takes every default")
@@ -179,6 +199,20 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plaintext_listen_beyond_loopback_needs_insecure() {
+        for local in ["127.0.0.1:7701", "[::1]:7701"] {
+            check_plaintext_listen("d", local.parse().unwrap(), false).unwrap();
+        }
+        for open in ["0.0.0.0:7701", "[::]:7701", "10.1.2.3:7701"] {
+            let err = check_plaintext_listen("limiquantix-node", open.parse().unwrap(), false).unwrap_err().to_string();
+            assert!(err.contains("without TLS") && err.contains("insecure = true") && err.contains(open), "{err}");
+            check_plaintext_listen("limiquantix-node", open.parse().unwrap(), true).unwrap();
+        }
+        let cfg: NodeConfig = toml::from_str("insecure = true").unwrap();
+        assert!(cfg.insecure && !NodeConfig::default().insecure);
+    }
 
     #[test]
     fn parses_a_full_config_and_rejects_typos() {

@@ -90,6 +90,7 @@ impl RunningNode {
                 .await
                 .with_context(|| format!("cannot open the node state in {}", config.state_dir.display()))?,
         );
+        config::check_plaintext_listen("limiquantix-node", config.listen, config.insecure)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();

@@ -18,7 +18,11 @@ pub fn node_id(state_dir: &Path) -> anyhow::Result<String> {
             uuid_check(&id).map(|_| id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(state_dir)?;
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                // It will hold pool secrets (0600 files) and client keys.
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir)?;
+            }
             let id = uuid::Uuid::new_v4().to_string();
             atomic_write(&path, id.as_bytes(), 0o644)?;
             Ok(id)

@@ -63,6 +63,23 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
+/// The store holds pool secrets: its directory is made 0700 and the file
+/// 0600 before redb writes anything, whatever the umask; an older file
+/// with wider permissions is narrowed.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let io = |what: &str, p: &Path, e: std::io::Error| StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("create", dir, e))?;
+        let mode = std::fs::metadata(dir).map_err(|e| io("inspect", dir, e))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the store's directory is open to other users; make it 0700");
+        }
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(|e| io("create", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| io("protect", path, e))
+}
+
 fn encode(revision: Revision, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&revision.to_le_bytes());
@@ -82,9 +99,7 @@ impl RedbStore {
     /// Opens (or creates) the store file. redb locks it: a second process
     /// opening the same file fails instead of corrupting it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(internal)?;
-        }
+        create_private(path)?;
         let db = Database::create(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(internal)?;
