@@ -62,6 +62,7 @@ async fn measure(args: &Args, store: StoreConfig, root: &std::path::Path) -> any
     let mut config = ControlConfig::default();
     config.listen = "127.0.0.1:0".parse()?;
     config.store = store;
+    config.secrets_key = Some(root.join("secrets.key"));
     config.heartbeat_interval_secs = 1;
     let cp = ControlPlane::start(&config).await?;
     let mut node_config = NodeConfig::default().with_data_dir(&root.join("node"));

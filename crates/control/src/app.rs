@@ -15,6 +15,8 @@ pub struct Settings {
 
 pub struct App {
     pub repo: Repo,
+    /// Seals pool secrets before they reach the store.
+    pub secrets: crate::secrets::SecretBox,
     pub nodes: NodeRegistry,
     pub runner: SagaRunner,
     pub metrics: Metrics,

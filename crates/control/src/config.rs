@@ -42,6 +42,11 @@ pub struct ControlConfig {
     /// warning at every start). Without it such a listen is refused.
     #[serde(default)]
     pub insecure: bool,
+    /// The key that seals pool secrets in the store, made on first start;
+    /// every replica needs the same file. Default: `secrets.key` beside the
+    /// redb file, or /var/lib/limiquantix/control/secrets.key with etcd.
+    #[serde(default)]
+    pub secrets_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -120,6 +125,14 @@ impl ControlConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid control-plane config {}", path.display()))
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        match (&self.secrets_key, &self.store) {
+            (Some(path), _) => path.clone(),
+            (None, StoreConfig::Redb { path }) => path.with_file_name("secrets.key"),
+            (None, StoreConfig::Etcd { .. }) => PathBuf::from("/var/lib/limiquantix/control/secrets.key"),
+        }
     }
 
     pub fn heartbeat_interval(&self) -> Duration {

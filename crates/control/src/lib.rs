@@ -15,6 +15,7 @@ pub mod pools;
 pub mod records;
 pub mod repo;
 pub mod sagas;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tasks;
@@ -66,8 +67,12 @@ impl ControlPlane {
                     (Arc::new(store), rx, None)
                 }
             };
+        let secrets_key = config.secrets_key_path();
+        let secrets = secrets::SecretBox::load_or_create(&secrets_key)
+            .with_context(|| format!("cannot load the key that seals pool secrets ({})", secrets_key.display()))?;
         let app = Arc::new(App {
             repo: Repo::new(store),
+            secrets,
             nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after(), config.node_calls.into()),
             runner: SagaRunner::new(leader),
             metrics: Metrics::default(),

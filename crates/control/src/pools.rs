@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::repo::Repo;
 use crate::tasks::now;
 
 /// Secrets of a pool config, stored apart from the pool record.
@@ -44,7 +43,8 @@ pub fn split_secrets(mut config: pb::PoolConfig) -> (pb::PoolConfig, PoolSecrets
 }
 
 /// The full config a node needs to initialise the pool (secrets put back).
-pub async fn node_pool_config(repo: &Repo, pool_id: &str) -> ApiResult<pb::PoolConfig> {
+pub async fn node_pool_config(app: &App, pool_id: &str) -> ApiResult<pb::PoolConfig> {
+    let repo = &app.repo;
     use pb::pool_config::Backend as B;
     let pool = repo
         .get::<pb::Pool>(&keys::pool(pool_id))
@@ -52,7 +52,9 @@ pub async fn node_pool_config(repo: &Repo, pool_id: &str) -> ApiResult<pb::PoolC
         .ok_or_else(|| ApiError::not_found(format!("pool {pool_id} does not exist")))?
         .value;
     let mut config = pool.config.unwrap_or_default();
-    if let Some((bytes, _)) = repo.get_raw(&keys::pool_secret(pool_id)).await? {
+    let secret_key = keys::pool_secret(pool_id);
+    if let Some((stored, _)) = repo.get_raw(&secret_key).await? {
+        let bytes = app.secrets.open(&secret_key, &stored)?;
         let secrets: PoolSecrets =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("pool secrets: {e}")))?;
         match config.backend.as_mut() {
@@ -203,7 +205,7 @@ async fn ask_node(app: &App, pool_id: &str, node_id: &str, ready: bool) -> (ApiR
             other => return (other, false),
         }
     }
-    let config = match node_pool_config(&app.repo, pool_id).await {
+    let config = match node_pool_config(app, pool_id).await {
         Ok(c) => c,
         Err(e) => return (Err(e), false),
     };

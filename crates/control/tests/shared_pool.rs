@@ -59,6 +59,15 @@ fn a_ceph_pool_follows_every_node_including_one_that_joins_later() {
         assert!(ready.contains(&id1.as_str()) && ready.contains(&id2.as_str()), "{:?}", pool.nodes);
         let Some(pb::pool_config::Backend::Ceph(shown)) = pool.config.and_then(|c| c.backend) else { panic!() };
         assert!(shown.key.is_empty(), "the key is never shown");
+        // Both nodes got the key, yet the store only ever held it sealed.
+        let (sealed, _) = cp.app.repo.get_raw(&limiquantix_control::keys::pool_secret(&pool.id)).await.unwrap().unwrap();
+        let key = ceph.admin_key();
+        assert!(!String::from_utf8_lossy(&sealed).contains(key), "the stored secret is sealed");
+        let store_file = std::fs::read(root.path().join("control/state.redb")).unwrap();
+        assert!(!store_file.windows(key.len()).any(|w| w == key.as_bytes()), "the key is nowhere in the store file");
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = std::fs::metadata(root.path().join("control/secrets.key")).unwrap();
+        assert_eq!(key_file.permissions().mode() & 0o777, 0o600);
 
         // The capacity is Ceph's figure for the pool, not a sum over nodes.
         let cap = pool.capacity.unwrap();

@@ -109,6 +109,7 @@ impl StoragePoolService for PoolApi {
         }
         let (nodes, all_nodes, capabilities) = self.target_nodes(kind, &r.node_ids).await?;
         let (public_config, secrets) = split_secrets(config);
+        let sealed = self.app.secrets.seal(&keys::pool_secret(&id), &serde_json::to_vec(&secrets).expect("secrets serialize"));
         let op = repo
             .retry(|| async {
                 if repo.get_raw(&keys::pool_name(&name)).await?.is_some() {
@@ -136,7 +137,7 @@ impl StoragePoolService for PoolApi {
                     .put(keys::pool(&id), &pool)
                     .expect_absent(keys::pool_name(&name))
                     .put_raw(keys::pool_name(&name), id.clone().into_bytes())
-                    .put_raw(keys::pool_secret(&id), serde_json::to_vec(&secrets).expect("secrets serialize"));
+                    .put_raw(keys::pool_secret(&id), sealed.clone());
                 add_saga(&mut txn, &task_id, &saga, &id)?;
                 txn.commit(repo).await?;
                 Ok(pb::PoolOperation { pool: Some(pool), task_id })

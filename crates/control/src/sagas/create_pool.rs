@@ -47,7 +47,7 @@ fn init_on_nodes<'a>(ctx: &'a SagaCtx, s: &'a mut CreatePool) -> StepFuture<'a> 
     Box::pin(async move {
         use prost::Message;
         let repo = &ctx.app.repo;
-        let config = node_pool_config(repo, &s.pool_id).await?;
+        let config = node_pool_config(&ctx.app, &s.pool_id).await?;
         let mut statuses = Vec::new();
         let mut first_error: Option<ApiError> = None;
         let mut transient = false;

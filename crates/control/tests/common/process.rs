@@ -17,7 +17,11 @@ pub fn write_config(root: &Path, port: u16) -> PathBuf {
 
 /// The same with the etcd store at `endpoint` (several replicas share it).
 pub fn write_etcd_config(root: &Path, name: &str, port: u16, endpoint: &str) -> PathBuf {
-    let store = format!("[store]\nkind = \"etcd\"\nendpoints = [\"{endpoint}\"]\nroot = \"/lq-test/\"\ntimeout_secs = 2\n");
+    // Every replica opens the secrets its peers sealed: one key file for all.
+    let store = format!(
+        "secrets_key = \"{}\"\n[store]\nkind = \"etcd\"\nendpoints = [\"{endpoint}\"]\nroot = \"/lq-test/\"\ntimeout_secs = 2\n",
+        root.join("secrets.key").display()
+    );
     write_config_with_store(root, name, port, &store)
 }
 
