@@ -19,6 +19,9 @@ pub struct Args {
     /// Data written into each big image before it is deleted.
     #[arg(long, default_value_t = 1024)]
     big_data_mib: u64,
+    /// Images in the pool when its capacity is read (GetStoragePoolInfo).
+    #[arg(long, default_value_t = 10_000)]
+    images: usize,
 }
 
 const GIB: u64 = 1 << 30;
@@ -107,6 +110,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ours_big = time_once(|| Ok(rt.block_on(manager.delete_volume(pool, big))?))?;
     let cli_big = time_once(|| rbd(&["rm", "--no-progress", &image("cli-big")]))?;
 
+    // Capacity of a pool of many images: the poll every node runs must not
+    // grow with the number of volumes.
+    let manager = std::sync::Arc::new(manager);
+    rt.block_on(async {
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..args.images {
+            if running.len() >= 16 {
+                running.join_next().await.expect("a create is running")??;
+            }
+            let m = manager.clone();
+            running.spawn(async move {
+                let spec = VolumeSpec { size_bytes: Some(GIB), ..Default::default() };
+                m.create_volume(pool, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.map(drop)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            done??;
+        }
+        anyhow::Ok(())
+    })?;
+    let mut pool_info = Stats::default();
+    for _ in 0..n {
+        pool_info.push(time_once(|| Ok(rt.block_on(manager.pool_report(pool)).map(drop)?))?);
+    }
+
     let rows = [
         ("create 1 GiB: native", &ours_create),
         ("create 1 GiB: rbd create", &cli_create),
@@ -114,6 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("linked clone: rbd snap create+protect+clone", &cli_clone),
         ("delete: native (trash)", &ours_delete),
         ("delete: rbd rm", &cli_delete),
+        (&*format!("pool info (capacity) of {} images", args.images), &pool_info),
     ];
     eprintln!("{:<46} median / p99 (ms, n)", "operation");
     for (name, s) in rows {
@@ -130,6 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "create_ms": round(ours_create.median_ms()),
             "linked_clone_ms": round(ours_clone.median_ms()),
             "delete_ms": round(ours_delete.median_ms()),
+            "pool_info_ms_at_10k": round(pool_info.median_ms()),
+            "pool_info_images": args.images,
             "delete_100g_ms": round(ours_big),
             "rbd_rm_100g_ms": round(cli_big),
         })
