@@ -65,7 +65,7 @@ impl Ceph {
         let mut me = Self { dir, conf: conf_path.clone(), osd: None, mgr: None, mon: None, v1_port, admin_key };
         me.mon = Some(me.daemon("mon.a", "ceph-mon", "a")?);
         let probe = me.conf().to_owned();
-        wait_until("ceph mon", READY_TIMEOUT, || ceph_cli(&probe, &["mon", "stat"]).is_ok())?;
+        wait_until("ceph mon", READY_TIMEOUT, || ceph_cli(&probe, &["mon", "stat"]).is_ok()).map_err(|e| me.with_log(e, "mon.a"))?;
         me.mgr = Some(me.daemon("mgr.x", "ceph-mgr", "x")?);
 
         let osd_uuid = new_uuid()?;
@@ -78,8 +78,17 @@ impl Ceph {
         let probe = me.conf().to_owned();
         wait_until("ceph mgr", READY_TIMEOUT, || {
             ceph_cli(&probe, &["mgr", "stat", "-f", "json"]).is_ok_and(|s| s.replace(' ', "").contains("\"available\":true"))
-        })?;
+        })
+        .map_err(|e| me.with_log(e, "mgr.x"))?;
         Ok(me)
+    }
+
+    /// `e` with the end of a daemon's log, to tell why it never became ready.
+    fn with_log(&self, e: io::Error, name: &str) -> io::Error {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("log/{name}.out"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        io::Error::new(e.kind(), format!("{e}; {name} log ends:\n{}", tail.join("\n")))
     }
 
     fn daemon(&self, name: &str, program: &str, id: &str) -> io::Result<ChildGuard> {
@@ -96,6 +105,7 @@ impl Ceph {
         wait_until("ceph osd", READY_TIMEOUT, || {
             ceph_cli(&conf, &["osd", "stat", "-f", "json"]).is_ok_and(|s| s.replace(' ', "").contains("\"num_up_osds\":1"))
         })
+        .map_err(|e| self.with_log(e, "osd.0"))
     }
 
     /// Freezes the OSD (SIGSTOP): every I/O hangs, the data stays (memstore
