@@ -421,21 +421,63 @@ fn clone_snapshots_of(ceph: &Ceph, base: VolumeId) -> usize {
     out.matches("\"lq-clone-").count()
 }
 
-/// Two nodes share a pool: each clones the same unchanged base while the
-/// other deletes the clones, so each node's purger keeps collecting the clone
-/// snapshot the other node may just have picked. Every clone must succeed
-/// and read its base.
+/// Clones `base` `rounds` times on `node`, deleting all but every 10th; the
+/// clones kept.
+async fn clone_rounds(node: &StorageManager, pool: PoolId, base: VolumeId, rounds: usize) -> Result<Vec<VolumeId>, String> {
+    let mut kept = Vec::new();
+    for round in 0..rounds {
+        let id = VolumeId::new_random();
+        let linked = VolumeSource::Clone { source: base, mode: Some(CloneMode::Linked) };
+        node.create_volume(pool, id, VolumeSpec::default(), linked, &|_| {}).await.map_err(|e| format!("clone {round} failed: {e}"))?;
+        if round % 10 == 9 {
+            kept.push(id);
+        } else {
+            node.delete_volume(pool, id).await.map_err(|e| format!("delete {round} failed: {e}"))?;
+        }
+    }
+    Ok(kept)
+}
+
+const SECOND_NODE_ENV: &str = "LQ_TEST_SECOND_NODE";
+const CLONE_ROUNDS: usize = 40;
+
+/// The second node of the test below, run by it as a process of its own
+/// (nodes are separate processes, each with its own Ceph client). Run
+/// directly, without the test's environment, it has nothing to do.
+#[test]
+fn second_node_process() {
+    let Ok(spec) = std::env::var(SECOND_NODE_ENV) else { return };
+    let [monitor, key, pool, base, root]: [&str; 5] = spec.split('|').collect::<Vec<_>>().try_into().expect("five fields");
+    let config = CephPoolConfig {
+        monitors: vec![monitor.into()],
+        ceph_pool: TEST_POOL.into(),
+        client_id: "admin".into(),
+        rados_namespace: String::new(),
+        create_if_missing: false,
+        key: Secret::new(key.into()),
+    };
+    let (pool, base) = (pool.parse().unwrap(), base.parse().unwrap());
+    rt().block_on(async {
+        let node = StorageManager::open(engine(std::path::Path::new(root), Duration::from_secs(10))).await.unwrap();
+        node.init_pool(pool, PoolConfig::Ceph(config)).await.unwrap();
+        for id in clone_rounds(&node, pool, base, CLONE_ROUNDS).await.unwrap() {
+            println!("KEPT {id}");
+        }
+    });
+}
+
+/// Two nodes (two processes) share a pool and clone the same unchanged base
+/// at once, each deleting its clones: each node's purger keeps collecting
+/// the clone snapshot the other node may just have picked. Every clone must
+/// succeed and read its base, and the snapshots are collected in the end.
 #[test]
 fn clones_on_one_node_survive_the_purger_of_another() {
     let ceph = Ceph::start().unwrap();
     let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     rt().block_on(async {
-        let node_a = std::sync::Arc::new(StorageManager::open(engine(root_a.path(), Duration::from_secs(10))).await.unwrap());
-        let node_b = std::sync::Arc::new(StorageManager::open(engine(root_b.path(), Duration::from_secs(10))).await.unwrap());
+        let node_a = StorageManager::open(engine(root_a.path(), Duration::from_secs(10))).await.unwrap();
         let pool = PoolId::new_random();
-        for node in [&node_a, &node_b] {
-            node.init_pool(pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
-        }
+        node_a.init_pool(pool, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
         let base = VolumeId::new_random();
         node_a
             .create_volume(pool, base, VolumeSpec { size_bytes: Some(64 * MIB), ..Default::default() }, VolumeSource::Empty, &|_| {})
@@ -443,34 +485,22 @@ fn clones_on_one_node_survive_the_purger_of_another() {
             .unwrap();
         assert!(qemu_io(&ceph, &image(base), "write -P 0x6b 0 4M"));
 
-        const ROUNDS: usize = 40;
-        let run = |cloner: std::sync::Arc<StorageManager>, deleter: std::sync::Arc<StorageManager>| async move {
-            let mut kept = Vec::new();
-            for round in 0..ROUNDS {
-                let id = VolumeId::new_random();
-                let linked = VolumeSource::Clone { source: base, mode: Some(CloneMode::Linked) };
-                if let Err(e) = cloner.create_volume(pool, id, VolumeSpec::default(), linked, &|_| {}).await {
-                    return Err(format!("clone {round} failed: {e}"));
-                }
-                if round % 10 == 9 {
-                    kept.push(id);
-                } else {
-                    deleter.delete_volume(pool, id).await.map_err(|e| format!("delete {round} failed: {e}"))?;
-                }
-            }
-            Ok(kept)
-        };
-        let (one, two) = tokio::join!(
-            tokio::spawn(run(node_a.clone(), node_b.clone())),
-            tokio::spawn(run(node_b.clone(), node_a.clone()))
-        );
-        let mut kept = one.unwrap().unwrap();
-        kept.extend(two.unwrap().unwrap());
+        let spec = format!("{}|{}|{pool}|{base}|{}", ceph.monitor(), ceph.admin_key(), root_b.path().display());
+        let mut second = std::process::Command::new(std::env::current_exe().unwrap());
+        second.args(["--exact", "second_node_process", "--nocapture", "--test-threads", "1"]).env(SECOND_NODE_ENV, spec);
+        let second = tokio::task::spawn_blocking(move || second.output());
+        let mut kept = clone_rounds(&node_a, pool, base, CLONE_ROUNDS).await.unwrap();
+        let second = second.await.unwrap().unwrap();
+        let out = String::from_utf8_lossy(&second.stdout);
+        assert!(second.status.success(), "the second node failed: {out}\n{}", String::from_utf8_lossy(&second.stderr));
+        // The harness prints its own words before the first line.
+        kept.extend(out.lines().filter_map(|l| l.split("KEPT ").nth(1)).map(|id| id.trim().parse::<VolumeId>().unwrap()));
+        assert_eq!(kept.len(), 2 * CLONE_ROUNDS / 10, "{out}");
         for id in &kept {
             assert!(qemu_io(&ceph, &image(*id), "read -P 0x6b 0 4M"), "clone {id} reads its base");
         }
 
-        // Once no clone is left, the purgers collect every clone snapshot.
+        // Once no clone is left, the purger collects every clone snapshot.
         for id in kept {
             node_a.delete_volume(pool, id).await.unwrap();
         }
