@@ -83,12 +83,15 @@ impl Ceph {
         Ok(me)
     }
 
-    /// `e` with the end of a daemon's log, to tell why it never became ready.
+    /// `e` with the end of a daemon's output and log, to tell why it never
+    /// became ready.
     fn with_log(&self, e: io::Error, name: &str) -> io::Error {
-        let log = std::fs::read_to_string(self.dir.path().join(format!("log/{name}.out"))).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        io::Error::new(e.kind(), format!("{e}; {name} log ends:\n{}", tail.join("\n")))
+        let tail = |file: String| {
+            let text = std::fs::read_to_string(self.dir.path().join("log").join(&file)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().rev().take(20).collect();
+            format!("--- {file}:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        };
+        io::Error::new(e.kind(), format!("{e}\n{}\n{}", tail(format!("{name}.out")), tail(format!("{name}.log"))))
     }
 
     fn daemon(&self, name: &str, program: &str, id: &str) -> io::Result<ChildGuard> {

@@ -36,10 +36,22 @@ impl ChildGuard {
     }
 
     /// Sends `sig` (SIGSTOP, SIGCONT, ...) to the process if it still runs.
+    /// For SIGSTOP, returns once the process is stopped: kill(2) only queues
+    /// the signal, and a request sent right after could still be answered.
     pub fn signal(&self, sig: i32) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) on our own child, which is not reaped yet.
             unsafe { libc::kill(child.id() as i32, sig) };
+            if sig == libc::SIGSTOP {
+                let stat = format!("/proc/{}/stat", child.id());
+                let stopped = || {
+                    std::fs::read_to_string(&stat)
+                        .ok()
+                        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+                        .unwrap_or(true)
+                };
+                let _ = wait_until("the stopped process", Duration::from_secs(5), stopped);
+            }
         }
     }
 
