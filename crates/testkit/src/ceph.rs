@@ -13,6 +13,8 @@ use crate::process::{ChildGuard, free_port, run_command as run, wait_until};
 /// The RBD pool every cluster starts with.
 pub const TEST_POOL: &str = "lqtest";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// A monitor answers within seconds here; the first try gives up sooner.
+const MON_FIRST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Ceph {
     dir: tempfile::TempDir,
@@ -29,7 +31,20 @@ fn new_uuid() -> io::Result<String> {
 }
 
 impl Ceph {
+    /// A new cluster. A monitor that stays silent after start is given one
+    /// more try from scratch (new dir, new ports): seen on fresh machines
+    /// only, with nothing in its log, while VM tests ran beside it.
     pub fn start() -> io::Result<Self> {
+        match Self::start_once(MON_FIRST_TIMEOUT) {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && e.to_string().starts_with("ceph mon") => {
+                eprintln!("testkit: the Ceph monitor did not start; trying once more. {e}");
+                Self::start_once(READY_TIMEOUT)
+            }
+            other => other,
+        }
+    }
+
+    fn start_once(mon_timeout: Duration) -> io::Result<Self> {
         // Admin socket paths must stay under 108 bytes: a short temp dir.
         let dir = tempfile::Builder::new().prefix("lq-ceph-").tempdir_in("/tmp")?;
         let d = dir.path().to_owned();
@@ -65,7 +80,7 @@ impl Ceph {
         let mut me = Self { dir, conf: conf_path.clone(), osd: None, mgr: None, mon: None, v1_port, admin_key };
         me.mon = Some(me.daemon("mon.a", "ceph-mon", "a")?);
         let probe = me.conf().to_owned();
-        wait_until("ceph mon", READY_TIMEOUT, || ceph_cli(&probe, &["mon", "stat"]).is_ok()).map_err(|e| me.with_log(e, "mon.a"))?;
+        wait_until("ceph mon", mon_timeout, || ceph_cli(&probe, &["mon", "stat"]).is_ok()).map_err(|e| me.with_log(e, "mon.a"))?;
         me.mgr = Some(me.daemon("mgr.x", "ceph-mgr", "x")?);
 
         let osd_uuid = new_uuid()?;
