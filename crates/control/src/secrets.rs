@@ -6,12 +6,14 @@
 //! record does not open.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use limiquantix_storage::StorageError;
+use limiquantix_storage::fsutil::{self, PartialFile};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -45,7 +47,7 @@ impl SecretBox {
                 match write_new_private(path, encode_hex(&key).as_bytes()) {
                     Ok(()) => {}
                     // A replica sharing the file made it first: use theirs.
-                    Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) => {
+                    Err(e) if matches!(e.downcast_ref::<StorageError>(), Some(StorageError::AlreadyExists(_))) => {
                         return Self::load_or_create(path);
                     }
                     Err(e) => return Err(e),
@@ -87,21 +89,17 @@ impl SecretBox {
 }
 
 /// Creates `path` with `content`, 0600, refusing to replace a file; its
-/// directory is created 0700 if missing. The content is written to a
-/// temporary file first and linked into place, so nobody reads it half-made.
+/// directory is created 0700 if missing. Built under a temporary name and
+/// moved into place, so nobody reads it half-made.
 fn write_new_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let staging = dir.join(format!(".secrets-key-{}", uuid::Uuid::new_v4()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staging)?;
-        file.write_all(content)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::hard_link(&staging, path)
-    })();
-    let _ = std::fs::remove_file(&staging);
-    Ok(written?)
+    fsutil::create_private_dir(dir)?;
+    let staging = PartialFile::new(dir.join(format!(".secrets-key-{}", uuid::Uuid::new_v4())))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(staging.path())?;
+    file.write_all(content)?;
+    file.write_all(b"\n")?;
+    staging.commit(path)?;
+    Ok(())
 }
 
 fn encode_hex(bytes: &[u8]) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_service_client::NodeServiceClient;
-use limiquantix_storage::fsutil::atomic_write;
+use limiquantix_storage::fsutil::{atomic_write, create_private_dir};
 
 /// The node's id: read from `<state_dir>/node-id`, created on first start.
 pub fn node_id(state_dir: &Path) -> anyhow::Result<String> {
@@ -18,11 +18,8 @@ pub fn node_id(state_dir: &Path) -> anyhow::Result<String> {
             uuid_check(&id).map(|_| id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                // It will hold pool secrets (0600 files) and client keys.
-                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir)?;
-            }
+            // It will hold pool secrets (0600 files) and client keys.
+            create_private_dir(state_dir)?;
             let id = uuid::Uuid::new_v4().to_string();
             atomic_write(&path, id.as_bytes(), 0o644)?;
             Ok(id)

@@ -12,6 +12,17 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StorageError::io(format!("cannot sync directory {}", dir.display()), e))
 }
 
+/// Creates `dir` (and missing parents) 0700: for directories that hold
+/// secrets. Directories that already exist keep their mode.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StorageError::io(format!("cannot create directory {}", dir.display()), e))
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
 /// content: temp file in the same directory, fsync, rename, fsync directory.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

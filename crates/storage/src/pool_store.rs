@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
-use crate::fsutil::{atomic_write, fsync_dir};
+use crate::fsutil::{atomic_write, create_private_dir, fsync_dir};
 use crate::ids::PoolId;
 use crate::model::{PoolConfig, Secret};
 
@@ -23,13 +23,8 @@ pub struct PoolStore {
 
 impl PoolStore {
     pub fn open(state_dir: &Path) -> Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
         let dir = state_dir.join("pools");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| StorageError::io(format!("cannot create state directory {}", dir.display()), e))?;
+        create_private_dir(&dir)?;
         Ok(Self { dir })
     }
 

@@ -67,10 +67,10 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 /// 0600 before redb writes anything, whatever the umask; an older file
 /// with wider permissions is narrowed.
 fn create_private(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |what: &str, p: &Path, e: std::io::Error| StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("create", dir, e))?;
+        limiquantix_storage::fsutil::create_private_dir(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mode = std::fs::metadata(dir).map_err(|e| io("inspect", dir, e))?.permissions().mode();
         if mode & 0o077 != 0 {
             tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the store's directory is open to other users; make it 0700");

@@ -319,8 +319,9 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         let name = records::parse_new_snapshot_name(&r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
-        require_feature(&self.app, &current, VolumeFeature::Snapshot).await?;
-        let node = self.serving_node(&current).await?;
+        let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
+        require_feature(&pool, &current, VolumeFeature::Snapshot)?;
+        let node = self.serving_node_in(&current, &pool).await?;
         let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
         let op = self
             .start(

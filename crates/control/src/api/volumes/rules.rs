@@ -5,8 +5,7 @@ use super::*;
 
 /// Refuses up front, before any task, what the volume's kind and format
 /// cannot do (the node checks the same).
-pub(super) async fn require_feature(app: &App, v: &pb::Volume, feature: VolumeFeature) -> ApiResult<()> {
-    let pool = records::pool(&app.repo, &v.pool_id).await?.value;
+pub(super) fn require_feature(pool: &pb::Pool, v: &pb::Volume, feature: VolumeFeature) -> ApiResult<()> {
     let (kind, format) = (convert::pool_kind_in(pool.kind)?, convert::volume_format(v.format)?);
     let Some(format) = format else { return Ok(()) };
     limiquantix_storage::backends::volume_has_feature(kind, format, feature)

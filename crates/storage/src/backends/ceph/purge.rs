@@ -117,14 +117,13 @@ fn remove_orphan_clone_snapshots(i: &Inner) -> Result<()> {
         // bases, and another node may be deleting any of them right now.
         let Ok(look) = Image::open_read_only(&i.io, &name, None) else { continue };
         let Ok(snaps) = look.snapshots() else { continue }; // removed meanwhile
-        let has_candidates = snaps.iter().any(|s| s.name.starts_with(CLONE_SNAP_PREFIX));
         drop(look);
-        if !has_candidates {
+        let candidates: Vec<String> = snaps.into_iter().map(|s| s.name).filter(|n| n.starts_with(CLONE_SNAP_PREFIX)).collect();
+        if candidates.is_empty() {
             continue;
         }
+        // Checked again under the lock: each candidate goes only if no clone uses it.
         let Ok(img) = Image::open(&i.io, &name) else { continue };
-        let Ok(snaps) = img.snapshots() else { continue };
-        let candidates: Vec<String> = snaps.into_iter().map(|s| s.name).filter(|n| n.starts_with(CLONE_SNAP_PREFIX)).collect();
         let Some(_lock) = ObjectLock::try_clone_lock(&i.io, &img)? else { continue };
         for snap in candidates {
             let Some(at) = rbd::existing(Image::open_read_only(&i.io, &name, Some(&snap)))? else { continue };
