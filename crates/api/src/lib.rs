@@ -39,6 +39,31 @@ pub mod v1 {
                 .finish()
         }
     }
+    impl std::fmt::Debug for JoinToken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("JoinToken")
+                .field("token", &redacted(&self.token))
+                .field("expires_unix_seconds", &self.expires_unix_seconds)
+                .field("ca_sha256", &self.ca_sha256)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for EnrollNodeRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("EnrollNodeRequest")
+                .field("token", &redacted(&self.token))
+                .field("node_id", &self.node_id)
+                .field("csr_pem", &self.csr_pem)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for ApiTokenSecret {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ApiTokenSecret").field("token", &self.token).field("secret", &redacted(&self.secret)).finish()
+        }
+    }
 }
 
 /// A proto enum value's name without its enum's prefix, in lower case
@@ -58,7 +83,18 @@ mod tests {
         let ceph = v1::CephPoolConfig { key: "AQBsupersecretkey==".into(), ceph_pool: "rbd".into(), ..Default::default() };
         let iscsi = v1::IscsiPoolConfig { chap_password: "chapsecret12".into(), portal: "10.0.0.9:3260".into(), ..Default::default() };
         let config = v1::PoolConfig { backend: Some(v1::pool_config::Backend::Ceph(ceph.clone())) };
-        for shown in [format!("{ceph:?}"), format!("{iscsi:?}"), format!("{config:?}"), format!("{config:#?}")] {
+        let join = v1::JoinToken { token: "lqjoin.a.supersecret.b".into(), ..Default::default() };
+        let enrol = v1::EnrollNodeRequest { token: "lqjoin.a.supersecret.b".into(), ..Default::default() };
+        let api = v1::ApiTokenSecret { secret: "lqt.a.supersecret".into(), token: None };
+        for shown in [
+            format!("{ceph:?}"),
+            format!("{iscsi:?}"),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{join:?}"),
+            format!("{enrol:?}"),
+            format!("{api:?}"),
+        ] {
             assert!(!shown.contains("supersecret") && !shown.contains("chapsecret"), "{shown}");
             assert!(shown.contains("<redacted>"), "says a secret is set: {shown}");
         }

@@ -59,13 +59,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn measure(args: &Args, store: StoreConfig, root: &std::path::Path) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
-    let mut config = ControlConfig::default();
+    let mut config = ControlConfig::default().without_security();
     config.listen = "127.0.0.1:0".parse()?;
     config.store = store;
     config.secrets_key = Some(root.join("secrets.key"));
     config.heartbeat_interval_secs = 1;
     let cp = ControlPlane::start(&config).await?;
-    let mut node_config = NodeConfig::default().with_data_dir(&root.join("node"));
+    let mut node_config = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
     node_config.listen = "127.0.0.1:0".parse()?;
     node_config.control_plane = Some(cp.url());
     node_config.create_dirs()?;

@@ -25,7 +25,7 @@ fn new_id() -> String {
 
 impl BenchNode {
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
-        let mut cfg = NodeConfig::default().with_data_dir(root);
+        let mut cfg = NodeConfig::default().without_tls().with_data_dir(root);
         cfg.listen = "127.0.0.1:0".parse()?;
         cfg.create_dirs()?;
         let node = RunningNode::start(&cfg).await?;
@@ -140,12 +140,12 @@ pub struct BenchCluster {
 
 impl BenchCluster {
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
-        let mut config = limiquantix_control::ControlConfig::default();
+        let mut config = limiquantix_control::ControlConfig::default().without_security();
         config.listen = "127.0.0.1:0".parse()?;
         config.store = limiquantix_control::StoreConfig::Redb { path: root.join("control/state.redb") };
         config.heartbeat_interval_secs = 1;
         let cp = limiquantix_control::ControlPlane::start(&config).await?;
-        let mut n = NodeConfig::default().with_data_dir(&root.join("node"));
+        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
         n.listen = "127.0.0.1:0".parse()?;
         n.control_plane = Some(cp.url());
         n.create_dirs()?;

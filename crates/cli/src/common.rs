@@ -6,7 +6,6 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use limiquantix_api::v1 as pb;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::output::{OutputFormat, View, print_list, warn};
 
@@ -29,16 +28,6 @@ pub enum ImageFormat {
 pub enum Bus {
     Scsi,
     Virtio,
-}
-
-/// A channel to `addr`; `server` names what listens there in errors, `hint`
-/// says what to check when it does not answer.
-pub async fn connect(addr: &str, server: &str, hint: &str) -> Result<Channel, Status> {
-    Channel::from_shared(addr.to_owned())
-        .map_err(|e| Status::invalid_argument(format!("invalid address {addr} for {server}: {e}")))?
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(format!("cannot reach {server} at {addr}{hint}: {:#}", anyhow::Error::new(e))))
 }
 
 pub fn new_id(id: Option<String>) -> String {

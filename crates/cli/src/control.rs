@@ -11,24 +11,26 @@ use limiquantix_api::v1::node_service_client::NodeServiceClient;
 use limiquantix_api::v1::storage_pool_service_client::StoragePoolServiceClient;
 use limiquantix_api::v1::task_service_client::TaskServiceClient;
 use limiquantix_api::v1::volume_service_client::VolumeServiceClient;
+use limiquantix_api::v1::access_service_client::AccessServiceClient;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::common::{
-    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, connect, image_format_pb, progress_bar, provisioning_pb, show_progress,
+    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress,
     volume_spec,
 };
 use crate::output::{
-    ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, PoolMetricsView, SnapshotView, TaskView, emit, print_list, print_one,
+    ApiTokenView, ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, PoolMetricsView, SnapshotView, TaskView, emit, print_list, print_one, report,
 };
-use crate::units::parse_size;
+use crate::session::{Conn, Session};
+use crate::units::{parse_duration, parse_size};
 
 /// How a command reaches the control plane, and whether it waits.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
-    /// The control plane's address.
-    #[arg(long, global = true, env = "LQ_SERVER", default_value = "http://127.0.0.1:7700")]
-    pub server: String,
+    /// The control plane's address [default: the credentials file's, else
+    /// http://127.0.0.1:7700].
+    #[arg(long, global = true, env = "LQ_SERVER")]
+    pub server: Option<String>,
     /// Return as soon as the operation is accepted (print its task id).
     #[arg(long, global = true)]
     pub no_wait: bool,
@@ -347,33 +349,95 @@ pub enum ClusterNodeCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Forget a node and refuse its certificate from now on; it can join
+    /// again only with a new join token.
+    Remove {
+        /// The node's id.
+        node: String,
+        /// Even while pools or attachments use it (a node whose key leaked).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// One-time tokens that let a new node enrol.
+    #[command(subcommand)]
+    JoinToken(JoinTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JoinTokenCommand {
+    /// A token for one node: start limiquantix-node with it (LQ_JOIN_TOKEN
+    /// or `join_token` in its config). Printed once.
+    Create {
+        /// How long it stays valid, e.g. 30m, 1h, 2d (at most 7d).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 impl ClusterNodeCommand {
     pub fn target(&self) -> &Target {
         match self {
-            Self::List { target } | Self::Get { target, .. } | Self::Drain { target, .. } => target,
+            Self::List { target }
+            | Self::Get { target, .. }
+            | Self::Drain { target, .. }
+            | Self::Remove { target, .. }
+            | Self::JoinToken(JoinTokenCommand::Create { target, .. }) => target,
         }
     }
 }
 
+/// API tokens: who may use the API, as admin or viewer.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// A new token; its secret is printed once. Give it to lqctl in a
+    /// credentials file (`token = "..."`) or as a bearer token.
+    Create {
+        /// A label, unique among tokens.
+        name: String,
+        /// admin: everything; viewer: reads only.
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: TokenRole,
+    },
+    /// The tokens (never their secrets).
+    List,
+    /// Refuse a token from now on.
+    Revoke {
+        /// The token's id or name.
+        token: String,
+    },
+    /// Who the credentials in use are.
+    Whoami,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenRole {
+    Admin,
+    Viewer,
+}
+
 pub struct Clients {
-    pools: StoragePoolServiceClient<Channel>,
-    volumes: VolumeServiceClient<Channel>,
-    tasks: TaskServiceClient<Channel>,
-    nodes: NodeServiceClient<Channel>,
+    pools: StoragePoolServiceClient<Conn>,
+    volumes: VolumeServiceClient<Conn>,
+    tasks: TaskServiceClient<Conn>,
+    nodes: NodeServiceClient<Conn>,
+    access: AccessServiceClient<Conn>,
     out: OutputFormat,
     wait: bool,
 }
 
 impl Clients {
-    pub async fn connect(target: &Target, out: OutputFormat) -> anyhow::Result<Self> {
-        let channel = connect(&target.server, "the control plane", " (is limiquantix-controlplane running?)").await?;
+    pub async fn connect(target: &Target, session: &Session, out: OutputFormat) -> anyhow::Result<Self> {
+        let channel = session.control_plane(target.server.as_deref()).await?;
         Ok(Self {
             pools: StoragePoolServiceClient::new(channel.clone()),
             volumes: VolumeServiceClient::new(channel.clone()),
             tasks: TaskServiceClient::new(channel.clone()),
-            nodes: NodeServiceClient::new(channel),
+            nodes: NodeServiceClient::new(channel.clone()),
+            access: AccessServiceClient::new(channel),
             out,
             wait: !target.no_wait,
         })
@@ -701,6 +765,46 @@ impl Clients {
             ClusterNodeCommand::Drain { node, undo, .. } => {
                 let n = self.nodes.drain_node(pb::DrainNodeRequest { node_id: node, undo }).await?.into_inner();
                 print_one(self.out, &ClusterNodeView::from_pb(&n))
+            }
+            ClusterNodeCommand::Remove { node, force, .. } => {
+                self.nodes.remove_node(pb::RemoveNodeRequest { node_id: node.clone(), force }).await?;
+                report(self.out, serde_json::json!({ "removed": node }), format!("node {node} removed; its certificate is refused"))
+            }
+            ClusterNodeCommand::JoinToken(JoinTokenCommand::Create { ttl, .. }) => {
+                let ttl_seconds = u32::try_from(ttl.as_secs()).map_err(|_| Status::invalid_argument("--ttl is too long"))?;
+                let t = self.access.create_join_token(pb::CreateJoinTokenRequest { ttl_seconds }).await?.into_inner();
+                report(
+                    self.out,
+                    serde_json::json!({ "token": t.token, "expires_unix_seconds": t.expires_unix_seconds, "ca_sha256": t.ca_sha256 }),
+                    &t.token,
+                )
+            }
+        }
+    }
+
+    pub async fn token(&mut self, cmd: TokenCommand) -> anyhow::Result<()> {
+        match cmd {
+            TokenCommand::Create { name, role } => {
+                let role = match role {
+                    TokenRole::Admin => pb::Role::Admin,
+                    TokenRole::Viewer => pb::Role::Viewer,
+                };
+                let t = self.access.create_api_token(pb::CreateApiTokenRequest { name, role: role as i32 }).await?.into_inner();
+                let view = ApiTokenView::from_pb(&t.token.unwrap_or_default());
+                report(self.out, serde_json::json!({ "token": view, "secret": t.secret }), &t.secret)
+            }
+            TokenCommand::List => {
+                let tokens = self.access.list_api_tokens(pb::ListApiTokensRequest {}).await?.into_inner().tokens;
+                print_list(self.out, &tokens.iter().map(ApiTokenView::from_pb).collect::<Vec<_>>())
+            }
+            TokenCommand::Revoke { token } => {
+                self.access.revoke_api_token(pb::RevokeApiTokenRequest { token: token.clone() }).await?;
+                report(self.out, serde_json::json!({ "revoked": token }), format!("token {token} revoked"))
+            }
+            TokenCommand::Whoami => {
+                let me = self.access.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+                let role = limiquantix_api::short_name(&pb::Role::try_from(me.role).unwrap_or_default(), pb::Role::as_str_name);
+                report(self.out, serde_json::json!({ "name": me.name, "role": role }), format!("{} ({role})", me.name))
             }
         }
     }

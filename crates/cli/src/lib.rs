@@ -9,6 +9,7 @@ mod common;
 mod control;
 mod node;
 mod output;
+mod session;
 mod units;
 
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ pub struct Cli {
     /// Output: a table for people, or JSON for scripts.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: OutputFormat,
+    /// The credentials file (server, CA, token) [default: $LQCTL_CREDENTIALS,
+    /// else ~/.config/limiquantix/lqctl.toml, else ./lq-data/lqctl.toml].
+    #[arg(long, global = true)]
+    credentials: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,9 +62,16 @@ enum Command {
         #[command(subcommand)]
         command: control::TaskCommand,
     },
-    /// The cluster's nodes (list, get, drain), or one node daemon directly
-    /// (`lqctl node --addr URL info|pool|volume|snapshot ...`).
+    /// The cluster's nodes (list, get, drain, remove, join tokens), or one
+    /// node daemon directly (`lqctl node --addr URL info|pool|volume|snapshot ...`).
     Node(node::NodeArgs),
+    /// API tokens (admin, viewer): create, list, revoke, whoami.
+    Token {
+        #[command(flatten)]
+        target: control::Target,
+        #[command(subcommand)]
+        command: control::TokenCommand,
+    },
 }
 
 /// Runs a parsed command line and reports its outcome the way lqctl exits.
@@ -77,12 +89,14 @@ pub async fn execute(cli: Cli) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
+    let s = session::Session::load(cli.credentials.as_deref()).map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
     match cli.command {
-        Command::Pool { target, command } => control::Clients::connect(&target, out).await?.pool(command).await,
-        Command::Volume { target, command } => control::Clients::connect(&target, out).await?.volume(command).await,
-        Command::Snapshot { target, command } => control::Clients::connect(&target, out).await?.snapshot(command).await,
-        Command::Task { target, command } => control::Clients::connect(&target, out).await?.task(command).await,
-        Command::Node(args) => node::run(args, out).await,
+        Command::Pool { target, command } => control::Clients::connect(&target, &s, out).await?.pool(command).await,
+        Command::Volume { target, command } => control::Clients::connect(&target, &s, out).await?.volume(command).await,
+        Command::Snapshot { target, command } => control::Clients::connect(&target, &s, out).await?.snapshot(command).await,
+        Command::Task { target, command } => control::Clients::connect(&target, &s, out).await?.task(command).await,
+        Command::Token { target, command } => control::Clients::connect(&target, &s, out).await?.token(command).await,
+        Command::Node(args) => node::run(args, &s, out).await,
     }
 }
 

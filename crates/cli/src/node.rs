@@ -10,11 +10,12 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::common::{
-    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, connect, image_format_pb, new_id, progress_bar, provisioning_pb, read_file,
+    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, new_id, progress_bar, provisioning_pb, read_file,
     show_progress, volume_spec,
 };
 use crate::control::{Clients, ClusterNodeCommand};
 use crate::output::{AttachInfoView, NodeInfoView, OutputFormat, PoolView, SnapshotView, VolumeView, emit, print_list, print_one};
+use crate::session::Session;
 use crate::units::parse_size;
 
 #[derive(Debug, Args)]
@@ -22,6 +23,10 @@ pub struct NodeArgs {
     /// The node daemon's gRPC address (for the direct commands).
     #[arg(long, env = "LQ_NODE_ADDR", default_value = "http://127.0.0.1:7701")]
     addr: String,
+    /// With an https address: the node's id, which its certificate must
+    /// name (see `lqctl node list`).
+    #[arg(long)]
+    node_id: Option<String>,
     #[command(subcommand)]
     command: NodeCommand,
 }
@@ -238,12 +243,12 @@ enum SnapshotCommand {
 
 /// Runs `lqctl node ...`: list, get and drain ask the control plane, the
 /// rest ask the node daemon at --addr.
-pub async fn run(args: NodeArgs, out: OutputFormat) -> anyhow::Result<()> {
+pub async fn run(args: NodeArgs, session: &Session, out: OutputFormat) -> anyhow::Result<()> {
     let command = match args.command {
-        NodeCommand::Cluster(cmd) => return Clients::connect(cmd.target(), out).await?.node(cmd).await,
+        NodeCommand::Cluster(cmd) => return Clients::connect(cmd.target(), session, out).await?.node(cmd).await,
         direct => direct,
     };
-    let channel = connect(&args.addr, "the node daemon", "").await?;
+    let channel = session.node(&args.addr, args.node_id.as_deref()).await?;
     let mut client = NodeStorageClient::new(channel).max_decoding_message_size(64 << 20);
     match command {
         NodeCommand::Info => {

@@ -41,6 +41,14 @@ pub fn emit(text: impl Display) -> anyhow::Result<()> {
     })
 }
 
+/// A command's outcome: `json` for scripts, `text` for people.
+pub fn report(format: OutputFormat, json: serde_json::Value, text: impl Display) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => emit(json),
+        OutputFormat::Table => emit(text),
+    }
+}
+
 /// Writes a line to stderr; a closed stderr leaves nobody to tell.
 pub fn warn(text: impl Display) {
     let _ = writeln!(std::io::stderr(), "{text}");
@@ -531,6 +539,27 @@ impl View for ClusterVolumeView {
             self.backing_volume_id.clone().unwrap_or_else(|| "-".into()),
             self.snapshot_count.to_string(),
         ]
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiTokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_unix_seconds: i64,
+}
+
+impl ApiTokenView {
+    pub fn from_pb(t: &pb::ApiToken) -> Self {
+        Self { id: t.id.clone(), name: t.name.clone(), role: enum_name(t.role, pb::Role::as_str_name), created_unix_seconds: t.created_unix_seconds }
+    }
+}
+
+impl View for ApiTokenView {
+    const COLUMNS: &'static [&'static str] = &["ID", "NAME", "ROLE", "CREATED"];
+    fn cells(&self) -> Vec<String> {
+        vec![self.id.clone(), self.name.clone(), self.role.clone(), when(self.created_unix_seconds)]
     }
 }
 

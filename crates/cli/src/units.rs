@@ -1,6 +1,22 @@
 //! Sizes as people write them ("10G", "512MiB", "1T") and as tables show them;
 //! times as tables show them.
 
+/// Parses a duration: a number with s, m, h or d (e.g. 30m, 2d).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a duration like 30m, 1h or 2d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    n.checked_mul(secs).map(std::time::Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
+}
+
 /// Parses a size in bytes; suffixes are binary (K = 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -52,6 +68,16 @@ pub fn utc(unix_seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(std::time::Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(std::time::Duration::from_secs(172800)));
+        for bad in ["", "3600", "1w", "h", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

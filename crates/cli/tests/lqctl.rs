@@ -9,7 +9,7 @@ use limiquantix_node::{NodeConfig, RunningNode};
 
 /// Starts a node on a runtime of its own; it serves until both are dropped.
 fn start_node(root: &Path) -> (RunningNode, tokio::runtime::Runtime) {
-    let mut cfg = NodeConfig::default().with_data_dir(root);
+    let mut cfg = NodeConfig::default().without_tls().with_data_dir(root);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.create_dirs().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -42,10 +42,10 @@ fn a_user_session_against_the_control_plane() {
             listen: "127.0.0.1:0".parse().unwrap(),
             store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
             heartbeat_interval_secs: 1,
-            ..Default::default()
+            ..ControlConfig::default().without_security()
         };
         let cp = ControlPlane::start(&c).await.unwrap();
-        let mut n = NodeConfig::default().with_data_dir(&root.path().join("node"));
+        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
         n.listen = "127.0.0.1:0".parse().unwrap();
         n.control_plane = Some(cp.url());
         n.create_dirs().unwrap();

@@ -21,4 +21,6 @@ pub struct App {
     pub runner: SagaRunner,
     pub metrics: Metrics,
     pub config: Settings,
+    /// Who may call what (tokens, node certificates, the cluster CA).
+    pub access: crate::access::Access,
 }

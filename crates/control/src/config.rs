@@ -47,6 +47,60 @@ pub struct ControlConfig {
     /// redb file, or /var/lib/limiquantix/control/secrets.key with etcd.
     #[serde(default)]
     pub secrets_key: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// TLS on the API listener and on every call to nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Off is accepted on a loopback address only, unless `insecure = true`.
+    pub enabled: bool,
+    /// Where the cluster CA is kept (ca.crt, ca.key 0600), made on first
+    /// start. Default: `pki/` beside the redb file, or
+    /// /var/lib/limiquantix/control/pki with etcd (every replica needs the
+    /// same CA files).
+    pub dir: Option<PathBuf>,
+    /// An operator's CA to sign with instead of one made here (both or neither).
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// An operator's certificate and key for the API listener (both or
+    /// neither); by default one is issued by the cluster CA at every start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Host names and IP addresses clients reach this control plane by, put
+    /// in its certificate (clients also accept it as control.limiquantix).
+    pub names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { enabled: true, dir: None, ca_cert: None, ca_key: None, cert: None, key: None, names: Vec::new() }
+    }
+}
+
+/// Who may call the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every call needs an identity (bearer token, or a node's certificate
+    /// for registration). Off is accepted on a loopback address only,
+    /// unless `insecure = true`.
+    pub enabled: bool,
+    /// Where the first admin's lqctl credentials are written on first start
+    /// (0600). Default: `admin.toml` in the TLS directory.
+    pub admin_credentials: Option<PathBuf>,
+    /// /metrics needs a token too.
+    pub metrics_need_token: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { enabled: true, admin_credentials: None, metrics_need_token: false }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -133,6 +187,42 @@ impl ControlConfig {
             (None, StoreConfig::Redb { path }) => path.with_file_name("secrets.key"),
             (None, StoreConfig::Etcd { .. }) => PathBuf::from("/var/lib/limiquantix/control/secrets.key"),
         }
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        match (&self.tls.dir, &self.store) {
+            (Some(dir), _) => dir.clone(),
+            (None, StoreConfig::Redb { path }) => path.with_file_name("pki"),
+            (None, StoreConfig::Etcd { .. }) => PathBuf::from("/var/lib/limiquantix/control/pki"),
+        }
+    }
+
+    pub fn admin_credentials_path(&self) -> PathBuf {
+        self.auth.admin_credentials.clone().unwrap_or_else(|| self.pki_dir().join("admin.toml"))
+    }
+
+    /// TLS and authentication off: for tests and benchmarks on loopback.
+    pub fn without_security(mut self) -> Self {
+        self.tls.enabled = false;
+        self.auth.enabled = false;
+        self
+    }
+
+    /// Refuses plaintext or unauthenticated serving off loopback unless
+    /// `insecure` says so (then warns, at every start), and half-given TLS files.
+    pub fn check_security(&self) -> anyhow::Result<()> {
+        use limiquantix_node::config::check_exposed_listen;
+        const DAEMON: &str = "limiquantix-controlplane";
+        if !self.tls.enabled {
+            check_exposed_listen(DAEMON, self.listen, self.insecure, "without TLS")?;
+        }
+        if !self.auth.enabled {
+            check_exposed_listen(DAEMON, self.listen, self.insecure, "without authentication")?;
+        }
+        if self.tls.ca_cert.is_some() != self.tls.ca_key.is_some() || self.tls.cert.is_some() != self.tls.key.is_some() {
+            anyhow::bail!("[tls] ca_cert and ca_key, and cert and key, are given together or not at all");
+        }
+        Ok(())
     }
 
     pub fn heartbeat_interval(&self) -> Duration {

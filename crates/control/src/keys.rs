@@ -55,6 +55,22 @@ pub fn task_time_created(key: &str) -> Option<i64> {
     let inverted: i64 = key.strip_prefix(TASK_TIMES)?.split('/').next()?.parse().ok()?;
     Some(i64::MAX - inverted)
 }
+/// API tokens by id, and their names (unique).
+pub const API_TOKENS: &str = "api-tokens/";
+pub fn api_token(id: &str) -> String {
+    format!("{API_TOKENS}{id}")
+}
+pub fn api_token_name(name: &str) -> String {
+    format!("api-token-names/{name}")
+}
+pub const JOIN_TOKENS: &str = "join-tokens/";
+pub fn join_token(id: &str) -> String {
+    format!("{JOIN_TOKENS}{id}")
+}
+/// The certificate a node enrolled with: the only one it may use.
+pub fn enrolment(node_id: &str) -> String {
+    format!("enrolments/{node_id}")
+}
 pub fn saga(id: &str) -> String {
     format!("{SAGAS}{id}")
 }

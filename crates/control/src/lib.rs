@@ -2,6 +2,7 @@
 //! pools, volumes, snapshots, attachments, nodes, tasks — kept in a durable
 //! store and changed only through sagas that survive crashes.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod background;
@@ -9,9 +10,11 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod leader;
+pub mod listener;
 pub mod metrics;
 pub mod nodes;
 pub mod pools;
+pub mod private_files;
 pub mod records;
 pub mod repo;
 pub mod sagas;
@@ -36,6 +39,13 @@ use crate::repo::Repo;
 use crate::sagas::SagaRunner;
 use crate::store::{EtcdOptions, EtcdStore, RedbStore, Store};
 
+/// How clients reach a control plane listening on `addr`.
+pub fn url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
 /// A control plane running in this process.
 pub struct ControlPlane {
     pub addr: SocketAddr,
@@ -48,7 +58,12 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub async fn start(config: &ControlConfig) -> anyhow::Result<Self> {
-        limiquantix_node::config::check_plaintext_listen("limiquantix-controlplane", config.listen, config.insecure)?;
+        config.check_security()?;
+        let pki = if config.tls.enabled {
+            Some(Arc::new(access::ControlPki::load_or_create(config).context("cannot set up TLS")?))
+        } else {
+            None
+        };
         let mut background = Vec::new();
         let (store, leader, leadership): (Arc<dyn Store>, watch::Receiver<bool>, Option<watch::Sender<bool>>) =
             match &config.store {
@@ -73,10 +88,11 @@ impl ControlPlane {
         let app = Arc::new(App {
             repo: Repo::new(store),
             secrets,
-            nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after(), config.node_calls.into()),
+            nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after(), config.node_calls.into(), pki.clone()),
             runner: SagaRunner::new(leader),
             metrics: Metrics::default(),
             config: Settings { saga_retry: config.saga_retry(), task_retention: Duration::from_secs(config.task_retention_secs) },
+            access: access::Access::new(config.auth.enabled, pki.clone(), config.auth.metrics_need_token),
         });
         background.push(tokio::spawn(sagas::runner::run(app.clone())));
         let pool_refresh = Duration::from_secs(config.pool_refresh_secs.max(1));
@@ -84,6 +100,13 @@ impl ControlPlane {
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let tls = pki.as_ref().map(|p| p.listener_config()).transpose()?;
+        let listener = listener::ApiListener::new(listener, tls)?;
+        if config.auth.enabled {
+            access::bootstrap::first_admin(&app, &config.admin_credentials_path(), &url(addr, pki.is_some()))
+                .await
+                .context("cannot create the first admin's credentials")?;
+        }
         let router = server::router(app.clone()).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let server = tokio::spawn(server::serve(router, listener, async {
@@ -93,7 +116,7 @@ impl ControlPlane {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        url(self.addr, self.app.access.pki.is_some())
     }
 
     /// Serves until `signal`, then stops, giving running calls `grace`.

@@ -59,29 +59,38 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     config.store = StoreConfig::Redb { path: data_dir.join("control/state.redb") };
-    if config.listen.port() == 0 {
-        bail!("--dev needs a fixed control-plane port (its node is started first and registers with it)");
-    }
-    // The node first: it answers before the control plane ever calls it (it
-    // registers as soon as the control plane listens).
+    // Where lqctl looks when run from the directory that holds lq-data.
+    config.auth.admin_credentials = Some(data_dir.join("lqctl.toml"));
+    let cp = ControlPlane::start(&config).await?;
+
+    // The node enrols like any other: with a join token, over TLS.
     let mut node_config = NodeConfig::default().with_data_dir(&data_dir.join("node"));
     node_config.listen = "127.0.0.1:7701".parse()?;
-    node_config.control_plane = Some(format!("http://{}", config.listen));
+    node_config.control_plane = Some(cp.url());
     node_config.create_dirs()?;
+    if limiquantix_node::enrolment::load(&node_config.state_dir, &node_config.tls.control_plane_name)?.is_none() {
+        let token = limiquantix_control::api::access::create_join_token(&cp.app, Duration::from_secs(600))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.status().message()))?;
+        node_config.join_token = Some(token.token);
+    }
     let node = RunningNode::start(&node_config).await?;
-    let cp = ControlPlane::start(&config).await?;
     let node_id = limiquantix_node::registration::node_id(&node_config.state_dir)?;
 
     let pool_path = data_dir.join("node/pools/default");
-    ensure_dev_pool(&cp.url(), &node_id, &pool_path).await?;
+    ensure_dev_pool(&cp, &node_id, &pool_path).await?;
     eprintln!(
         "\nLimiQuantix (dev) is running: control plane {} (redb in {}), node {} ({}), pool \"default\" in {}.\n\
+         lqctl finds its admin credentials in {} when run from {} (elsewhere: export LQCTL_CREDENTIALS={}).\n\
          Try: lqctl pool list; lqctl volume create --pool default --name disk1 --size 10G\n",
         cp.url(),
         data_dir.join("control").display(),
         node.url(),
         node_id,
-        pool_path.display()
+        pool_path.display(),
+        limiquantix_identity::credentials::DEV_PATH,
+        data_dir.parent().unwrap_or(&data_dir).display(),
+        data_dir.join("lqctl.toml").display(),
     );
     let signal = shutdown_signal();
     cp.serve_until(signal, Duration::from_secs(10)).await?;
@@ -90,45 +99,46 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
 }
 
 /// Waits for the embedded node to register, then creates the dev pool once.
-async fn ensure_dev_pool(url: &str, node_id: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    use limiquantix_api::v1::node_service_client::NodeServiceClient;
-    use limiquantix_api::v1::storage_pool_service_client::StoragePoolServiceClient;
-    use limiquantix_api::v1::task_service_client::TaskServiceClient;
-    let mut nodes = NodeServiceClient::connect(url.to_owned()).await?;
+async fn ensure_dev_pool(cp: &ControlPlane, node_id: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    use limiquantix_api::v1::storage_pool_service_server::StoragePoolService;
+    use limiquantix_control::keys;
+    let repo = &cp.app.repo;
+    let status = |e: limiquantix_control::error::ApiError| anyhow::anyhow!("{}", e.status().message());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while nodes.get_node(pb::GetNodeRequest { node_id: node_id.to_owned() }).await.is_err() {
+    while repo.get::<pb::Node>(&keys::node(node_id)).await.map_err(status)?.is_none() {
         if tokio::time::Instant::now() > deadline {
             bail!("the embedded node did not register");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut pools = StoragePoolServiceClient::connect(url.to_owned()).await?;
-    if pools.get_pool(pb::GetPoolRequest { pool: DEV_POOL_ID.into() }).await.is_ok() {
+    if repo.get::<pb::Pool>(&keys::pool(DEV_POOL_ID)).await.map_err(status)?.is_some() {
         return Ok(());
     }
     let config = pb::PoolConfig {
         backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: path.display().to_string() })),
     };
+    let pools = limiquantix_control::api::pools::PoolApi::new(cp.app.clone());
     let op = pools
-        .create_pool(pb::CreatePoolRequest {
+        .create_pool(tonic::Request::new(pb::CreatePoolRequest {
             pool_id: DEV_POOL_ID.into(),
             name: "default".into(),
             description: "local pool of the --dev node".into(),
             config: Some(config),
             node_ids: vec![node_id.to_owned()],
             ..Default::default()
-        })
+        }))
         .await?
         .into_inner();
-    let mut tasks = TaskServiceClient::connect(url.to_owned()).await?;
-    let mut watch = tasks.watch_task(pb::WatchTaskRequest { task_id: op.task_id }).await?.into_inner();
-    while let Some(t) = watch.message().await? {
-        if t.state == pb::TaskState::Succeeded as i32 {
-            return Ok(());
+    loop {
+        let task = repo.get::<pb::Task>(&keys::task(&op.task_id)).await.map_err(status)?.map(|t| t.value).unwrap_or_default();
+        match pb::TaskState::try_from(task.state) {
+            Ok(pb::TaskState::Succeeded) => return Ok(()),
+            Ok(pb::TaskState::Running | pb::TaskState::Unspecified) | Err(_) => {}
+            Ok(_) => bail!("creating the dev pool failed: {}", task.error),
         }
-        if t.state != pb::TaskState::Running as i32 {
-            bail!("creating the dev pool failed: {}", t.error);
+        if tokio::time::Instant::now() > deadline {
+            bail!("creating the dev pool did not finish");
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the dev pool's task ended without an outcome")
 }

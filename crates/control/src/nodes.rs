@@ -25,6 +25,8 @@ pub struct NodeRegistry {
     started: std::time::Instant,
     heard: Mutex<std::collections::HashSet<String>>,
     heard_news: tokio::sync::Notify,
+    /// With TLS, nodes are called with mutual TLS (see `ControlPki::node_client`).
+    tls: Option<std::sync::Arc<crate::access::ControlPki>>,
 }
 
 /// How long an operation waits for a starting node's first heartbeat.
@@ -66,7 +68,12 @@ pub fn silent(node_id: &str, what: &str, deadline: Duration) -> ApiError {
 }
 
 impl NodeRegistry {
-    pub fn new(heartbeat_interval: Duration, offline_after: Duration, deadlines: Deadlines) -> Self {
+    pub fn new(
+        heartbeat_interval: Duration,
+        offline_after: Duration,
+        deadlines: Deadlines,
+        tls: Option<std::sync::Arc<crate::access::ControlPki>>,
+    ) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
             heartbeat_interval,
@@ -75,6 +82,7 @@ impl NodeRegistry {
             started: std::time::Instant::now(),
             heard: Mutex::new(Default::default()),
             heard_news: tokio::sync::Notify::new(),
+            tls,
         }
     }
 
@@ -155,6 +163,12 @@ impl NodeRegistry {
         Ok(node)
     }
 
+    /// Forgets the connection to a node (removed from the cluster).
+    pub fn forget(&self, node_id: &str) {
+        self.channels.lock().expect("channel cache lock").remove(node_id);
+        self.heard.lock().expect("heard lock").remove(node_id);
+    }
+
     /// A client of an online node.
     pub async fn client(&self, repo: &Repo, node_id: &str) -> ApiResult<NodeStorageClient<Channel>> {
         let node = self.online(repo, node_id).await?;
@@ -167,11 +181,16 @@ impl NodeRegistry {
             && *address == node.address {
                 return Ok(channel.clone());
             }
-        let channel = Endpoint::from_shared(node.address.clone())
+        let mut endpoint = Endpoint::from_shared(node.address.clone())
             .map_err(|e| ApiError::internal(format!("node {} has an invalid address {}: {e}", node.id, node.address)))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if let Some(pki) = &self.tls {
+            endpoint = endpoint
+                .tls_config(pki.node_client(&node.id))
+                .map_err(|e| ApiError::internal(format!("TLS settings for node {}: {e}", node.id)))?;
+        }
+        let channel = endpoint.connect_lazy();
         channels.insert(node.id.clone(), (node.address.clone(), channel.clone()));
         Ok(channel)
     }

@@ -5,17 +5,14 @@
 //! bound to its record's key, so a sealed secret moved to another pool's
 //! record does not open.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use limiquantix_storage::StorageError;
-use limiquantix_storage::fsutil::{self, PartialFile};
 
 use crate::error::{ApiError, ApiResult};
+use crate::private_files;
 
 /// Marks a sealed value; a record without it predates sealing (plain JSON).
 const SEALED: &[u8] = b"lqsealed1:";
@@ -31,31 +28,18 @@ impl SecretBox {
     /// directory) on first start. Every replica of a control plane must be
     /// given the same file.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        let key = match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mode = std::fs::metadata(path)?.permissions().mode();
-                anyhow::ensure!(
-                    mode & 0o077 == 0,
-                    "{} holds the key that opens pool secrets and is readable by others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    mode & 0o777
-                );
-                decode_hex(text.trim()).with_context(|| format!("{} is not a secrets key (64 hex digits)", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        const HOLDS: &str = "the key that opens pool secrets";
+        let key = match private_files::read(path, HOLDS)? {
+            Some(text) => decode_hex(text.trim()).with_context(|| format!("{} is not a secrets key (64 hex digits)", path.display()))?,
+            None => {
                 let key = ChaCha20Poly1305::generate_key(&mut OsRng);
-                match write_new_private(path, encode_hex(&key).as_bytes()) {
-                    Ok(()) => {}
+                if !private_files::create(path, format!("{}\n", limiquantix_identity::hex(&key)).as_bytes())? {
                     // A replica sharing the file made it first: use theirs.
-                    Err(e) if matches!(e.downcast_ref::<StorageError>(), Some(StorageError::AlreadyExists(_))) => {
-                        return Self::load_or_create(path);
-                    }
-                    Err(e) => return Err(e),
+                    return Self::load_or_create(path);
                 }
                 tracing::info!(path = %path.display(), "created the key that seals pool secrets; give every control-plane replica a copy");
                 key.to_vec()
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&key)), path: path.to_owned() })
     }
@@ -91,21 +75,6 @@ impl SecretBox {
 /// Creates `path` with `content`, 0600, refusing to replace a file; its
 /// directory is created 0700 if missing. Built under a temporary name and
 /// moved into place, so nobody reads it half-made.
-fn write_new_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fsutil::create_private_dir(dir)?;
-    let staging = PartialFile::new(dir.join(format!(".secrets-key-{}", uuid::Uuid::new_v4())))?;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(staging.path())?;
-    file.write_all(content)?;
-    file.write_all(b"\n")?;
-    staging.commit(path)?;
-    Ok(())
-}
-
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(text.len() == 64 && text.is_ascii(), "expected 64 hex digits");
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(Into::into)).collect()
@@ -114,6 +83,7 @@ fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn sealed_secrets_open_only_with_their_key_and_record() {

@@ -5,19 +5,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use limiquantix_api::v1::access_service_server::AccessServiceServer;
 use limiquantix_api::v1::node_service_server::NodeServiceServer;
 use limiquantix_api::v1::storage_pool_service_server::StoragePoolServiceServer;
 use limiquantix_api::v1::task_service_server::TaskServiceServer;
 use limiquantix_api::v1::volume_service_server::VolumeServiceServer;
-use tokio::net::TcpListener;
 use tonic::service::Routes;
 
-use crate::api::{nodes::NodeApi, pools::PoolApi, tasks::TaskApi, volumes::VolumeApi};
+use crate::api::{access::AccessApi, nodes::NodeApi, pools::PoolApi, tasks::TaskApi, volumes::VolumeApi};
+use crate::listener::{ApiListener, Peer};
 use crate::app::App;
 use crate::keys;
 use limiquantix_api::v1 as pb;
@@ -29,6 +30,7 @@ pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
         "limiquantix.storage.v1.VolumeService",
         "limiquantix.storage.v1.NodeService",
         "limiquantix.storage.v1.TaskService",
+        "limiquantix.storage.v1.AccessService",
     ] {
         health_reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     }
@@ -42,24 +44,37 @@ pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
         .add_service(VolumeServiceServer::new(VolumeApi::new(app.clone())))
         .add_service(NodeServiceServer::new(NodeApi::new(app.clone())))
         .add_service(TaskServiceServer::new(TaskApi::new(app.clone())))
+        .add_service(AccessServiceServer::new(AccessApi::new(app.clone())))
         .into_axum_router();
     let http = Router::new()
         .route("/metrics", get(metrics))
         .route("/", get(index))
         .with_state(app.clone());
-    Ok(grpc.merge(http).layer(middleware::from_fn_with_state(app, count_rpcs)))
+    Ok(grpc
+        .merge(http)
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(app, count_rpcs)))
 }
 
-pub async fn serve(router: Router, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // No Nagle: gRPC replies would otherwise wait for the client's delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+pub async fn serve(router: Router, listener: ApiListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<Peer>()).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// Names the caller of every request, and refuses the ones it may not make
+/// (see `access`). gRPC calls are refused with a gRPC status.
+async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let peer_cert = req.extensions().get::<ConnectInfo<Peer>>().and_then(|c| c.0.cert.clone());
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    match app.access.authorize(&app.repo, &path, authorization.as_deref(), peer_cert.as_deref().map(Vec::as_slice)).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(status) if path.starts_with("/limiquantix.") || path.starts_with("/grpc.") => status.into_http::<axum::body::Body>(),
+        Err(status) => (axum::http::StatusCode::UNAUTHORIZED, status.message().to_owned()).into_response(),
+    }
 }
 
 /// Counts and times every gRPC call by method (the path names it).

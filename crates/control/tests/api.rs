@@ -448,7 +448,7 @@ async fn daemons_refuse_a_plaintext_listen_beyond_loopback() {
     let err = limiquantix_control::ControlPlane::start(&config).await.err().expect("refused").to_string();
     assert!(err.contains("without TLS") && err.contains("insecure = true"), "{err}");
 
-    let mut node = limiquantix_node::NodeConfig::default().with_data_dir(&root.path().join("node"));
+    let mut node = limiquantix_node::NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
     node.listen = "0.0.0.0:0".parse().unwrap();
     let err = limiquantix_node::RunningNode::start(&node).await.err().expect("refused").to_string();
     assert!(err.contains("without TLS") && err.contains("insecure = true"), "{err}");

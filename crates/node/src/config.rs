@@ -59,6 +59,28 @@ pub struct NodeConfig {
     /// warning at every start). Without it such a listen is refused.
     #[serde(default)]
     pub insecure: bool,
+    /// A one-time token from `lqctl node join-token create`: at its first
+    /// start the node enrols with it and keeps the certificate it receives.
+    #[serde(default)]
+    pub join_token: Option<String>,
+    #[serde(default)]
+    pub tls: NodeTlsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeTlsConfig {
+    /// Mutual TLS with the control plane and on this node's listener. Off
+    /// is accepted on a loopback address only, unless `insecure = true`.
+    pub enabled: bool,
+    /// The name the control plane's certificate is checked against.
+    pub control_plane_name: String,
+}
+
+impl Default for NodeTlsConfig {
+    fn default() -> Self {
+        Self { enabled: true, control_plane_name: limiquantix_identity::CONTROL_NAME.to_owned() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -134,16 +156,22 @@ fn default_shutdown_grace_secs() -> u64 {
 /// Refuses a plaintext listener on an address other hosts can reach, unless
 /// the config accepts it (`insecure = true`), which is then logged.
 pub fn check_plaintext_listen(daemon: &str, listen: SocketAddr, insecure: bool) -> anyhow::Result<()> {
+    check_exposed_listen(daemon, listen, insecure, "without TLS")
+}
+
+/// Refuses `listen` on a non-loopback address while `weakness` holds
+/// ("without TLS", "without authentication"), unless `insecure` says so.
+pub fn check_exposed_listen(daemon: &str, listen: SocketAddr, insecure: bool, weakness: &str) -> anyhow::Result<()> {
     if listen.ip().is_loopback() {
         return Ok(());
     }
     if !insecure {
         anyhow::bail!(
-            "{daemon} refuses to listen on {listen} without TLS: anyone on the network could call it. \
+            "{daemon} refuses to listen on {listen} {weakness}: anyone on the network could call it. \
              Listen on 127.0.0.1, or set `insecure = true` in its config to accept this on a trusted network"
         );
     }
-    tracing::warn!(%listen, "{daemon} listens without TLS on a non-loopback address (insecure = true): anyone who reaches it can call it");
+    tracing::warn!(%listen, "{daemon} listens {weakness} on a non-loopback address (insecure = true): anyone who reaches it can call it");
     Ok(())
 }
 
@@ -157,6 +185,12 @@ impl NodeConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid node config {}", path.display()))
+    }
+
+    /// Plaintext, for tests and benchmarks on loopback.
+    pub fn without_tls(mut self) -> Self {
+        self.tls.enabled = false;
+        self
     }
 
     /// Every directory under one data dir: `state/`, `pools/` (the only local

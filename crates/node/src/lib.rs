@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod enrolment;
 pub mod registration;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
@@ -54,6 +55,7 @@ pub async fn serve(
     manager: Arc<StorageManager>,
     hypervisor: service::Hypervisor,
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -62,15 +64,36 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(NodeStorageServer::new(NodeService::new(manager, hypervisor)))
+    let service = NodeStorageServer::new(NodeService::new(manager, hypervisor));
+    let mut builder = tonic::transport::Server::builder();
+    let secured = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder.add_service(health).add_service(reflection);
+    let router = if secured {
+        router.add_service(tonic::service::interceptor::InterceptedService::new(service, only_control_plane_or_admin))
+    } else {
+        router.add_service(service)
+    };
+    router
         // No Nagle: a streamed reply (headers, event, trailers) would otherwise
         // wait for the client's delayed ACK, 40 ms per call.
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await?;
     Ok(())
+}
+
+/// A node obeys the control plane, and admins calling it directly: not other
+/// nodes, nor anyone else the CA knows.
+fn only_control_plane_or_admin(req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    use limiquantix_identity::PeerIdentity;
+    let who = req.peer_certs().and_then(|certs| certs.first().and_then(|der| limiquantix_identity::peer::identity(der)));
+    match who {
+        Some(PeerIdentity::Control | PeerIdentity::Admin) => Ok(req),
+        Some(other) => Err(tonic::Status::permission_denied(format!("{other} may not call a node daemon"))),
+        None => Err(tonic::Status::unauthenticated("a node daemon answers only the control plane and admins (client certificate)")),
+    }
 }
 
 /// A node daemon running inside this process (tests, benchmarks, and the
@@ -80,6 +103,29 @@ pub struct RunningNode {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     registration: Option<tokio::task::JoinHandle<()>>,
+    tls: bool,
+}
+
+/// The node's certificate with TLS on: the one it enrolled with, or one it
+/// enrols for now with its join token. None with TLS off (loopback only).
+async fn node_tls(config: &NodeConfig) -> anyhow::Result<Option<enrolment::NodeTls>> {
+    if !config.tls.enabled {
+        config::check_plaintext_listen("limiquantix-node", config.listen, config.insecure)?;
+        return Ok(None);
+    }
+    let name = &config.tls.control_plane_name;
+    if let Some(tls) = enrolment::load(&config.state_dir, name)? {
+        return Ok(Some(tls));
+    }
+    let (Some(cp), Some(token)) = (&config.control_plane, &config.join_token) else {
+        anyhow::bail!(
+            "limiquantix-node has no certificate yet: give it the control plane (https://...) and a join token \
+             (`lqctl node join-token create`) to enrol, or turn TLS off ([tls] enabled = false) for a node on loopback"
+        );
+    };
+    let id = registration::node_id(&config.state_dir)?;
+    let timeout = Duration::from_secs(config.control_plane_timeout_secs.max(1));
+    Ok(Some(enrolment::enrol(cp, token, &id, &config.state_dir, name, timeout).await?))
 }
 
 impl RunningNode {
@@ -90,7 +136,7 @@ impl RunningNode {
                 .await
                 .with_context(|| format!("cannot open the node state in {}", config.state_dir.display()))?,
         );
-        config::check_plaintext_listen("limiquantix-node", config.listen, config.insecure)?;
+        let tls = node_tls(config).await?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -98,21 +144,25 @@ impl RunningNode {
         let registration = match &config.control_plane {
             Some(cp) => {
                 let id = registration::node_id(&config.state_dir)?;
-                let address = config.advertise_address.clone().unwrap_or_else(|| format!("http://{addr}"));
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let address = config.advertise_address.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
                 let info = service::node_info(&manager);
                 let timeout = Duration::from_secs(config.control_plane_timeout_secs.max(1));
-                Some(tokio::spawn(registration::run(cp.clone(), id, address, info, timeout)))
+                let client_tls = tls.as_ref().map(enrolment::NodeTls::client);
+                Some(tokio::spawn(registration::run(cp.clone(), id, address, info, timeout, client_tls)))
             }
             None => None,
         };
-        let task = tokio::spawn(serve(manager, hypervisor, listener, async {
+        let server_tls = tls.as_ref().map(enrolment::NodeTls::server);
+        let task = tokio::spawn(serve(manager, hypervisor, listener, server_tls, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, stop: Some(stop), task, registration })
+        Ok(Self { addr, stop: Some(stop), task, registration, tls: tls.is_some() })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Serves until `signal` completes, then stops (see [`RunningNode::stop_within`]).

@@ -21,6 +21,11 @@ struct Args {
     /// The control plane to register with, overriding the config.
     #[arg(long)]
     control_plane: Option<String>,
+    /// A one-time join token (`lqctl node join-token create`) to enrol with
+    /// at first start, overriding the config. Prefer the environment
+    /// variable: arguments are visible to every user of the machine.
+    #[arg(long, env = "LQ_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
     /// Listen address, overriding the config.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -49,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(cp) = args.control_plane {
         config.control_plane = Some(cp);
+    }
+    if let Some(token) = args.join_token {
+        config.join_token = Some(token);
     }
     if let Some(listen) = args.listen {
         config.listen = listen;

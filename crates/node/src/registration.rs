@@ -33,13 +33,20 @@ fn uuid_check(id: &str) -> anyhow::Result<()> {
 }
 
 /// Registers, then heartbeats until the process ends.
-pub async fn run(control_plane: String, node_id: String, address: String, info: pb::NodeInfo, timeout: Duration) {
+pub async fn run(
+    control_plane: String,
+    node_id: String,
+    address: String,
+    info: pb::NodeInfo,
+    timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match register_and_beat(&control_plane, &node_id, &address, &info, timeout).await {
+        match register_and_beat(&control_plane, &node_id, &address, &info, timeout, tls.clone()).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
-                tracing::warn!(%control_plane, error = %e, "cannot reach the control plane; retrying");
+                tracing::warn!(%control_plane, error = format!("{e:#}"), "cannot reach the control plane; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -55,9 +62,14 @@ async fn register_and_beat(
     address: &str,
     info: &pb::NodeInfo,
     timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> anyhow::Result<()> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(control_plane.to_owned())?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
     // Every call has a deadline: a hung control plane is retried like a dead one.
-    let channel = tonic::transport::Endpoint::from_shared(control_plane.to_owned())?
+    let channel = endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .tcp_nodelay(true)

@@ -16,7 +16,7 @@ fn the_daemon_serves_its_config_and_stops_on_sigterm() {
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\nshutdown_grace_secs = 2\nstate_dir = \"{0}/state\"\nlocal_pool_roots = [\"{0}/pools\"]\n\
-             import_dirs = [\"{0}/images\"]\n[timeouts]\nmetadata_secs = 30\n",
+             import_dirs = [\"{0}/images\"]\n[timeouts]\nmetadata_secs = 30\n[tls]\nenabled = false\n",
             root.path().display()
         ),
     )

@@ -2,6 +2,7 @@
 //! in one compare-and-swap transaction together with its task and saga
 //! records, and returns the task id at once; the saga does the rest.
 
+pub mod access;
 pub mod nodes;
 pub mod pools;
 pub mod tasks;

@@ -6,6 +6,7 @@ use limiquantix_api::v1 as pb;
 use limiquantix_api::v1::node_service_server::NodeService;
 use tonic::{Request, Response, Status};
 
+use crate::access::Caller;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::keys;
@@ -23,6 +24,22 @@ impl NodeApi {
         Self { app }
     }
 
+    /// What still needs node `id`: pools placed on it, volumes attached there.
+    async fn users_of(&self, id: &str) -> Result<Vec<String>, ApiError> {
+        let mut users = Vec::new();
+        for (_, p) in self.app.repo.list::<pb::Pool>(keys::POOLS, None, 0).await? {
+            if p.value.node_ids.iter().any(|n| n == id) {
+                users.push(format!("pool {}", p.value.name));
+            }
+        }
+        for (_, v) in self.app.repo.list::<pb::Volume>(keys::VOLUMES, None, 0).await? {
+            if v.value.attachment.as_ref().is_some_and(|a| a.node_id == id) {
+                users.push(format!("volume {} (attached)", v.value.name));
+            }
+        }
+        Ok(users)
+    }
+
     /// The record as shown: its state computed from the last heartbeat.
     fn shown(&self, mut n: pb::Node) -> pb::Node {
         n.state = self.app.nodes.state(&n) as i32;
@@ -33,11 +50,14 @@ impl NodeApi {
 #[tonic::async_trait]
 impl NodeService for NodeApi {
     async fn register_node(&self, req: Request<pb::RegisterNodeRequest>) -> Rpc<pb::Node> {
+        let caller = req.extensions().get::<Caller>().cloned();
         let r = req.into_inner();
         let id = parse_node_id(&r.node_id)?;
+        self.app.access.check_node(&self.app.repo, caller.as_ref(), &id).await?;
         let address = r.address.trim().to_owned();
-        if !(address.starts_with("http://") || address.starts_with("https://")) || address.len() > 255 {
-            return Err(ApiError::invalid(format!("node address {address:?} must be an http(s):// URL")).into());
+        let scheme = if self.app.access.pki.is_some() { "https://" } else { "http://" };
+        if !address.starts_with(scheme) || address.len() > 255 {
+            return Err(ApiError::invalid(format!("node address {address:?} must be an {scheme} URL")).into());
         }
         address.parse::<tonic::transport::Uri>().map_err(|e| ApiError::invalid(format!("node address {address:?}: {e}")))?;
         let info = r.info.unwrap_or_default();
@@ -74,7 +94,9 @@ impl NodeService for NodeApi {
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Rpc<pb::HeartbeatResponse> {
+        let caller = req.extensions().get::<Caller>().cloned();
         let id = parse_node_id(&req.into_inner().node_id)?;
+        self.app.access.check_node(&self.app.repo, caller.as_ref(), &id).await?;
         self.app.nodes.heard_from(&id);
         self.app
             .repo
@@ -112,5 +134,37 @@ impl NodeService for NodeApi {
             .await
             .map_err(|e| if e.code() == tonic::Code::NotFound { ApiError::not_found(format!("node {id} is not registered")) } else { e })?;
         Ok(Response::new(self.shown(node)))
+    }
+
+    async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> Rpc<pb::RemoveNodeResponse> {
+        let r = req.into_inner();
+        let id = parse_node_id(&r.node_id)?;
+        let repo = &self.app.repo;
+        let node = repo.get::<pb::Node>(&keys::node(&id)).await?;
+        let enrolment = repo.get::<crate::access::records::EnrolmentRecord>(&keys::enrolment(&id)).await?;
+        if node.is_none() && enrolment.is_none() {
+            return Err(ApiError::not_found(format!("node {id} is not registered")).into());
+        }
+        if !r.force {
+            let users = self.users_of(&id).await?;
+            if !users.is_empty() {
+                return Err(ApiError::precondition(format!(
+                    "node {id} is still used by {}; move or delete those first, or force the removal (a node whose key leaked)",
+                    users.join(", ")
+                ))
+                .into());
+            }
+        }
+        let mut txn = crate::repo::Txn::new();
+        if let Some(n) = &node {
+            txn.expect(keys::node(&id), n.revision).delete(keys::node(&id));
+        }
+        if let Some(e) = &enrolment {
+            txn.expect(keys::enrolment(&id), e.revision).delete(keys::enrolment(&id));
+        }
+        txn.commit(repo).await?;
+        self.app.nodes.forget(&id);
+        tracing::warn!(node = %id, force = r.force, "node removed: its certificate is refused from now on");
+        Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 }

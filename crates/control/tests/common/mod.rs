@@ -119,7 +119,7 @@ pub fn create_req(pool: &str, name: &str, size: u64) -> pb::CreateVolumeRequest 
 
 /// Short intervals so tests see heartbeats, offline nodes and retries quickly.
 pub fn control_config(root: &Path) -> ControlConfig {
-    let mut c = ControlConfig::default();
+    let mut c = ControlConfig::default().without_security();
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.store = StoreConfig::Redb { path: root.join("control/state.redb") };
     c.heartbeat_interval_secs = 1;
@@ -129,7 +129,7 @@ pub fn control_config(root: &Path) -> ControlConfig {
 }
 
 pub fn node_config(root: &Path, control_plane: &str) -> NodeConfig {
-    let mut n = NodeConfig::default().with_data_dir(&root.join("node"));
+    let mut n = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
     n.listen = "127.0.0.1:0".parse().unwrap();
     n.control_plane = Some(control_plane.to_owned());
     n.create_dirs().unwrap();

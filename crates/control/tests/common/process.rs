@@ -28,7 +28,8 @@ pub fn write_etcd_config(root: &Path, name: &str, port: u16, endpoint: &str) -> 
 fn write_config_with_store(root: &Path, name: &str, port: u16, store: &str) -> PathBuf {
     let path = root.join(name);
     let text = format!(
-        "listen = \"127.0.0.1:{port}\"\nheartbeat_interval_secs = 1\noffline_after_secs = 10\nsaga_retry_secs = 30\n{store}"
+        "listen = \"127.0.0.1:{port}\"\nheartbeat_interval_secs = 1\noffline_after_secs = 10\nsaga_retry_secs = 30\n{store}\n\
+         [tls]\nenabled = false\n[auth]\nenabled = false\n"
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -66,7 +67,7 @@ pub fn write_node_config(dir: &Path, port: u16, control_plane: &str, copy_mib_pe
         format!(
             "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{d}/state\"\nlocal_pool_roots = [\"{d}/pools\"]\n\
              import_dirs = [\"{d}/images\"]\ncontrol_plane = \"{control_plane}\"\nshutdown_grace_secs = 2\n\
-             [ceph]\nmount_timeout_secs = 5\n[limits]\ncopy_mib_per_sec = {copy_mib_per_sec}\n"
+             [ceph]\nmount_timeout_secs = 5\n[limits]\ncopy_mib_per_sec = {copy_mib_per_sec}\n[tls]\nenabled = false\n"
         ),
     )
     .unwrap();

@@ -24,7 +24,7 @@ impl TestNode {
 
     /// As [`TestNode::start`], with the config adjusted by `adjust`.
     pub async fn start_with(root: &Path, adjust: impl FnOnce(&mut NodeConfig)) -> Self {
-        let mut cfg = NodeConfig::default().with_data_dir(root);
+        let mut cfg = NodeConfig::default().without_tls().with_data_dir(root);
         cfg.listen = "127.0.0.1:0".parse().unwrap();
         adjust(&mut cfg);
         cfg.create_dirs().unwrap();
