@@ -10,7 +10,8 @@ cargo build --bins
 
 cat <<EOT
 Starting limiquantix-controlplane --dev (control plane on 127.0.0.1:7700, node on 127.0.0.1:7701).
-When it says it is running, try in another terminal:
+When it says it is running, try in another terminal (from this directory:
+lqctl finds its admin credentials in lq-data/lqctl.toml):
   export PATH=$PWD/target/debug:\$PATH
   lqctl pool list
   lqctl node list
@@ -22,7 +23,8 @@ When it says it is running, try in another terminal:
   lqctl volume list
   lqctl task list
   lqctl -o json volume get disk1
-  curl -s http://127.0.0.1:7700/metrics | grep limiquantix_pool
+  lqctl token create viewer1 --role viewer       # a read-only API token
+  curl -s --cacert lq-data/control/pki/ca.crt https://127.0.0.1:7700/metrics | grep limiquantix_pool
   cp disk.qcow2 lq-data/node/images/ && lqctl volume import --pool default --name imported \\
       --file $PWD/lq-data/node/images/disk.qcow2 --image-format qcow2
 EOT

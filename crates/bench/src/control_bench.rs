@@ -42,7 +42,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let work = tempfile::Builder::new().prefix("lq-cpbench-").tempdir()?;
         let etcd = if kind == "etcd" { Some(Etcd::start().context("starting etcd")?) } else { None };
         let store = match &etcd {
-            Some(e) => StoreConfig::Etcd { endpoints: vec![e.endpoint()], root: "/lq-bench/".into(), timeout_secs: 10 },
+            Some(e) => StoreConfig::Etcd {
+                endpoints: vec![e.endpoint()],
+                root: "/lq-bench/".into(),
+                timeout_secs: 10,
+                tls: None,
+                user: None,
+                password_file: None,
+            },
             None => StoreConfig::Redb { path: work.path().join("state.redb") },
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -136,26 +136,52 @@ pub struct BenchCluster {
     cp: limiquantix_control::ControlPlane,
     node: RunningNode,
     pub node_id: String,
+    credentials: Option<std::path::PathBuf>,
+    root: std::path::PathBuf,
 }
 
 impl BenchCluster {
-    pub async fn start(root: &Path) -> anyhow::Result<Self> {
-        let mut config = limiquantix_control::ControlConfig::default().without_security();
+    /// With `secure`, the defaults outside --dev: TLS with the cluster CA,
+    /// token authentication, and a node enrolled with a join token.
+    pub async fn start(root: &Path, secure: bool) -> anyhow::Result<Self> {
+        let mut config = limiquantix_control::ControlConfig::default();
+        if !secure {
+            config = config.without_security();
+        }
         config.listen = "127.0.0.1:0".parse()?;
         config.store = limiquantix_control::StoreConfig::Redb { path: root.join("control/state.redb") };
         config.heartbeat_interval_secs = 1;
         let cp = limiquantix_control::ControlPlane::start(&config).await?;
-        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
+        let mut n = NodeConfig::default().with_data_dir(&root.join("node"));
+        if secure {
+            let token = limiquantix_control::api::access::create_join_token(&cp.app, std::time::Duration::from_secs(600))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.status().message()))?;
+            n.join_token = Some(token.token);
+        } else {
+            n = n.without_tls();
+        }
         n.listen = "127.0.0.1:0".parse()?;
         n.control_plane = Some(cp.url());
         n.create_dirs()?;
         let node_id = limiquantix_node::registration::node_id(&n.state_dir)?;
         let node = RunningNode::start(&n).await?;
-        Ok(Self { cp, node, node_id })
+        let credentials = secure.then(|| config.admin_credentials_path());
+        Ok(Self { cp, node, node_id, credentials, root: root.to_owned() })
+    }
+
+    /// The admin's lqctl credentials file (secure clusters).
+    pub fn credentials(&self) -> Option<&Path> {
+        self.credentials.as_deref()
     }
 
     pub fn url(&self) -> String {
         self.cp.url()
+    }
+
+    /// The node's data directory (pools/, images/, state/).
+    pub fn node_root(&self) -> std::path::PathBuf {
+        self.root.join("node")
     }
 
     pub async fn stop(self) -> anyhow::Result<()> {

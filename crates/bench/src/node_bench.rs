@@ -68,22 +68,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     libvirtd.virsh(&["pool-create-as", "lqbench", "dir", "--target", virsh_pool_dir.to_str().unwrap()])?;
 
     // 2b. The path users take: lqctl through the control plane (its saga,
-    // its store, then the node), whole processes, waiting for the task.
-    let cluster = rt.block_on(BenchCluster::start(&work.path().join("cluster")))?;
-    let server = cluster.url();
-    let lq_cp = |args: &[&str]| run_command(Command::new(&lqctl).env("LQ_SERVER", &server).args(args));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let listed = || limiquantix_testkit::run_command(Command::new(&lqctl).env("LQ_SERVER", &server).args(["-o", "json", "node", "list"]));
-    while !listed()?.contains(&cluster.node_id) {
-        ensure!(std::time::Instant::now() < deadline, "the benchmark node never registered");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    // its store, then the node), whole processes, waiting for the task; once
+    // with --dev's loopback settings (no TLS, no tokens) and once with the
+    // defaults outside --dev (TLS, a bearer token, an enrolled node).
+    let plain = rt.block_on(BenchCluster::start(&work.path().join("cluster"), false))?;
+    let secure = rt.block_on(BenchCluster::start(&work.path().join("secure"), true))?;
+    let lq_on = |cluster: &BenchCluster, args: &[&str]| {
+        let mut cmd = Command::new(&lqctl);
+        match cluster.credentials() {
+            Some(file) => cmd.env("LQCTL_CREDENTIALS", file).env_remove("LQ_SERVER"),
+            // No credentials file anywhere lqctl looks.
+            None => cmd.env("LQ_SERVER", cluster.url()).env_remove("LQCTL_CREDENTIALS").env("XDG_CONFIG_HOME", work.path()),
+        };
+        cmd.current_dir(work.path());
+        cmd.args(args);
+        cmd
+    };
+    for cluster in [&plain, &secure] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !limiquantix_testkit::run_command(&mut lq_on(cluster, &["-o", "json", "node", "list"]))?.contains(&cluster.node_id) {
+            ensure!(std::time::Instant::now() < deadline, "the benchmark node never registered");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let pool_dir = cluster.node_root().join("pools/bench");
+        // Thin volumes: room for every sample whatever the disk.
+        let create = ["pool", "create", "bench", "--local-path", pool_dir.to_str().unwrap(), "--node", &cluster.node_id, "--overcommit", "100"];
+        run_command(&mut lq_on(cluster, &create))?;
     }
-    let cluster_pool = work.path().join("cluster/node/pools/bench");
-    // Thin volumes: room for every sample whatever the disk.
-    lq_cp(&["pool", "create", "bench", "--local-path", cluster_pool.to_str().unwrap(), "--node", &cluster.node_id, "--overcommit", "100"])?;
 
-    // The three whole-process creates, interleaved so each sees the same machine.
-    let (mut lq, mut virsh, mut through_cp) = (Stats::default(), Stats::default(), Stats::default());
+    // The whole-process creates, interleaved so each sees the same machine.
+    let (mut lq, mut virsh, mut through_cp, mut through_secure) = (Stats::default(), Stats::default(), Stats::default(), Stats::default());
     for k in 0..n {
         lq.push(time_once(|| {
             run_command(Command::new(&lqctl).args(["node", "--addr", &addr, "volume", "create", "--pool", &pool, "--size", "10G"]))
@@ -92,9 +106,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let name = format!("v{k}.qcow2");
             run_command(Command::new("virsh").args(["-c", libvirtd.uri(), "vol-create-as", "lqbench", &name, "10G", "--format", "qcow2"]))
         })?);
-        through_cp.push(time_once(|| lq_cp(&["volume", "create", "--pool", "bench", "--name", &format!("v{k}"), "--size", "10G"]))?);
+        let name = format!("v{k}");
+        let create = ["volume", "create", "--pool", "bench", "--name", &name, "--size", "10G"];
+        through_cp.push(time_once(|| run_command(&mut lq_on(&plain, &create)))?);
+        through_secure.push(time_once(|| run_command(&mut lq_on(&secure, &create)))?);
     }
-    rt.block_on(cluster.stop())?;
+    rt.block_on(plain.stop())?;
+    rt.block_on(secure.stop())?;
+    let tls_auth_overhead = through_secure.median_ms() / through_cp.median_ms();
+    rows.push(("create 10G: lqctl via CP, TLS + token".into(), through_secure.summary()));
     let speedup_vs_virsh = virsh.median_ms() / lq.median_ms();
     let cluster_speedup_vs_virsh = virsh.median_ms() / through_cp.median_ms();
     let cluster_vs_node_direct = through_cp.median_ms() / lq.median_ms();
@@ -170,6 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "create_speedup_vs_virsh": round(speedup_vs_virsh),
             "cluster_create_speedup_vs_virsh": round(cluster_speedup_vs_virsh),
             "cluster_create_vs_node_direct": round(cluster_vs_node_direct),
+            "tls_auth_create_overhead": round(tls_auth_overhead),
             "linked_clone_100g_vs_1g": round(linked_ratio),
             "full_copy_vs_cp_sparse": round(copy_ratio),
             "full_copy_vs_cp_sparse_then_sync": round(copy_ratio_durable),

@@ -90,14 +90,15 @@ pub async fn execute(cli: Cli) -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
     let s = session::Session::load(cli.credentials.as_deref()).map_err(|e| tonic::Status::failed_precondition(format!("{e:#}")))?;
-    match cli.command {
+    let done = match cli.command {
         Command::Pool { target, command } => control::Clients::connect(&target, &s, out).await?.pool(command).await,
         Command::Volume { target, command } => control::Clients::connect(&target, &s, out).await?.volume(command).await,
         Command::Snapshot { target, command } => control::Clients::connect(&target, &s, out).await?.snapshot(command).await,
         Command::Task { target, command } => control::Clients::connect(&target, &s, out).await?.task(command).await,
         Command::Token { target, command } => control::Clients::connect(&target, &s, out).await?.token(command).await,
         Command::Node(args) => node::run(args, &s, out).await,
-    }
+    };
+    done.map_err(|e| s.explain(e))
 }
 
 /// Every error reads "<gRPC code>: <message>": lqctl's own errors are

@@ -40,6 +40,26 @@ impl Session {
         Ok(Self { credentials: Credentials::find(explicit)? })
     }
 
+    /// A plaintext call to a TLS listener ends in a bare "operation was
+    /// canceled": say what is likely wrong.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let Some(status) = e.downcast_ref::<Status>() else { return e };
+        let garbled = matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Internal)
+            && ["canceled", "h2 protocol", "connection", "frame"].iter().any(|w| status.message().contains(w));
+        if !garbled || self.credentials.is_some() {
+            return e;
+        }
+        Status::unavailable(format!(
+            "{}: the server did not speak plaintext gRPC; it probably uses TLS, and lqctl found no credentials file \
+             (--credentials, ${}, {}, ./{})",
+            status.message(),
+            limiquantix_identity::credentials::ENV,
+            limiquantix_identity::credentials::user_config_path().map(|p| p.display().to_string()).unwrap_or_default(),
+            limiquantix_identity::credentials::DEV_PATH
+        ))
+        .into()
+    }
+
     fn creds(&self) -> Option<&Credentials> {
         self.credentials.as_ref().map(|(_, c)| c)
     }

@@ -135,7 +135,27 @@ pub enum StoreConfig {
         root: String,
         #[serde(default = "default_store_timeout")]
         timeout_secs: u64,
+        /// TLS to etcd (https:// endpoints).
+        #[serde(default)]
+        tls: Option<EtcdTlsConfig>,
+        /// etcd authentication: the user, and a 0600 file holding its password.
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTlsConfig {
+    /// The CA that signed etcd's certificate.
+    pub ca_cert: PathBuf,
+    /// A client certificate and key, for etcd with --client-cert-auth.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -248,5 +268,13 @@ mod tests {
         assert!(matches!(c.store, StoreConfig::Redb { .. }));
         assert!(toml::from_str::<ControlConfig>("[store]\nkind = \"mysql\"\n").is_err());
         assert_eq!(ControlConfig::default().listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn lqctl_finds_the_first_admin_of_a_default_control_plane() {
+        let path = ControlConfig::default().admin_credentials_path();
+        assert_eq!(path, Path::new(limiquantix_identity::credentials::CONTROL_PLANE_PATH));
+        let c = ControlConfig::default();
+        assert!(c.tls.enabled && c.auth.enabled, "secure by default");
     }
 }

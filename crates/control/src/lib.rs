@@ -39,6 +39,21 @@ use crate::repo::Repo;
 use crate::sagas::SagaRunner;
 use crate::store::{EtcdOptions, EtcdStore, RedbStore, Store};
 
+/// TLS settings for etcd from the config's files.
+fn etcd_tls(c: &config::EtcdTlsConfig) -> anyhow::Result<etcd_client::TlsOptions> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+    let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(&c.ca_cert)?));
+    match (&c.cert, &c.key) {
+        (Some(cert), Some(key)) => {
+            let key_pem = private_files::read(key, "the etcd client key")?.with_context(|| format!("{} does not exist", key.display()))?;
+            tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, key_pem));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("[store.tls] cert and key are given together or not at all"),
+    }
+    Ok(tls)
+}
+
 /// How clients reach a control plane listening on `addr`.
 pub fn url(addr: SocketAddr, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
@@ -72,9 +87,18 @@ impl ControlPlane {
                     let (tx, rx) = leader::always();
                     (Arc::new(store), rx, Some(tx))
                 }
-                StoreConfig::Etcd { endpoints, root, timeout_secs } => {
-                    let options =
-                        EtcdOptions { endpoints: endpoints.clone(), root: root.clone(), timeout: Duration::from_secs(*timeout_secs) };
+                StoreConfig::Etcd { endpoints, root, timeout_secs, tls, user, password_file } => {
+                    let mut options = EtcdOptions::plain(endpoints.clone(), root.clone(), Duration::from_secs(*timeout_secs));
+                    options.tls = tls.as_ref().map(etcd_tls).transpose()?;
+                    options.user = match (user, password_file) {
+                        (Some(user), Some(file)) => {
+                            let password = private_files::read(file, "the etcd password")?
+                                .with_context(|| format!("the etcd password file {} does not exist", file.display()))?;
+                            Some((user.clone(), password.trim_end_matches(['\r', '\n']).to_owned()))
+                        }
+                        (None, None) => None,
+                        _ => anyhow::bail!("[store] user and password_file are given together or not at all"),
+                    };
                     let store = EtcdStore::connect(&options).await.context("cannot reach etcd")?;
                     let replica = uuid::Uuid::new_v4().to_string();
                     let (campaign, rx) = leader::campaign(options, replica);

@@ -340,3 +340,65 @@ async fn plaintext_or_unauthenticated_listening_off_loopback_is_refused() {
     }
     assert!(!root.path().join("control/state.redb").exists(), "nothing was made before the refusal");
 }
+
+/// Writes `content` to `dir/name` with `mode`.
+fn write(dir: &Path, name: &str, content: &str, mode: u32) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_store_speaks_tls_with_a_client_certificate_and_etcd_authentication() {
+    use limiquantix_control::config::EtcdTlsConfig;
+    use limiquantix_testkit::etcd::{Etcd, EtcdTls};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, _) = limiquantix_identity::ca::ClusterCa::generate().unwrap();
+    let server = ca.issue_for_names(&["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let client = ca.issue_for_names(&["limiquantix-controlplane".into()]).unwrap();
+    let ca_path = write(d, "ca.crt", ca.cert_pem(), 0o644);
+    let tls = EtcdTls {
+        ca: ca_path.clone(),
+        cert: write(d, "etcd.crt", &server.cert_pem, 0o644),
+        key: write(d, "etcd.key", &server.key_pem, 0o600),
+    };
+    let (client_cert, client_key) = (write(d, "cp.crt", &client.cert_pem, 0o644), write(d, "cp.key", &client.key_pem, 0o600));
+    let etcd = tokio::task::block_in_place(|| Etcd::start_with_tls(&tls)).unwrap();
+    etcd.enable_auth("s3cret-root", Some((&client_cert, &client_key))).unwrap();
+    let password = write(d, "etcd.password", "s3cret-root\n", 0o600);
+
+    let config = |tls: Option<EtcdTlsConfig>, user: bool| {
+        let mut c = ControlConfig::default().without_security();
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.secrets_key = Some(d.join("secrets.key"));
+        c.store = StoreConfig::Etcd {
+            endpoints: vec![etcd.endpoint()],
+            root: "/lq-tls/".into(),
+            timeout_secs: 3,
+            tls,
+            user: user.then(|| "root".to_owned()),
+            password_file: user.then(|| password.clone()),
+        };
+        c
+    };
+    let full_tls = || Some(EtcdTlsConfig { ca_cert: ca_path.clone(), cert: Some(client_cert.clone()), key: Some(client_key.clone()) });
+
+    let cp = ControlPlane::start(&config(full_tls(), true)).await.unwrap();
+    limiquantix_control::api::access::create_api_token(&cp.app, "through-tls", pb::Role::Viewer).await.unwrap();
+    let stored = cp.app.repo.count("api-tokens/").await.unwrap();
+    assert_eq!(stored, 1, "written to and read back from etcd");
+    cp.stop_within(Duration::from_secs(5)).await.unwrap();
+
+    // Each missing piece is refused by etcd: no password, no client
+    // certificate, no TLS at all.
+    let no_cert = Some(EtcdTlsConfig { ca_cert: ca_path.clone(), cert: None, key: None });
+    for (what, c) in [("no password", config(full_tls(), false)), ("no client certificate", config(no_cert, true)), ("no TLS", config(None, true))] {
+        assert!(ControlPlane::start(&c).await.is_err(), "{what}: the control plane reached etcd");
+    }
+    // A password file others can read is refused before it is used.
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = ControlPlane::start(&config(full_tls(), true)).await.err().expect("a world-readable password file was used");
+    assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+}

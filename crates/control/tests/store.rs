@@ -21,7 +21,7 @@ async fn redb() -> Backed {
 }
 
 fn etcd_options(etcd: &Etcd) -> EtcdOptions {
-    EtcdOptions { endpoints: vec![etcd.endpoint()], root: "/lq-test/".into(), timeout: Duration::from_secs(2) }
+    EtcdOptions::plain(vec![etcd.endpoint()], "/lq-test/".into(), Duration::from_secs(2))
 }
 
 async fn etcd() -> Backed {

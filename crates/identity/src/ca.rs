@@ -64,6 +64,22 @@ impl ClusterCa {
         Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
+    /// A server certificate for names outside the cluster's identities
+    /// (e.g. an etcd the control plane uses), with a new key.
+    pub fn issue_for_names(&self, names: &[String]) -> anyhow::Result<IssuedCert> {
+        let Some((first, rest)) = names.split_first() else { bail!("a certificate needs a name") };
+        if names.iter().any(|n| PeerIdentity::from_dns_name(n).is_some()) {
+            bail!("cluster identities are issued with `issue`");
+        }
+        let key = KeyPair::generate()?;
+        let mut params = leaf_params(&PeerIdentity::Control, rest)?;
+        params.subject_alt_names[0] = CertificateParams::new(vec![first.clone()])?.subject_alt_names.remove(0);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, first.as_str());
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
     /// Signs the key of a certificate request for `who`. Only the request's
     /// public key is used: names and usages are the CA's choice.
     pub fn sign_request(&self, csr_pem: &str, who: &PeerIdentity) -> anyhow::Result<String> {

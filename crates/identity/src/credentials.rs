@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub const ENV: &str = "LQCTL_CREDENTIALS";
 /// Where `--dev` (run from the repository, as scripts/dev.sh does) keeps it.
 pub const DEV_PATH: &str = "lq-data/lqctl.toml";
+/// Where a control plane with the default config writes the first admin's
+/// file (readable by root only): lqctl on that machine finds it there.
+pub const CONTROL_PLANE_PATH: &str = "/var/lib/limiquantix/control/pki/admin.toml";
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +71,8 @@ impl Credentials {
 
     /// The credentials file to use: `explicit`, else $LQCTL_CREDENTIALS,
     /// else `<config dir>/limiquantix/lqctl.toml`, else the dev data dir's
-    /// file below the current directory. None if there is none.
+    /// file below the current directory, else the local control plane's
+    /// first-admin file. None if there is none.
     pub fn find(explicit: Option<&Path>) -> anyhow::Result<Option<(PathBuf, Self)>> {
         if let Some(path) = explicit {
             return Ok(Some((path.to_owned(), Self::load(path)?)));
@@ -77,8 +81,9 @@ impl Credentials {
             let path = PathBuf::from(path);
             return Ok(Some((path.clone(), Self::load(&path).with_context(|| format!("${ENV}"))?)));
         }
-        for path in [user_config_path(), Some(PathBuf::from(DEV_PATH))].into_iter().flatten() {
-            if path.exists() {
+        for path in [user_config_path(), Some(PathBuf::from(DEV_PATH)), Some(PathBuf::from(CONTROL_PLANE_PATH))].into_iter().flatten() {
+            // A file this user cannot read (root's) is not theirs to use.
+            if std::fs::File::open(&path).is_ok() {
                 return Ok(Some((path.clone(), Self::load(&path)?)));
             }
         }

@@ -23,6 +23,15 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StorageError::io(format!("cannot create directory {}", dir.display()), e))
 }
 
+/// A directory only this process's user can enter, narrowed to 0700 if it
+/// exists with a wider mode: for directories the daemon alone owns.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    create_private_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| StorageError::io(format!("cannot make {} private", dir.display()), e))
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
 /// content: temp file in the same directory, fsync, rename, fsync directory.
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

@@ -16,6 +16,27 @@ pub struct EtcdOptions {
     /// Every key is stored under this prefix, e.g. "/limiquantix/".
     pub root: String,
     pub timeout: Duration,
+    /// TLS to etcd (CA, and a client certificate when etcd asks for one).
+    pub tls: Option<etcd_client::TlsOptions>,
+    /// etcd authentication: user and password.
+    pub user: Option<(String, String)>,
+}
+
+impl EtcdOptions {
+    pub fn plain(endpoints: Vec<String>, root: String, timeout: Duration) -> Self {
+        Self { endpoints, root, timeout, tls: None, user: None }
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::new().with_connect_timeout(self.timeout);
+        if let Some(tls) = &self.tls {
+            o = o.with_tls(tls.clone());
+        }
+        if let Some((user, password)) = &self.user {
+            o = o.with_user(user.clone(), password.clone());
+        }
+        o
+    }
 }
 
 #[derive(Clone)]
@@ -64,12 +85,9 @@ pub(crate) fn etcd_error(e: etcd_client::Error) -> StoreError {
 
 impl EtcdStore {
     pub async fn connect(options: &EtcdOptions) -> Result<Self, StoreError> {
-        let client = Client::connect(
-            &options.endpoints,
-            Some(ConnectOptions::new().with_connect_timeout(options.timeout).with_timeout(options.timeout)),
-        )
-        .await
-        .map_err(etcd_error)?;
+        let client = Client::connect(&options.endpoints, Some(options.connect_options().with_timeout(options.timeout)))
+            .await
+            .map_err(etcd_error)?;
         let watch_client = Self::connect_client(options).await?;
         let store = Self { client, watch_client, root: options.root.clone() };
         // Connecting is lazy: one read proves the cluster answers.
@@ -79,9 +97,7 @@ impl EtcdStore {
 
     /// A client for the caller's own use (elections), without the per-call timeout.
     pub async fn connect_client(options: &EtcdOptions) -> Result<Client, StoreError> {
-        Client::connect(&options.endpoints, Some(ConnectOptions::new().with_connect_timeout(options.timeout)))
-            .await
-            .map_err(etcd_error)
+        Client::connect(&options.endpoints, Some(options.connect_options())).await.map_err(etcd_error)
     }
 
     fn full(&self, key: &str) -> String {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
-use crate::fsutil::atomic_write;
+use crate::fsutil::{self, atomic_write};
 use crate::ids::PoolId;
 use crate::model::CephPoolConfig;
 
@@ -163,7 +163,8 @@ impl ClientFiles {
     }
 
     pub fn write(dir: &Path, pool: PoolId, cfg: &CephPoolConfig) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(format!("cannot create {}", dir.display()), e))?;
+        // It holds keyrings.
+        fsutil::ensure_private_dir(dir)?;
         let Self { conf, keyring } = Self::at(dir, pool);
         let monitors: Vec<String> = cfg.monitors.iter().map(|m| monitor_addr(m)).collect::<Result<_>>()?;
         atomic_write(&keyring, format!("[client.{}]\n\tkey = {}\n", cfg.client_id, cfg.key.expose()).as_bytes(), 0o600)?;
@@ -258,10 +259,15 @@ mod tests {
     fn client_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let files = ClientFiles::write(dir.path(), PoolId::new_random(), &cfg()).unwrap();
+        let ceph_dir = dir.path().join("ceph");
+        std::fs::create_dir(&ceph_dir).unwrap();
+        std::fs::set_permissions(&ceph_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let files = ClientFiles::write(&ceph_dir, PoolId::new_random(), &cfg()).unwrap();
         for f in [&files.conf, &files.keyring] {
             assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
         }
+        let mode = std::fs::metadata(&ceph_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the keyrings' directory, made by an older version with 0755, is narrowed");
         assert!(std::fs::read_to_string(&files.keyring).unwrap().contains("key = AQBJ"));
         assert!(std::fs::read_to_string(&files.conf).unwrap().contains("mon host = v1:10.0.0.1:6789,v2:[fd00::1]:3300,v1:mon3.example.com:6789"));
     }
