@@ -14,6 +14,7 @@ pub mod model;
 pub mod pool_store;
 mod progress;
 pub mod qcow2;
+pub mod revert;
 pub mod sparse_copy;
 pub mod throttle;
 pub mod tools;

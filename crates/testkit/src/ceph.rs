@@ -217,6 +217,7 @@ fn conf(d: &Path, fsid: &str, v1: u16, v2: u16) -> String {
          memstore device bytes = 4294967296\npaxos propose interval = 0.1\n\
          osd client watch timeout = 5\n\n\
          [mon]\nmon data = {d}/data/$name\nlog file = {d}/log/$name.log\n\
+         mon data avail crit = 0\nmon data avail warn = 0\n\
          [mgr]\nmgr data = {d}/data/$name\nlog file = {d}/log/$name.log\n\
          [osd]\nosd data = {d}/data/$name\nlog file = {d}/log/$name.log\n"
     )

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::object_lock::ObjectLock;
 use super::rbd::{self, Image};
 use super::staging::Staging;
+use crate::revert::Revert;
 use super::{CLONE_SNAP_PREFIX, CephBackend, Inner, image_name, volumes};
 use crate::backend::{NewVolume, NewVolumeContent};
 use crate::error::{Result, StorageError};
@@ -98,43 +99,37 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
 }
 
 /// snapshot + protect + clone into `child_name`, grown to `size`; each
-/// finished step is undone if a later fails. Clones of a base that has not
-/// changed since its newest clone snapshot share that snapshot (a VM
-/// template cloned a hundred times takes one snapshot, not a hundred: each
-/// costs a monitor round). The base's clone lock keeps every node's purger
-/// from collecting the snapshot between our pick and our clone.
+/// finished step is undone if a later fails (a clone of the wrong size is
+/// never left behind). Clones of a base that has not changed since its
+/// newest clone snapshot share that snapshot (a VM template cloned a
+/// hundred times takes one snapshot, not a hundred: each costs a monitor
+/// round). The base's clone lock keeps every node's purger from collecting
+/// the snapshot between our pick and our clone.
 fn linked_clone(i: &Arc<Inner>, base: VolumeId, child_name: &str, size: u64) -> Result<()> {
     let base_name = image_name(base);
     let img = Image::open(&i.io, &base_name)?;
     let _lock = ObjectLock::clone_lock(&i.io, &img, &base_name)?;
+    let mut revert = Revert::new("linked clone");
     let newest = img.snapshots()?.into_iter().filter(|s| s.name.starts_with(CLONE_SNAP_PREFIX)).max_by_key(|s| s.id);
-    let (snap, made) = match newest {
-        Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => (s.name, false),
+    let snap = match newest {
+        Some(s) if s.size == img.size()? && !img.changed_since(&s.name)? => s.name,
         _ => {
             let snap = format!("{CLONE_SNAP_PREFIX}{}", uuid::Uuid::new_v4());
             img.snap_create(&snap)?;
-            (snap, true)
+            let (img, made) = (&img, snap.clone());
+            // Left protected, the purger collects it with the base's other unused clone snapshots.
+            revert.add(format!("snapshot {made}"), move || img.snap_remove(&made).map_err(|e| e.to_string()));
+            snap
         }
     };
-    clone_from(&img, i, &base_name, &snap, child_name, made)?;
-    grow_child(i, child_name, size)
-}
-
-/// Protects `snap` (if needed) and clones it; a snapshot we just made is
-/// removed again if that fails.
-fn clone_from(img: &Image, i: &Inner, base_name: &str, snap: &str, child_name: &str, made: bool) -> Result<()> {
-    let result = (|| {
-        if !img.snap_is_protected(snap)? {
-            img.snap_protect(snap)?;
-        }
-        rbd::clone(&i.io, base_name, snap, child_name)
-    })();
-    result.map_err(|e| {
-        if made && let Err(u) = img.snap_remove(snap) {
-            tracing::warn!(snapshot = snap, error = %u, "cannot remove a clone snapshot after a failed clone");
-        }
-        e.into()
-    })
+    if !img.snap_is_protected(&snap)? {
+        img.snap_protect(&snap)?;
+    }
+    rbd::clone(&i.io, &base_name, &snap, child_name)?;
+    revert.add(format!("clone {child_name}"), || rbd::remove(&i.io, child_name).map_err(|e| e.to_string()));
+    grow_child(i, child_name, size)?;
+    revert.success();
+    Ok(())
 }
 
 fn grow_child(i: &Inner, child_name: &str, size: u64) -> Result<()> {
