@@ -39,6 +39,76 @@ pub mod v1 {
                 .finish()
         }
     }
+    /// The fields of a backend's config that are secrets: the control plane
+    /// keeps them sealed apart from the pool record, which the API returns.
+    /// A new backend lists its own here, by a name stable in the store.
+    trait SecretFields {
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)>;
+    }
+
+    impl SecretFields for LocalPoolConfig {
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
+            Vec::new()
+        }
+    }
+
+    impl SecretFields for NfsPoolConfig {
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
+            Vec::new()
+        }
+    }
+
+    impl SecretFields for CephPoolConfig {
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
+            vec![("ceph_key", &mut self.key)]
+        }
+    }
+
+    impl SecretFields for IscsiPoolConfig {
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
+            vec![("chap_password", &mut self.chap_password)]
+        }
+    }
+
+    impl PoolConfig {
+        /// The pool kind this config is for (Unspecified without a backend).
+        pub fn kind(&self) -> PoolKind {
+            use pool_config::Backend as B;
+            match &self.backend {
+                Some(B::Local(_)) => PoolKind::Local,
+                Some(B::Nfs(_)) => PoolKind::Nfs,
+                Some(B::Ceph(_)) => PoolKind::Ceph,
+                Some(B::Iscsi(_)) => PoolKind::Iscsi,
+                None => PoolKind::Unspecified,
+            }
+        }
+
+        fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
+            use pool_config::Backend as B;
+            match &mut self.backend {
+                Some(B::Local(c)) => c.secret_fields(),
+                Some(B::Nfs(c)) => c.secret_fields(),
+                Some(B::Ceph(c)) => c.secret_fields(),
+                Some(B::Iscsi(c)) => c.secret_fields(),
+                None => Vec::new(),
+            }
+        }
+
+        /// Takes the secret fields out (left empty), by name.
+        pub fn take_secrets(&mut self) -> std::collections::BTreeMap<String, String> {
+            self.secret_fields().into_iter().map(|(name, value)| (name.to_owned(), std::mem::take(value))).collect()
+        }
+
+        /// Puts back secrets taken by `take_secrets`.
+        pub fn put_secrets(&mut self, secrets: &std::collections::BTreeMap<String, String>) {
+            for (name, value) in self.secret_fields() {
+                if let Some(secret) = secrets.get(name) {
+                    value.clone_from(secret);
+                }
+            }
+        }
+    }
+
     impl std::fmt::Debug for JoinToken {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("JoinToken")
@@ -99,5 +169,19 @@ mod tests {
             assert!(shown.contains("<redacted>"), "says a secret is set: {shown}");
         }
         assert!(format!("{ceph:?}").contains("rbd"), "the rest is shown");
+    }
+
+    #[test]
+    fn secrets_come_out_of_a_config_and_go_back() {
+        let ceph = v1::CephPoolConfig { key: "AQBsupersecretkey==".into(), ceph_pool: "rbd".into(), ..Default::default() };
+        let mut config = v1::PoolConfig { backend: Some(v1::pool_config::Backend::Ceph(ceph.clone())) };
+        assert_eq!(config.kind(), v1::PoolKind::Ceph);
+        let secrets = config.take_secrets();
+        assert_eq!(secrets.get("ceph_key").map(String::as_str), Some("AQBsupersecretkey=="));
+        assert!(!format!("{config:?}").contains("<redacted>"), "no secret is left in the config");
+        config.put_secrets(&secrets);
+        assert_eq!(config.backend, Some(v1::pool_config::Backend::Ceph(ceph)));
+        let mut local = v1::PoolConfig { backend: Some(v1::pool_config::Backend::Local(v1::LocalPoolConfig { path: "/p".into() })) };
+        assert!(local.take_secrets().is_empty());
     }
 }

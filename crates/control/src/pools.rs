@@ -5,47 +5,25 @@
 use std::sync::Arc;
 
 use limiquantix_api::v1 as pb;
-use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::tasks::now;
 
-/// Secrets of a pool config, stored apart from the pool record.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct PoolSecrets {
-    pub ceph_key: String,
-    pub chap_password: String,
-}
-
-pub fn kind_of(config: &pb::PoolConfig) -> pb::PoolKind {
-    use pb::pool_config::Backend as B;
-    match &config.backend {
-        Some(B::Local(_)) => pb::PoolKind::Local,
-        Some(B::Nfs(_)) => pb::PoolKind::Nfs,
-        Some(B::Ceph(_)) => pb::PoolKind::Ceph,
-        Some(B::Iscsi(_)) => pb::PoolKind::Iscsi,
-        None => pb::PoolKind::Unspecified,
-    }
-}
+/// Secrets of a pool config by field name (see `PoolConfig::take_secrets`),
+/// stored sealed apart from the pool record.
+pub type PoolSecrets = std::collections::BTreeMap<String, String>;
 
 /// The config without its secrets, and the secrets.
 pub fn split_secrets(mut config: pb::PoolConfig) -> (pb::PoolConfig, PoolSecrets) {
-    use pb::pool_config::Backend as B;
-    let mut secrets = PoolSecrets::default();
-    match config.backend.as_mut() {
-        Some(B::Ceph(c)) => secrets.ceph_key = std::mem::take(&mut c.key),
-        Some(B::Iscsi(i)) => secrets.chap_password = std::mem::take(&mut i.chap_password),
-        _ => {}
-    }
+    let secrets = config.take_secrets();
     (config, secrets)
 }
 
 /// The full config a node needs to initialise the pool (secrets put back).
 pub async fn node_pool_config(app: &App, pool_id: &str) -> ApiResult<pb::PoolConfig> {
     let repo = &app.repo;
-    use pb::pool_config::Backend as B;
     let pool = repo
         .get::<pb::Pool>(&keys::pool(pool_id))
         .await?
@@ -57,11 +35,7 @@ pub async fn node_pool_config(app: &App, pool_id: &str) -> ApiResult<pb::PoolCon
         let bytes = app.secrets.open(&secret_key, &stored)?;
         let secrets: PoolSecrets =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("pool secrets: {e}")))?;
-        match config.backend.as_mut() {
-            Some(B::Ceph(c)) => c.key = secrets.ceph_key,
-            Some(B::Iscsi(i)) => i.chap_password = secrets.chap_password,
-            _ => {}
-        }
+        config.put_secrets(&secrets);
     }
     Ok(config)
 }

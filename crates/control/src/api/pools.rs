@@ -12,7 +12,7 @@ use super::{add_saga, new_id, overcommit_ratio, provisioning_limit};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::pools::{kind_of, split_secrets};
+use crate::pools::split_secrets;
 use crate::records::{self, check_labels, parse_pool_id, state_name};
 use crate::repo::Txn;
 use crate::sagas::create_pool::CreatePool;
@@ -96,7 +96,7 @@ impl StoragePoolService for PoolApi {
             return Err(ApiError::invalid("the description is longer than 1024 characters").into());
         }
         let config = r.config.ok_or_else(|| ApiError::invalid("config is missing: give a local, nfs, ceph or iscsi config"))?;
-        let kind = kind_of(&config);
+        let kind = config.kind();
         if kind == pb::PoolKind::Unspecified {
             return Err(ApiError::invalid("config has no backend: give a local, nfs, ceph or iscsi config").into());
         }
