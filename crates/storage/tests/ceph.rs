@@ -512,3 +512,38 @@ fn clones_on_one_node_survive_the_purger_of_another() {
         wait_images(&ceph, &[image(base)], Duration::from_secs(30)).await;
     });
 }
+
+/// A node with two Ceph pools holds two librados clients in one process:
+/// one comes and goes (connect, work, shutdown) again and again while the
+/// other clones and deletes. librados cannot take a connect racing a
+/// shutdown in one process; the node must keep them apart.
+#[test]
+fn a_second_ceph_pool_comes_and_goes_while_the_first_works() {
+    let ceph = Ceph::start().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let m = std::sync::Arc::new(StorageManager::open(engine(root.path(), Duration::from_secs(10))).await.unwrap());
+        let first = PoolId::new_random();
+        m.init_pool(first, PoolConfig::Ceph(ceph_config(&ceph))).await.unwrap();
+        let base = VolumeId::new_random();
+        let spec = VolumeSpec { size_bytes: Some(64 << 20), ..Default::default() };
+        m.create_volume(first, base, spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
+        let worker = {
+            let m = m.clone();
+            tokio::spawn(async move { clone_rounds(&m, first, base, 30).await })
+        };
+        for round in 0..12 {
+            let second = PoolId::new_random();
+            let mut cfg = ceph_config(&ceph);
+            cfg.rados_namespace = "second".into();
+            cfg.create_if_missing = true;
+            m.init_pool(second, PoolConfig::Ceph(cfg)).await.unwrap_or_else(|e| panic!("round {round}: init: {e}"));
+            let id = VolumeId::new_random();
+            m.create_volume(second, id, spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
+            m.delete_volume(second, id).await.unwrap();
+            m.destroy_pool(second).await.unwrap_or_else(|e| panic!("round {round}: destroy: {e}"));
+        }
+        let kept = worker.await.unwrap().unwrap();
+        assert_eq!(kept.len(), 3, "every clone of the first pool was made");
+    });
+}

@@ -79,6 +79,19 @@ pub struct ConnectConfig<'a> {
     pub mount_timeout: Duration,
 }
 
+/// librados cannot set a client up while another in the same process shuts
+/// down (Ceph: "rados_connect and rados_shutdown don't and can't behave well
+/// when racing"), and a node with two Ceph pools has two clients: creation,
+/// connection and shutdown of every client in the process take turns. A
+/// connect to a dead cluster holds the turn at most its mount timeout; I/O
+/// never waits for it.
+static LIFECYCLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lifecycle_turn() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding it leaves nothing half-done on our side.
+    LIFECYCLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A connected cluster handle. librados handles may be used from several
 /// threads at once.
 pub struct Cluster {
@@ -96,8 +109,12 @@ impl Cluster {
         let name = cstring("rados_create2", &format!("client.{}", cfg.client_id))?;
         let cluster_name = cstring("rados_create2", "ceph")?;
         let mut handle: sys::rados_t = std::ptr::null_mut();
-        // SAFETY: out-pointer to a handle, NUL-terminated strings.
-        check("rados_create2", unsafe { sys::rados_create2(&mut handle, cluster_name.as_ptr(), name.as_ptr(), 0) })?;
+        let created = {
+            let _turn = lifecycle_turn();
+            // SAFETY: out-pointer to a handle, NUL-terminated strings.
+            unsafe { sys::rados_create2(&mut handle, cluster_name.as_ptr(), name.as_ptr(), 0) }
+        };
+        check("rados_create2", created)?;
         let cluster = Self { handle };
         let secs = |d: Duration| d.as_secs().max(1).to_string();
         let options = [
@@ -116,8 +133,13 @@ impl Cluster {
             check("rados_conf_set", unsafe { sys::rados_conf_set(cluster.handle, o.as_ptr(), v.as_ptr()) })
                 .map_err(|e| e.with_detail(format!("option {option}")))?;
         }
-        // SAFETY: a configured handle.
-        check("rados_connect", unsafe { sys::rados_connect(cluster.handle) })?;
+        // The turn ends before `cluster` can be dropped (its drop takes a turn).
+        let connected = {
+            let _turn = lifecycle_turn();
+            // SAFETY: a configured handle.
+            unsafe { sys::rados_connect(cluster.handle) }
+        };
+        check("rados_connect", connected)?;
         Ok(Arc::new(cluster))
     }
 
@@ -188,6 +210,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let _turn = lifecycle_turn();
         // SAFETY: every IoCtx holds an Arc to us, so none outlives this.
         unsafe { sys::rados_shutdown(self.handle) };
     }
