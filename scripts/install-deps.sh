@@ -26,7 +26,8 @@ candidate_version() {
 # To build: libvirt-dev (the node's hot-plug), protoc with its well-known
 # types (etcd-client generates its gRPC code at build time), librados and
 # librbd headers with libclang (bindgen generates the Ceph bindings).
-plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libclang-dev)
+# libnfs headers (bindgen generates the userspace NFS client's bindings).
+plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libclang-dev)
 # Programs that must be on PATH afterwards (sbin included).
 programs=(qemu-img pkg-config protoc)
 if [ "$profile" = test ]; then
@@ -37,6 +38,9 @@ if [ "$profile" = test ]; then
   plain_packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libxml2-utils etcd-server etcd-client)
   # A throwaway Ceph cluster (mon, mgr, memstore osd) for the RBD backend.
   plain_packages+=(ceph-mon ceph-mgr ceph-osd ceph-common)
+  # A user-space NFS server (nfs-ganesha, VFS FSAL) with the private rpcbind
+  # it registers with, and libnfs's command-line client.
+  plain_packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
   # The test guest (testkit's guest.rs) is built from the host's files: Debian's
   # kernel and modules, static busybox, qemu-ga (a qemu package, pinned below),
   # packed with cpio and gzip; modprobe orders the modules, xz unpacks the
@@ -45,7 +49,7 @@ if [ "$profile" = test ]; then
   # unshare (private libvirtd's mount namespace) and timeout come with the base system.
   programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
     ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout
-    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd)
+    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls)
 fi
 
 # QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from

@@ -9,10 +9,12 @@ pub mod ceph;
 pub mod etcd;
 pub mod guest;
 pub mod libvirt;
+pub mod nfs;
 pub mod process;
 
 pub use ceph::Ceph;
 pub use etcd::Etcd;
 pub use guest::{ExecOutput, Guest, GuestImage, GuestOptions};
 pub use libvirt::Libvirtd;
+pub use nfs::Ganesha;
 pub use process::{ChildGuard, free_port, run_command, wait_until, workspace_binary};

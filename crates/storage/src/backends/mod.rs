@@ -3,6 +3,7 @@
 
 pub mod ceph;
 pub mod local;
+pub mod nfs;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,70 @@
+//! The userspace NFS client against a real nfs-ganesha on loopback: what a
+//! pool needs (capacity, files by name), refusals that say what is wrong,
+//! and a frozen server that costs a timeout, never a hung thread.
+
+use std::time::{Duration, Instant};
+
+use limiquantix_storage::StorageError;
+use limiquantix_storage::backends::nfs::client::{NfsClient, NfsExport};
+use limiquantix_testkit::{Ganesha, free_port};
+
+fn export_of(nfs: &Ganesha) -> NfsExport {
+    NfsExport::new("127.0.0.1", nfs.export().to_str().unwrap()).unwrap().with_ports(nfs.nfs_port, nfs.mount_port)
+}
+
+#[test]
+fn capacity_and_files_through_libnfs() {
+    let nfs = Ganesha::start().unwrap();
+    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap();
+
+    let fs = c.fs_stat().unwrap();
+    let local = rustix::fs::statvfs(nfs.export()).unwrap();
+    assert_eq!(fs.total_bytes, local.f_frsize * local.f_blocks, "FSSTAT passes the export's file system through");
+    let local_free = local.f_frsize * local.f_bfree;
+    assert!(fs.free_bytes.abs_diff(local_free) < 256 << 20, "free {} vs {local_free}", fs.free_bytes);
+    assert!(fs.available_bytes <= fs.free_bytes && fs.free_bytes <= fs.total_bytes);
+
+    assert_eq!(c.stat("/lq-a.qcow2").unwrap(), None);
+    c.create_new("/lq-a.qcow2", 0o600).unwrap();
+    let st = c.stat("/lq-a.qcow2").unwrap().expect("created");
+    assert_eq!((st.size, st.mode & 0o777), (0, 0o600));
+    assert!(nfs.export().join("lq-a.qcow2").exists(), "the file is on the server's disk");
+    assert!(matches!(c.create_new("/lq-a.qcow2", 0o600), Err(StorageError::AlreadyExists(_))));
+    assert!(c.unlink("/lq-a.qcow2").unwrap());
+    assert!(!c.unlink("/lq-a.qcow2").unwrap(), "removing what is gone succeeds, saying so");
+    assert!(!nfs.export().join("lq-a.qcow2").exists());
+    for bad in ["lq-a", "/../etc/passwd", "/a/../../b"] {
+        assert!(matches!(c.stat(bad), Err(StorageError::InvalidArgument(_))), "{bad}");
+    }
+}
+
+#[test]
+fn a_wrong_export_or_a_dead_server_is_refused_with_the_reason() {
+    let nfs = Ganesha::start().unwrap();
+    let missing = NfsExport::new("127.0.0.1", "/no/such/export").unwrap().with_ports(nfs.nfs_port, nfs.mount_port);
+    let err = NfsClient::mount(&missing, Duration::from_secs(5)).err().expect("mounted an export that does not exist");
+    assert!(err.to_string().contains("127.0.0.1:/no/such/export"), "{err}");
+
+    let port = free_port().unwrap();
+    let dead = NfsExport::new("127.0.0.1", "/srv").unwrap().with_ports(port, port);
+    let start = Instant::now();
+    let err = NfsClient::mount(&dead, Duration::from_secs(2)).err().expect("mounted a server that is not there");
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5), "refused connections fail fast: {:?}", start.elapsed());
+}
+
+#[test]
+fn a_frozen_server_costs_the_timeout_not_a_hung_thread() {
+    let nfs = Ganesha::start().unwrap();
+    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(2)).unwrap();
+    c.fs_stat().unwrap();
+    nfs.pause();
+    let start = Instant::now();
+    let err = c.fs_stat().expect_err("a frozen server answered");
+    let took = start.elapsed();
+    nfs.resume();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(8), "gave up after {took:?}");
+    let mut again = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap();
+    again.fs_stat().expect("the server answers again once thawed");
+}

@@ -1,0 +1,102 @@
+//! nfs-ganesha (VFS FSAL, NFSv3 + v4) on 127.0.0.1 with free ports, in a
+//! temp dir (see shared/recipes/nfs-ganesha.md, nfs-ports-up.sh), stopped
+//! by pid on drop. libnfs clients reach it without a portmapper:
+//! `nfs://127.0.0.1/<export>?nfsport=N&mountport=M`. ganesha only starts
+//! with a portmapper to register with, so a private rpcbind runs in its
+//! own network namespace (its :111 is not the host's), sharing only a
+//! private /run with ganesha.
+
+use std::io;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{ChildGuard, free_port, kill_pid_file, wait_until};
+
+pub struct Ganesha {
+    dir: tempfile::TempDir,
+    daemon: ChildGuard,
+    pub nfs_port: u16,
+    pub mount_port: u16,
+}
+
+const LAUNCH: &str = r#"
+D=$1
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/rpcbind && chown _rpc /run/rpcbind 2>/dev/null || true
+unshare -n rpcbind -f >"$D/rpcbind.out" 2>&1 &
+echo $! > "$D/rpcbind.pid"
+i=0; while [ ! -S /run/rpcbind.sock ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+exec ganesha.nfsd -F -f "$D/ganesha.conf" -L "$D/ganesha.log" -p "$D/ganesha.pid"
+"#;
+
+impl Ganesha {
+    pub fn start() -> io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("lq-nfs-").tempdir()?;
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("export"))?;
+        std::fs::create_dir_all(d.join("recovery"))?;
+        let (nfs_port, mount_port) = (free_port()?, free_port()?);
+        std::fs::write(d.join("ganesha.conf"), conf(d, nfs_port, mount_port))?;
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", LAUNCH, "sh"])
+            .arg(d)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The exec chain makes the spawned pid ganesha itself.
+        let daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
+        let mut me = Self { dir, daemon, nfs_port, mount_port };
+        let ready = |port: u16| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok();
+        wait_until("nfs-ganesha", Duration::from_secs(30), || ready(nfs_port) && ready(mount_port)).map_err(|e| {
+            let log = std::fs::read_to_string(me.dir.path().join("ganesha.log")).unwrap_or_default();
+            io::Error::new(e.kind(), format!("{e}; ganesha log: {}", log.lines().rev().take(8).collect::<Vec<_>>().join(" | ")))
+        })?;
+        if !me.daemon.is_running() {
+            return Err(io::Error::other("nfs-ganesha exited right after starting"));
+        }
+        Ok(me)
+    }
+
+    /// The exported directory, as the server sees it (and as clients name it).
+    pub fn export(&self) -> PathBuf {
+        self.dir.path().join("export")
+    }
+
+    /// A libnfs URL of `path` inside the export, without a portmapper.
+    pub fn url(&self, path: &str) -> String {
+        format!("nfs://127.0.0.1{}{path}?nfsport={}&mountport={}", self.export().display(), self.nfs_port, self.mount_port)
+    }
+
+    /// Freezes the server (SIGSTOP): a hung NFS server, for timeout tests.
+    pub fn pause(&self) {
+        self.daemon.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.daemon.signal(libc::SIGCONT);
+    }
+}
+
+fn conf(d: &Path, nfs_port: u16, mount_port: u16) -> String {
+    let d = d.display();
+    format!(
+        "NFS_CORE_PARAM {{\n  Protocols = 3, 4;\n  NFS_Port = {nfs_port};\n  MNT_Port = {mount_port};\n  Bind_Addr = 127.0.0.1;\n  \
+         Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
+         NFSV4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{d}/recovery\";\n}}\n\
+         NFS_KRB5 {{ Active_krb5 = false; }}\n\
+         EXPORT {{\n  Export_Id = 1;\n  Path = \"{d}/export\";\n  Pseudo = \"{d}/export\";\n  Access_Type = RW;\n  \
+         Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = 3, 4;\n  Transports = TCP;\n  FSAL {{ Name = VFS; }}\n}}\n\
+         LOG {{ Default_Log_Level = EVENT; }}\n"
+    )
+}
+
+impl Drop for Ganesha {
+    fn drop(&mut self) {
+        self.resume();
+        self.daemon.stop(Duration::from_secs(5));
+        // rpcbind is ganesha's sibling, not our child: stopped by its pid file.
+        kill_pid_file(&self.dir.path().join("rpcbind.pid"));
+    }
+}
