@@ -117,7 +117,12 @@ pub(super) fn delete(i: &Inner, id: VolumeId) -> Result<()> {
     if !removable.is_empty() {
         let img = Image::open(&i.io, &name)?;
         for snap in removable {
-            img.snap_remove(snap)?;
+            match img.snap_remove(snap) {
+                // A purger (this node's or another's) collected an unused
+                // clone snapshot since the listing: gone is what we want.
+                Err(e) if e.errno == libc::ENOENT => {}
+                other => other?,
+            }
         }
     }
     match rbd::trash_move(&i.io, &name) {
