@@ -91,6 +91,35 @@ pub fn show_progress(bar: &ProgressBar, p: &pb::Progress) {
     bar.set_message(p.phase.clone());
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NfsVersionArg {
+    #[value(name = "3")]
+    V3,
+    #[value(name = "4.0")]
+    V40,
+    #[value(name = "4.1")]
+    V41,
+    #[value(name = "4.2")]
+    V42,
+}
+
+impl NfsVersionArg {
+    fn pb(self) -> pb::NfsVersion {
+        match self {
+            Self::V3 => pb::NfsVersion::V3,
+            Self::V40 => pb::NfsVersion::V40,
+            Self::V41 => pb::NfsVersion::V41,
+            Self::V42 => pb::NfsVersion::V42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NfsModeArg {
+    Userspace,
+    Kernel,
+}
+
 /// What a pool is made of: exactly one of the backends.
 #[derive(Debug, Args)]
 pub struct PoolConfigArgs {
@@ -103,9 +132,28 @@ pub struct PoolConfigArgs {
     /// NFS pool: the export on the server, e.g. /srv/vmstore.
     #[arg(long)]
     nfs_export: Option<String>,
-    /// NFS version: 3, 4, 4.1 or 4.2 (default: negotiated).
+    /// NFS version (default: negotiated; userspace mode speaks 3).
+    #[arg(long, value_enum)]
+    nfs_version: Option<NfsVersionArg>,
+    /// userspace: libnfs in the node and QEMU, no kernel mount (default);
+    /// kernel: a kernel mount on every node.
+    #[arg(long, value_enum)]
+    nfs_mode: Option<NfsModeArg>,
+    /// Kernel mode: fail I/O after the retries instead of retrying forever (hard).
     #[arg(long)]
-    nfs_version: Option<String>,
+    nfs_soft: bool,
+    /// Kernel mode: RPC timeout before a retry, in deciseconds (default 600).
+    #[arg(long)]
+    nfs_timeo: Option<u32>,
+    /// Kernel mode: retries before a soft failure (default 2).
+    #[arg(long)]
+    nfs_retrans: Option<u32>,
+    /// Kernel mode: TCP connections to the server (1-16).
+    #[arg(long)]
+    nfs_nconnect: Option<u32>,
+    /// Kernel mode: mount over RDMA instead of TCP.
+    #[arg(long)]
+    nfs_rdma: bool,
     /// Ceph pool: the Ceph (RBD) pool name.
     #[arg(long, group = "backend", requires = "ceph_monitor")]
     ceph_pool: Option<String>,
@@ -162,8 +210,19 @@ impl PoolConfigArgs {
             B::Nfs(pb::NfsPoolConfig {
                 server: server.clone(),
                 export_path: self.nfs_export.clone().unwrap_or_default(),
-                version: self.nfs_version.clone().unwrap_or_default(),
-                mount_options: vec![],
+                nfs_version: self.nfs_version.map_or(pb::NfsVersion::Unspecified, NfsVersionArg::pb) as i32,
+                mode: match self.nfs_mode {
+                    None => pb::NfsMode::Unspecified,
+                    Some(NfsModeArg::Userspace) => pb::NfsMode::Userspace,
+                    Some(NfsModeArg::Kernel) => pb::NfsMode::Kernel,
+                } as i32,
+                options: Some(pb::NfsMountOptions {
+                    soft: self.nfs_soft,
+                    timeo_deciseconds: self.nfs_timeo.unwrap_or(0),
+                    retrans: self.nfs_retrans.unwrap_or(0),
+                    nconnect: self.nfs_nconnect.unwrap_or(0),
+                    transport: if self.nfs_rdma { pb::NfsTransport::Rdma } else { pb::NfsTransport::Unspecified } as i32,
+                }),
             })
         } else if let Some(pool) = &self.ceph_pool {
             B::Ceph(pb::CephPoolConfig {

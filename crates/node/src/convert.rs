@@ -3,7 +3,8 @@
 
 use limiquantix_api::v1 as pb;
 use limiquantix_storage::model::{
-    self, CephPoolConfig, CloneMode, DiskBus, ImageFormat, IscsiPoolConfig, LocalPoolConfig, NfsPoolConfig,
+    self, CephPoolConfig, CloneMode, DiskBus, ImageFormat, IscsiPoolConfig, LocalPoolConfig, NfsMode, NfsMountOptions, NfsPoolConfig,
+    NfsTransport, NfsVersion,
     PoolConfig, PoolKind, Provisioning, Secret, VolumeFormat, VolumeInfo, VolumeSource, VolumeSpec,
 };
 use limiquantix_storage::{Name, PoolId, PoolPhase, PoolReport, StorageError, VolumeId};
@@ -34,12 +35,37 @@ pub fn pool_config(cfg: Option<pb::PoolConfig>) -> R<PoolConfig> {
             }
             PoolConfig::Local(LocalPoolConfig { path: l.path.into() })
         }
-        B::Nfs(n) => PoolConfig::Nfs(NfsPoolConfig {
-            server: n.server,
-            export_path: n.export_path,
-            version: n.version,
-            mount_options: n.mount_options,
-        }),
+        B::Nfs(n) => {
+            let o = n.options.unwrap_or_default();
+            PoolConfig::Nfs(NfsPoolConfig {
+                version: match pb::NfsVersion::try_from(n.nfs_version) {
+                    Ok(pb::NfsVersion::Unspecified) => NfsVersion::Auto,
+                    Ok(pb::NfsVersion::V3) => NfsVersion::V3,
+                    Ok(pb::NfsVersion::V40) => NfsVersion::V4_0,
+                    Ok(pb::NfsVersion::V41) => NfsVersion::V4_1,
+                    Ok(pb::NfsVersion::V42) => NfsVersion::V4_2,
+                    Err(_) => return Err(StorageError::invalid(format!("unknown NFS version {}", n.nfs_version))),
+                },
+                mode: match pb::NfsMode::try_from(n.mode) {
+                    Ok(pb::NfsMode::Unspecified | pb::NfsMode::Userspace) => NfsMode::Userspace,
+                    Ok(pb::NfsMode::Kernel) => NfsMode::Kernel,
+                    Err(_) => return Err(StorageError::invalid(format!("unknown NFS mode {}", n.mode))),
+                },
+                options: NfsMountOptions {
+                    soft: o.soft,
+                    timeo_deciseconds: o.timeo_deciseconds,
+                    retrans: o.retrans,
+                    nconnect: o.nconnect,
+                    transport: match pb::NfsTransport::try_from(o.transport) {
+                        Ok(pb::NfsTransport::Unspecified | pb::NfsTransport::Tcp) => NfsTransport::Tcp,
+                        Ok(pb::NfsTransport::Rdma) => NfsTransport::Rdma,
+                        Err(_) => return Err(StorageError::invalid(format!("unknown NFS transport {}", o.transport))),
+                    },
+                },
+                server: n.server,
+                export_path: n.export_path,
+            })
+        }
         B::Ceph(c) => PoolConfig::Ceph(CephPoolConfig {
             monitors: c.monitors,
             ceph_pool: c.ceph_pool,
@@ -67,8 +93,27 @@ pub fn pool_config_out(cfg: &PoolConfig) -> pb::PoolConfig {
         PoolConfig::Nfs(n) => B::Nfs(pb::NfsPoolConfig {
             server: n.server.clone(),
             export_path: n.export_path.clone(),
-            version: n.version.clone(),
-            mount_options: n.mount_options.clone(),
+            nfs_version: match n.version {
+                NfsVersion::Auto => pb::NfsVersion::Unspecified,
+                NfsVersion::V3 => pb::NfsVersion::V3,
+                NfsVersion::V4_0 => pb::NfsVersion::V40,
+                NfsVersion::V4_1 => pb::NfsVersion::V41,
+                NfsVersion::V4_2 => pb::NfsVersion::V42,
+            } as i32,
+            mode: match n.mode {
+                NfsMode::Userspace => pb::NfsMode::Userspace,
+                NfsMode::Kernel => pb::NfsMode::Kernel,
+            } as i32,
+            options: Some(pb::NfsMountOptions {
+                soft: n.options.soft,
+                timeo_deciseconds: n.options.timeo_deciseconds,
+                retrans: n.options.retrans,
+                nconnect: n.options.nconnect,
+                transport: match n.options.transport {
+                    NfsTransport::Tcp => pb::NfsTransport::Tcp,
+                    NfsTransport::Rdma => pb::NfsTransport::Rdma,
+                } as i32,
+            }),
         }),
         PoolConfig::Ceph(c) => B::Ceph(pb::CephPoolConfig {
             monitors: c.monitors.clone(),

@@ -77,8 +77,45 @@ pub struct LocalPoolConfig {
 pub struct NfsPoolConfig {
     pub server: String,
     pub export_path: String,
-    pub version: String,
-    pub mount_options: Vec<String>,
+    pub version: NfsVersion,
+    pub mode: NfsMode,
+    pub options: NfsMountOptions,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NfsVersion {
+    /// Negotiated (the kernel's choice; userspace speaks 3).
+    #[default]
+    Auto,
+    V3,
+    V4_0,
+    V4_1,
+    V4_2,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NfsMode {
+    /// libnfs in the node and QEMU: no kernel mount.
+    #[default]
+    Userspace,
+    Kernel,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NfsTransport {
+    #[default]
+    Tcp,
+    Rdma,
+}
+
+/// Kernel mount behaviour; 0 = the kernel's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfsMountOptions {
+    pub soft: bool,
+    pub timeo_deciseconds: u32,
+    pub retrans: u32,
+    pub nconnect: u32,
+    pub transport: NfsTransport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -76,15 +76,21 @@ async fn init_is_idempotent_and_refuses_a_second_config_or_a_shared_directory() 
 async fn kinds_without_a_backend_are_unimplemented_naming_the_kind() {
     let root = tempfile::tempdir().unwrap();
     let m = manager(root.path()).await;
-    let nfs = PoolConfig::Nfs(NfsPoolConfig {
-        server: "127.0.0.1".into(),
-        export_path: "/export".into(),
-        version: String::new(),
-        mount_options: vec![],
-    });
-    let err = m.init_pool(PoolId::new_random(), nfs).await.unwrap_err();
+    let nfs = |server: &str| {
+        PoolConfig::Nfs(NfsPoolConfig {
+            server: server.into(),
+            export_path: "/export".into(),
+            version: Default::default(),
+            mode: Default::default(),
+            options: Default::default(),
+        })
+    };
+    let err = m.init_pool(PoolId::new_random(), nfs("127.0.0.1")).await.unwrap_err();
     assert!(matches!(err, StorageError::Unimplemented(_)), "{err}");
     assert!(err.to_string().contains("nfs pools are not supported"), "{err}");
+    // A bad config is refused for what it is, not as "not supported".
+    let err = m.init_pool(PoolId::new_random(), nfs("nas?nfsport=1")).await.unwrap_err();
+    assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
     assert!(m.list_pools().await.unwrap().is_empty());
 }
 

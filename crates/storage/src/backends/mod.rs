@@ -40,6 +40,11 @@ pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: Op
     match config {
         PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
         PoolConfig::Ceph(c) => Ok(Arc::new(ceph::CephBackend::open(id, c, ctx, mode).await?)),
+        PoolConfig::Nfs(c) => {
+            // A bad config is refused for what it is, even before NFS pools can open.
+            nfs::config::validate(c)?;
+            Err(not_yet(PoolKind::Nfs))
+        }
         other => Err(not_yet(other.kind())),
     }
 }
