@@ -306,6 +306,9 @@ fn pools_and_namespaces_are_created_when_asked() {
         cfg.create_if_missing = true;
         let pool = PoolId::new_random();
         m.init_pool(pool, PoolConfig::Ceph(cfg)).await.unwrap();
+        let report = m.pool_report(pool).await.unwrap();
+        assert_eq!(report.phase, limiquantix_storage::PoolPhase::Ready, "a pool just made is ready at once");
+        assert!(report.capacity.is_some_and(|c| c.total_bytes > 0), "{:?}", report.capacity);
         let apps = ceph.ceph(&["osd", "pool", "application", "get", "lq-made", "-f", "json"]).unwrap();
         assert!(apps.contains("rbd"), "the new pool is an RBD pool: {apps}");
         let namespaces = ceph.rbd(&["namespace", "ls", "--format", "json", "lq-made"]).unwrap();

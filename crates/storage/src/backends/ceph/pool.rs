@@ -18,6 +18,7 @@ pub(super) fn ensure_pool(cluster: &Cluster, cfg: &CephPoolConfig, may_create: b
         cluster.mon_command(&serde_json::json!({"prefix": "osd pool create", "pool": pool, "format": "json"}))?;
         cluster.mon_command(&serde_json::json!({"prefix": "osd pool application enable", "pool": pool, "app": "rbd", "format": "json"}))?;
         tracing::info!(%pool, "created Ceph pool with application rbd");
+        wait_for_df(cluster, pool);
     }
     let apps = cluster.mon_command(&serde_json::json!({"prefix": "osd pool application get", "pool": pool, "format": "json"}))?;
     let apps: serde_json::Value = serde_json::from_slice(&apps)
@@ -30,20 +31,40 @@ pub(super) fn ensure_pool(cluster: &Cluster, cfg: &CephPoolConfig, may_create: b
     Ok(())
 }
 
-/// (stored, max_avail) bytes of the pool, from `ceph df`.
-fn ceph_df_pool(i: &Inner) -> Result<(u64, u64)> {
-    let out = i.cluster.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
+/// A new pool shows in `ceph df` only once the manager's next statistics
+/// digest has it (a few seconds): until then its capacity is unknown and
+/// the pool would look broken right after it was made.
+fn wait_for_df(cluster: &Cluster, pool: &str) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+    let start = std::time::Instant::now();
+    while start.elapsed() < PATIENCE {
+        match df_pool_stats(cluster, pool) {
+            Ok(Some(_)) => return,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(200)),
+            Err(e) => {
+                tracing::warn!(%pool, error = %e, "cannot read ceph df for the new pool");
+                return;
+            }
+        }
+    }
+    tracing::warn!(%pool, "the new Ceph pool is not in ceph df yet; its capacity shows at the next refresh");
+}
+
+/// (stored, max_avail) bytes of `pool` from `ceph df`; None if it is not listed.
+fn df_pool_stats(cluster: &Cluster, pool: &str) -> Result<Option<(u64, u64)>> {
+    let out = cluster.mon_command(&serde_json::json!({"prefix": "df", "format": "json"}))?;
     let df: serde_json::Value =
         serde_json::from_slice(&out).map_err(|e| StorageError::Internal(format!("Ceph answered df with bad JSON: {e}")))?;
     let pools = df["pools"].as_array().ok_or_else(|| StorageError::Internal("ceph df: no pools".into()))?;
-    let pool = pools
-        .iter()
-        .find(|p| p["name"] == i.config.ceph_pool.as_str())
-        .ok_or_else(|| StorageError::NotFound(format!("Ceph pool {} is gone from ceph df", i.config.ceph_pool)))?;
-    let field = |name: &str| {
-        pool["stats"][name].as_u64().ok_or_else(|| StorageError::Internal(format!("ceph df: pool stats lack {name}")))
-    };
-    Ok((field("stored")?, field("max_avail")?))
+    let Some(p) = pools.iter().find(|p| p["name"] == pool) else { return Ok(None) };
+    let field = |name: &str| p["stats"][name].as_u64().ok_or_else(|| StorageError::Internal(format!("ceph df: pool stats lack {name}")));
+    Ok(Some((field("stored")?, field("max_avail")?)))
+}
+
+/// (stored, max_avail) bytes of the pool, from `ceph df`.
+fn ceph_df_pool(i: &Inner) -> Result<(u64, u64)> {
+    df_pool_stats(&i.cluster, &i.config.ceph_pool)?
+        .ok_or_else(|| StorageError::NotFound(format!("Ceph pool {} is gone from ceph df", i.config.ceph_pool)))
 }
 
 /// Capacity as Ceph reports it for the pool (replication and full ratio
