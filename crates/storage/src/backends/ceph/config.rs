@@ -221,9 +221,12 @@ mod tests {
         assert_eq!(parse_monitor("[fd00::1]:3300").unwrap(), ("[fd00::1]".into(), 3300));
     }
 
+    /// A change that spoils a config, and the field its error must name.
+    type BadField = (Box<dyn Fn(&mut CephPoolConfig)>, &'static str);
+
     #[test]
     fn bad_fields_are_named() {
-        let cases: Vec<(Box<dyn Fn(&mut CephPoolConfig)>, &str)> = vec![
+        let cases: Vec<BadField> = vec![
             (Box::new(|c| c.ceph_pool = "vms;rm -rf".into()), "Ceph pool name"),
             (Box::new(|c| c.ceph_pool = "".into()), "Ceph pool name"),
             (Box::new(|c| c.ceph_pool = "a/b".into()), "Ceph pool name"),
