@@ -1,10 +1,12 @@
 //! Attach a volume to a running VM.
 //!
+//! ```text
 //! 0. reserve          — done by the API call (volume busy).
 //!                       undo: idle again.
 //! 1. attach-on-node   — the node hot-plugs the disk (idempotent).
 //!                       undo: the node unplugs it.
 //! 2. finish           — state attached, with the VM, node and target.
+//! ```
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};

@@ -1,11 +1,13 @@
 //! Create a pool on its nodes.
 //!
+//! ```text
 //! 0. reserve         — done by the API call (pool record creating, name).
 //!                      undo: forget them.
 //! 1. init-on-nodes   — every node initialises it; each node's outcome is
 //!                      recorded. At least one must succeed.
 //!                      undo: the nodes that initialised it forget it.
 //! 2. finish          — state ready; capabilities and capacity from a node.
+//! ```
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! Create a volume (empty, clone, from a snapshot, or an imported image).
 //!
+//! ```text
 //! 0. reserve          — done by the API call: the volume record (creating),
 //!                       its name, its size counted against the pool, and
 //!                       a hold on the source of a clone or copy.
@@ -13,6 +14,7 @@
 //!                       saga ends. A crash before that write re-runs the
 //!                       step: the node's create is idempotent.
 //!                       undo: the node deletes it (idempotent).
+//! ```
 //!
 //! The reservation is the volume record's size while it is created: every
 //! step that changes it does so in the same transaction as the pool's count.

@@ -1,10 +1,12 @@
 //! Delete a pool (it must hold no volumes).
 //!
+//! ```text
 //! 0. mark-deleting      — done by the API call. undo: ready again.
 //! 1. destroy-on-nodes   — every node forgets the pool (data is kept). A
 //!                         refusal unwinds; the pool watcher re-initialises
 //!                         it on nodes that had already forgotten it.
 //! 2. forget             — the records go.
+//! ```
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! Delete a volume, its snapshots included.
 //!
+//! ```text
 //! 0. mark-deleting     — done by the API call (state deleting, busy).
 //!                        undo: back to its previous state.
 //! 1. delete-on-node    — the node deletes the volume with its snapshots, in
@@ -7,6 +8,7 @@
 //!                        VM holding it) before anything is gone; idempotent.
 //! 2. forget            — the records (snapshots too) go and the pool gets
 //!                        the space back.
+//! ```
 //!
 //! A refusal at delete-on-node unwinds: the volume is back as it was, its
 //! snapshots intact. From forget on the saga only moves forward.

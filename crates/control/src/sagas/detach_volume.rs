@@ -1,9 +1,11 @@
 //! Detach a volume from its VM.
 //!
+//! ```text
 //! 0. mark             — done by the API call (volume busy).
 //!                       undo: idle again, still attached.
 //! 1. detach-on-node   — the node unplugs it and waits until QEMU released it.
 //! 2. finish           — state available, no attachment.
+//! ```
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};

@@ -1,10 +1,12 @@
 //! Grow a volume; through libvirt when it is attached, so the guest sees it.
 //!
+//! ```text
 //! 0. reserve         — done by the API call (state resizing, busy, the
 //!                      growth counted against the pool).
 //!                      undo: back to the previous state, space given back.
 //! 1. resize-on-node  — the node grows it (live if attached).
 //! 2. finish          — the record takes the new size; previous state.
+//! ```
 
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
