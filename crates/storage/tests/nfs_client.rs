@@ -15,7 +15,7 @@ fn export_of(nfs: &Ganesha) -> NfsExport {
 #[test]
 fn capacity_and_files_through_libnfs() {
     let nfs = Ganesha::start().unwrap();
-    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap();
+    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}\n{}", nfs.log_tail()));
 
     let fs = c.fs_stat().unwrap();
     let local = rustix::fs::statvfs(nfs.export()).unwrap();
@@ -56,7 +56,7 @@ fn a_wrong_export_or_a_dead_server_is_refused_with_the_reason() {
 #[test]
 fn a_frozen_server_costs_the_timeout_not_a_hung_thread() {
     let nfs = Ganesha::start().unwrap();
-    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(2)).unwrap();
+    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(2)).unwrap_or_else(|e| panic!("{e}\n{}", nfs.log_tail()));
     c.fs_stat().unwrap();
     nfs.pause();
     let start = Instant::now();

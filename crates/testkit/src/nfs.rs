@@ -49,7 +49,11 @@ impl Ganesha {
         let daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
         let mut me = Self { dir, daemon, nfs_port, mount_port };
         let ready = |port: u16| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok();
-        wait_until("nfs-ganesha", Duration::from_secs(30), || ready(nfs_port) && ready(mount_port)).map_err(|e| {
+        // Listening is not serving: exports are loaded until ganesha says so
+        // (before that, a MOUNT is refused with MNT3ERR_ACCES).
+        let log = me.dir.path().join("ganesha.log");
+        let initialised = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("NFS SERVER INITIALIZED"));
+        wait_until("nfs-ganesha", Duration::from_secs(30), || initialised() && ready(nfs_port) && ready(mount_port)).map_err(|e| {
             let log = std::fs::read_to_string(me.dir.path().join("ganesha.log")).unwrap_or_default();
             io::Error::new(e.kind(), format!("{e}; ganesha log: {}", log.lines().rev().take(8).collect::<Vec<_>>().join(" | ")))
         })?;
@@ -57,6 +61,13 @@ impl Ganesha {
             return Err(io::Error::other("nfs-ganesha exited right after starting"));
         }
         Ok(me)
+    }
+
+    /// The last lines of ganesha's log, for a failing test to show.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("ganesha.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
     /// The exported directory, as the server sees it (and as clients name it).
