@@ -18,7 +18,7 @@ fn capacity_and_files_through_libnfs() {
     let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}\n{}", nfs.log_tail()));
 
     let fs = c.fs_stat().unwrap();
-    let local = rustix::fs::statvfs(nfs.export()).unwrap();
+    let local = rustix::fs::statvfs(nfs.export_local()).unwrap();
     assert_eq!(fs.total_bytes, local.f_frsize * local.f_blocks, "FSSTAT passes the export's file system through");
     let local_free = local.f_frsize * local.f_bfree;
     assert!(fs.free_bytes.abs_diff(local_free) < 256 << 20, "free {} vs {local_free}", fs.free_bytes);
@@ -28,11 +28,11 @@ fn capacity_and_files_through_libnfs() {
     c.create_new("/lq-a.qcow2", 0o600).unwrap();
     let st = c.stat("/lq-a.qcow2").unwrap().expect("created");
     assert_eq!((st.size, st.mode & 0o777), (0, 0o600));
-    assert!(nfs.export().join("lq-a.qcow2").exists(), "the file is on the server's disk");
+    assert!(nfs.export_local().join("lq-a.qcow2").exists(), "the file is on the server's disk");
     assert!(matches!(c.create_new("/lq-a.qcow2", 0o600), Err(StorageError::AlreadyExists(_))));
     assert!(c.unlink("/lq-a.qcow2").unwrap());
     assert!(!c.unlink("/lq-a.qcow2").unwrap(), "removing what is gone succeeds, saying so");
-    assert!(!nfs.export().join("lq-a.qcow2").exists());
+    assert!(!nfs.export_local().join("lq-a.qcow2").exists());
     for bad in ["lq-a", "/../etc/passwd", "/a/../../b"] {
         assert!(matches!(c.stat(bad), Err(StorageError::InvalidArgument(_))), "{bad}");
     }

@@ -4,7 +4,8 @@
 //! `nfs://127.0.0.1/<export>?nfsport=N&mountport=M`. ganesha only starts
 //! with a portmapper to register with, so a private rpcbind runs in its
 //! own network namespace (its :111 is not the host's), sharing only a
-//! private /run with ganesha.
+//! private /run with ganesha. The export is a tmpfs only ganesha's mount
+//! namespace sees; tests reach it through `export_local`.
 
 use std::io;
 use std::net::TcpStream;
@@ -21,8 +22,12 @@ pub struct Ganesha {
     pub mount_port: u16,
 }
 
+// The export is a tmpfs in ganesha's own mount namespace: the VFS FSAL
+// needs file handles (name_to_handle_at), which overlayfs roots (CI
+// chroots, containers) do not give.
 const LAUNCH: &str = r#"
 D=$1
+mount -t tmpfs -o size=4g,mode=0755 tmpfs "$D/export"
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/rpcbind && chown _rpc /run/rpcbind 2>/dev/null || true
 unshare -n rpcbind -f >"$D/rpcbind.out" 2>&1 &
@@ -70,9 +75,16 @@ impl Ganesha {
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
 
-    /// The exported directory, as the server sees it (and as clients name it).
+    /// The exported directory as the server names it (NFS URLs use it).
     pub fn export(&self) -> PathBuf {
         self.dir.path().join("export")
+    }
+
+    /// The exported directory as this process reaches it (through the
+    /// server's mount namespace), to put files there or look at them.
+    pub fn export_local(&self) -> PathBuf {
+        let pid = self.daemon.pid().expect("ganesha runs");
+        PathBuf::from(format!("/proc/{pid}/root")).join(self.export().strip_prefix("/").expect("an absolute path"))
     }
 
     /// A libnfs URL of `path` inside the export, without a portmapper.
