@@ -476,7 +476,9 @@ impl Clients {
             if !self.wait {
                 return self.accepted(&op.task_id, &volume.id);
             }
-            self.follow(&op.task_id).await?;
+            if let Some(done) = self.follow(&op.task_id).await?.volume {
+                return print_one(self.out, &ClusterVolumeView::from_pb(&done));
+            }
         }
         match self.volumes.get_volume(pb::GetVolumeRequest { volume_id: volume.id.clone() }).await {
             Ok(v) => print_one(self.out, &ClusterVolumeView::from_pb(&v.into_inner())),

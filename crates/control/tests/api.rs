@@ -453,3 +453,39 @@ async fn daemons_refuse_a_plaintext_listen_beyond_loopback() {
     let err = limiquantix_node::RunningNode::start(&node).await.err().expect("refused").to_string();
     assert!(err.contains("without TLS") && err.contains("insecure = true"), "{err}");
 }
+
+/// Watching a volume task to its end gives the volume as it then is (what
+/// `lqctl volume create` prints without asking again); a delete gives none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watched_volume_task_ends_with_the_volume() {
+    let mut cl = Cluster::start().await;
+    let c = &mut cl.c;
+    let op = c.volumes.create_volume(create_req("p1", "watched", GIB)).await.unwrap().into_inner();
+    let mut stream = c.tasks.watch_task(pb::WatchTaskRequest { task_id: op.task_id.clone() }).await.unwrap().into_inner();
+    let mut last = None;
+    while let Some(t) = stream.message().await.unwrap() {
+        let running = t.state == pb::TaskState::Running as i32;
+        assert!(!running || t.volume.is_none(), "a running task carries no volume: {t:?}");
+        last = Some(t);
+        if !running {
+            break;
+        }
+    }
+    let last = last.expect("the watch said something");
+    assert_eq!(last.state, pb::TaskState::Succeeded as i32, "{last:?}");
+    let shown = last.volume.expect("the volume comes with the end of its task");
+    let stored = c.volumes.get_volume(pb::GetVolumeRequest { volume_id: op.volume.unwrap().id }).await.unwrap().into_inner();
+    assert_eq!(shown, stored);
+    assert_eq!(shown.state, pb::VolumeState::Available as i32);
+    let got = c.tasks.get_task(pb::GetTaskRequest { task_id: op.task_id }).await.unwrap().into_inner();
+    assert!(got.volume.is_none(), "tasks as stored and listed carry no volume copy");
+
+    let del = c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: shown.id.clone() }).await.unwrap().into_inner();
+    let mut stream = c.tasks.watch_task(pb::WatchTaskRequest { task_id: del.task_id }).await.unwrap().into_inner();
+    while let Some(t) = stream.message().await.unwrap() {
+        assert!(t.volume.is_none(), "a delete has no volume to show: {t:?}");
+        if t.state != pb::TaskState::Running as i32 {
+            break;
+        }
+    }
+}

@@ -110,7 +110,7 @@ impl TaskService for TaskApi {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let mut last = first;
-            if tx.send(Ok(last.clone())).await.is_err() {
+            if tx.send(Ok(with_result(&app, last.clone()).await)).await.is_err() {
                 return;
             }
             while last.state == pb::TaskState::Running as i32 {
@@ -134,7 +134,7 @@ impl TaskService for TaskApi {
                     }
                 };
                 if now != last {
-                    if tx.send(Ok(now.clone())).await.is_err() {
+                    if tx.send(Ok(with_result(&app, now.clone()).await)).await.is_err() {
                         return;
                     }
                     last = now;
@@ -154,4 +154,16 @@ impl TaskService for TaskApi {
         }
         Ok(Response::new(crate::tasks::request_cancel(&self.app.repo, &id).await?))
     }
+}
+
+/// A succeeded volume task carries the volume as it is now, so a caller
+/// that waited for it needs no GetVolume.
+async fn with_result(app: &App, mut task: pb::Task) -> pb::Task {
+    use crate::sagas::Saga;
+    let deleted = <crate::sagas::delete_volume::DeleteVolume as Saga>::KIND;
+    let made_a_volume = task.kind.starts_with("volume.") && task.kind != deleted;
+    if task.state == pb::TaskState::Succeeded as i32 && made_a_volume {
+        task.volume = crate::records::volume(&app.repo, &task.resource_id).await.ok().map(|v| v.value);
+    }
+    task
 }
