@@ -72,9 +72,6 @@ impl SecretBox {
     }
 }
 
-/// Creates `path` with `content`, 0600, refusing to replace a file; its
-/// directory is created 0700 if missing. Built under a temporary name and
-/// moved into place, so nobody reads it half-made.
 fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(text.len() == 64 && text.is_ascii(), "expected 64 hex digits");
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(Into::into)).collect()

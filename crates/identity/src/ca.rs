@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, SerialNumber,
 };
 
 use crate::PeerIdentity;
@@ -59,24 +59,29 @@ impl ClusterCa {
     /// A certificate and a new key for `who`, also valid for `extra_names`
     /// (host names or IP addresses the holder is reached at).
     pub fn issue(&self, who: &PeerIdentity, extra_names: &[String]) -> anyhow::Result<IssuedCert> {
-        let key = KeyPair::generate()?;
-        let cert = leaf_params(who, extra_names)?.signed_by(&key, &self.issuer)?;
-        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        if extra_names.iter().any(|n| PeerIdentity::from_dns_name(n).is_some()) {
+            bail!("an extra name may not be a cluster identity");
+        }
+        let mut names = vec![who.dns_name()];
+        names.extend(extra_names.iter().cloned());
+        self.issue_leaf(names)
     }
 
     /// A server certificate for names outside the cluster's identities
     /// (e.g. an etcd the control plane uses), with a new key.
     pub fn issue_for_names(&self, names: &[String]) -> anyhow::Result<IssuedCert> {
-        let Some((first, rest)) = names.split_first() else { bail!("a certificate needs a name") };
+        if names.is_empty() {
+            bail!("a certificate needs a name");
+        }
         if names.iter().any(|n| PeerIdentity::from_dns_name(n).is_some()) {
             bail!("cluster identities are issued with `issue`");
         }
+        self.issue_leaf(names.to_vec())
+    }
+
+    fn issue_leaf(&self, names: Vec<String>) -> anyhow::Result<IssuedCert> {
         let key = KeyPair::generate()?;
-        let mut params = leaf_params(&PeerIdentity::Control, rest)?;
-        params.subject_alt_names[0] = CertificateParams::new(vec![first.clone()])?.subject_alt_names.remove(0);
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, first.as_str());
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = leaf_params(names)?.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
@@ -84,7 +89,7 @@ impl ClusterCa {
     /// public key is used: names and usages are the CA's choice.
     pub fn sign_request(&self, csr_pem: &str, who: &PeerIdentity) -> anyhow::Result<String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).context("not a valid certificate request")?;
-        Ok(leaf_params(who, &[])?.signed_by(&csr.public_key, &self.issuer)?.pem())
+        Ok(leaf_params(vec![who.dns_name()])?.signed_by(&csr.public_key, &self.issuer)?.pem())
     }
 }
 
@@ -97,15 +102,13 @@ pub fn new_request(who: &PeerIdentity) -> anyhow::Result<(String, String)> {
     Ok((csr.pem()?, key.serialize_pem()))
 }
 
-fn leaf_params(who: &PeerIdentity, extra_names: &[String]) -> anyhow::Result<CertificateParams> {
-    let mut names = vec![who.dns_name()];
-    names.extend(extra_names.iter().cloned());
+/// A leaf certificate for `names` (the first is its common name), usable
+/// by servers and clients alike.
+fn leaf_params(names: Vec<String>) -> anyhow::Result<CertificateParams> {
+    let common_name = names.first().cloned().unwrap_or_default();
     let mut params = CertificateParams::new(names).context("a certificate name is not a valid host name or IP address")?;
-    if params.subject_alt_names.iter().skip(1).any(|n| matches!(n, SanType::DnsName(d) if PeerIdentity::from_dns_name(d.as_str()).is_some())) {
-        bail!("an extra name may not be a cluster identity");
-    }
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, who.dns_name());
+    params.distinguished_name.push(DnType::CommonName, common_name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;

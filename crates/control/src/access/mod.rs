@@ -127,9 +127,9 @@ impl Access {
         }
         Err(match (needs, &caller) {
             (_, Caller::Nobody) => Status::unauthenticated(format!(
-                "{path} needs credentials: a bearer token (lqctl reads it from its credentials file: --credentials, ${}, or {})",
-                limiquantix_identity::credentials::ENV,
-                limiquantix_identity::credentials::user_config_path().map(|p| p.display().to_string()).unwrap_or_default()
+                "{path} needs credentials: a bearer token (lqctl reads it from its credentials file: --credentials, ${}, \
+                 or ~/.config/limiquantix/lqctl.toml)",
+                limiquantix_identity::credentials::ENV
             )),
             (Need::Node, _) => Status::permission_denied("only an enrolled node, with its own certificate, registers and heartbeats"),
             (Need::Write, Caller::Token { name, .. }) => {

@@ -31,12 +31,13 @@ impl AccessApi {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
+}
 
-    fn pki(&self, what: &str) -> ApiResult<&ControlPki> {
-        self.app.access.pki.as_deref().ok_or_else(|| {
-            ApiError::precondition(format!("{what} needs TLS, and this control plane runs without it ([tls] enabled = false)"))
-        })
-    }
+/// The cluster CA, which `what` needs.
+fn pki<'a>(app: &'a App, what: &str) -> ApiResult<&'a ControlPki> {
+    app.access.pki.as_deref().ok_or_else(|| {
+        ApiError::precondition(format!("{what} needs TLS, and this control plane runs without it ([tls] enabled = false)"))
+    })
 }
 
 fn denied(m: impl Into<String>) -> ApiError {
@@ -45,7 +46,7 @@ fn denied(m: impl Into<String>) -> ApiError {
 
 /// A one-time join token valid for `ttl` (see `CreateJoinToken`).
 pub async fn create_join_token(app: &App, ttl: Duration) -> ApiResult<pb::JoinToken> {
-    let pki = app.access.pki.as_deref().ok_or_else(|| ApiError::precondition("join tokens need TLS ([tls] enabled = false here)"))?;
+    let pki = pki(app, "a join token")?;
     if ttl.is_zero() || ttl > MAX_JOIN_TTL {
         return Err(ApiError::invalid(format!("a join token lives from 1 s to {} days", MAX_JOIN_TTL.as_secs() / 86400)));
     }
@@ -108,7 +109,7 @@ impl AccessService for AccessApi {
 
     async fn enroll_node(&self, req: Request<pb::EnrollNodeRequest>) -> Rpc<pb::EnrollNodeResponse> {
         let r = req.into_inner();
-        let pki = self.pki("enrolment")?;
+        let pki = pki(&self.app, "enrolment")?;
         let node_id = parse_node_id(&r.node_id)?;
         let token = JoinToken::parse(&r.token).map_err(|e| ApiError::new(Code::Unauthenticated, e.to_string()))?;
         if !hashes_match(&token.ca_sha256, &pki.ca.sha256()) {
