@@ -20,6 +20,7 @@ use tonic::Status;
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
 use crate::repo::Repo;
+use crate::store::Revision;
 use records::{ApiTokenRecord, EnrolmentRecord};
 
 pub use pki::ControlPki;
@@ -170,10 +171,12 @@ impl Access {
     }
 
     /// A registration or heartbeat for `node_id`: with TLS, the caller must
-    /// be that node, with the certificate it enrolled with.
-    pub async fn check_node(&self, repo: &Repo, caller: Option<&Caller>, node_id: &str) -> ApiResult<()> {
+    /// be that node, with the certificate it enrolled with. Returns the
+    /// enrolment's revision: a registration writes only if it still holds
+    /// (a removal racing it must win).
+    pub async fn check_node(&self, repo: &Repo, caller: Option<&Caller>, node_id: &str) -> ApiResult<Option<Revision>> {
         if self.pki.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(Caller::Cert { who: PeerIdentity::Node(cert_id), fingerprint }) = caller else {
             return Err(ApiError::new(tonic::Code::PermissionDenied, "only an enrolled node, with its own certificate, registers"));
@@ -184,9 +187,9 @@ impl Access {
                 format!("the certificate of node {cert_id} cannot speak for node {node_id}"),
             ));
         }
-        let enrolled = repo.get::<EnrolmentRecord>(&keys::enrolment(node_id)).await?.map(|v| v.value);
+        let enrolled = repo.get::<EnrolmentRecord>(&keys::enrolment(node_id)).await?;
         match enrolled {
-            Some(e) if hashes_match(&e.cert_sha256, fingerprint) => Ok(()),
+            Some(e) if hashes_match(&e.value.cert_sha256, fingerprint) => Ok(Some(e.revision)),
             _ => Err(ApiError::new(
                 tonic::Code::PermissionDenied,
                 format!("node {node_id}'s certificate is not enrolled (the node was removed): enrol it again with a new join token"),

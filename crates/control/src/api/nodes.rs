@@ -53,7 +53,6 @@ impl NodeService for NodeApi {
         let caller = req.extensions().get::<Caller>().cloned();
         let r = req.into_inner();
         let id = parse_node_id(&r.node_id)?;
-        self.app.access.check_node(&self.app.repo, caller.as_ref(), &id).await?;
         let address = r.address.trim().to_owned();
         let scheme = if self.app.access.pki.is_some() { "https://" } else { "http://" };
         if !address.starts_with(scheme) || address.len() > 255 {
@@ -65,6 +64,8 @@ impl NodeService for NodeApi {
         let key = keys::node(&id);
         let node = repo
             .retry(|| async {
+                // Checked in the transaction: a removal racing this wins.
+                let enrolment = self.app.access.check_node(repo, caller.as_ref(), &id).await?;
                 let existing = repo.get::<pb::Node>(&key).await?;
                 let t = now();
                 let node = pb::Node {
@@ -84,6 +85,9 @@ impl NodeService for NodeApi {
                     None => txn.expect_absent(&key),
                 };
                 txn.put(&key, &node);
+                if let Some(revision) = enrolment {
+                    txn.expect(keys::enrolment(&id), revision);
+                }
                 txn.commit(repo).await?;
                 Ok(node)
             })
