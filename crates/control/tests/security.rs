@@ -279,6 +279,22 @@ async fn join_tokens_enrol_once_and_expired_forged_or_foreign_ones_are_refused()
     let reused = enrol(&token.token, &dirs.path().join("b")).await.unwrap_err();
     assert!(format!("{reused:#}").contains("used already"), "{reused:#}");
 
+    // A node killed after the control plane enrolled it but before it kept
+    // its certificate asks again with the key it kept: it gets the same one.
+    let id = uuid::Uuid::new_v4().to_string();
+    let crashed = dirs.path().join("crashed");
+    let again = access.create_join_token(pb::CreateJoinTokenRequest { ttl_seconds: 600 }).await.unwrap().into_inner();
+    let name = limiquantix_identity::CONTROL_NAME;
+    let timeout = Duration::from_secs(5);
+    let kept = enrolment::enrol(&s.cp.url(), &again.token, &id, &crashed, name, timeout).await.unwrap();
+    std::fs::remove_file(crashed.join("tls/node.crt")).unwrap();
+    let retried = enrolment::enrol(&s.cp.url(), &again.token, &id, &crashed, name, timeout).await.unwrap();
+    assert_eq!(retried.cert_pem, kept.cert_pem, "the same certificate, for the same key");
+    // Another key with that used token, even for the same id, is refused.
+    std::fs::remove_dir_all(crashed.join("tls")).unwrap();
+    let stolen = enrolment::enrol(&s.cp.url(), &again.token, &id, &crashed, name, timeout).await.unwrap_err();
+    assert!(format!("{stolen:#}").contains("used already"), "{stolen:#}");
+
     let short = access.create_join_token(pb::CreateJoinTokenRequest { ttl_seconds: 1 }).await.unwrap().into_inner();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let expired = enrol(&short.token, &dirs.path().join("c")).await.unwrap_err();

@@ -96,10 +96,27 @@ impl ClusterCa {
 /// A new key and a request to sign it, for the holder's own use (the key
 /// never leaves the machine that made it). Returns (request, key) in PEM.
 pub fn new_request(who: &PeerIdentity) -> anyhow::Result<(String, String)> {
-    let key = KeyPair::generate()?;
+    let key_pem = new_key_pem()?;
+    Ok((request_for_key(who, &key_pem)?, key_pem))
+}
+
+/// A new private key (ECDSA P-256, PEM).
+pub fn new_key_pem() -> anyhow::Result<String> {
+    Ok(KeyPair::generate()?.serialize_pem())
+}
+
+/// A request to certify the key `key_pem` (PEM) for `who`.
+pub fn request_for_key(who: &PeerIdentity, key_pem: &str) -> anyhow::Result<String> {
+    let key = KeyPair::from_pem(key_pem).context("not a PEM private key")?;
     let params = CertificateParams::new(vec![who.dns_name()])?;
-    let csr = params.serialize_request(&key)?;
-    Ok((csr.pem()?, key.serialize_pem()))
+    Ok(params.serialize_request(&key)?.pem()?)
+}
+
+/// The public key (SubjectPublicKeyInfo, DER) a certificate request asks to certify.
+pub fn request_public_key(csr_pem: &str) -> anyhow::Result<Vec<u8>> {
+    use rcgen::PublicKeyData;
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).context("not a valid certificate request")?;
+    Ok(csr.public_key.subject_public_key_info())
 }
 
 /// A leaf certificate for `names` (the first is its common name), usable

@@ -17,6 +17,12 @@ pub fn identity(cert_der: &[u8]) -> Option<PeerIdentity> {
     found.next().is_none().then_some(first)
 }
 
+/// The public key a certificate (DER) certifies (SubjectPublicKeyInfo, DER).
+pub fn public_key(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(cert.tbs_certificate.subject_pki.raw.to_vec())
+}
+
 /// SHA-256 of a certificate (DER), in hex: how an enrolment remembers the
 /// one certificate a node may use.
 pub fn fingerprint(cert_der: &[u8]) -> String {

@@ -77,13 +77,12 @@ pub async fn enrol(
         .map(|rest| rest.split('/').next().unwrap_or_default())
         .filter(|hp| !hp.is_empty())
         .with_context(|| format!("the control plane address {control_plane} must be an https:// URL to enrol"))?;
+    let dir = tls_dir(state_dir);
+    let key_pem = enrolment_key(&dir)?;
     let deadline = tokio::time::Instant::now() + ENROL_PATIENCE;
     loop {
-        match try_enrol(control_plane, host_port, &token, node_id, control_plane_name, timeout).await {
-            Ok((ca_pem, cert_pem, key_pem)) => {
-                let dir = tls_dir(state_dir);
-                create_private_dir(&dir)?;
-                atomic_write(&dir.join("node.key"), key_pem.as_bytes(), 0o600)?;
+        match try_enrol(control_plane, host_port, &token, node_id, &key_pem, control_plane_name, timeout).await {
+            Ok((ca_pem, cert_pem)) => {
                 atomic_write(&dir.join("ca.crt"), ca_pem.as_bytes(), 0o644)?;
                 // Last: its presence says enrolment is complete.
                 atomic_write(&dir.join("node.crt"), cert_pem.as_bytes(), 0o644)?;
@@ -100,6 +99,23 @@ pub async fn enrol(
     }
 }
 
+/// The key to enrol with: made and kept (0600) before anything is sent, so
+/// a node killed before it kept its certificate asks again with the same
+/// key, and the control plane gives the same certificate again.
+fn enrolment_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("node.key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(dir)?;
+            let key_pem = limiquantix_identity::ca::new_key_pem()?;
+            atomic_write(&path, key_pem.as_bytes(), 0o600)?;
+            Ok(key_pem)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 enum Attempt {
     Refused(anyhow::Error),
     Unreachable(anyhow::Error),
@@ -110,9 +126,10 @@ async fn try_enrol(
     host_port: &str,
     token: &JoinToken,
     node_id: &str,
+    key_pem: &str,
     control_plane_name: &str,
     timeout: Duration,
-) -> Result<(String, String, String), Attempt> {
+) -> Result<(String, String), Attempt> {
     let unreachable = |e: anyhow::Error| Attempt::Unreachable(e);
     let refused = |e: anyhow::Error| Attempt::Refused(e);
     // A wrong CA is a refusal, not a network problem: never retried.
@@ -132,7 +149,7 @@ async fn try_enrol(
         .await
         .map_err(|e| unreachable(e.into()))?;
     let who = PeerIdentity::Node(node_id.to_owned());
-    let (csr_pem, key_pem) = limiquantix_identity::ca::new_request(&who).map_err(refused)?;
+    let csr_pem = limiquantix_identity::ca::request_for_key(&who, key_pem).map_err(refused)?;
     let req = pb::EnrollNodeRequest { token: token.to_string(), node_id: node_id.to_owned(), csr_pem };
     let answer = match AccessServiceClient::new(channel).enroll_node(req).await {
         Ok(a) => a.into_inner(),
@@ -149,5 +166,5 @@ async fn try_enrol(
     if limiquantix_identity::sha256_hex(&returned_ca) != token.ca_sha256 {
         return Err(refused(anyhow::anyhow!("the control plane returned another CA than the one its join token pins")));
     }
-    Ok((ca_pem, answer.certificate_pem, key_pem))
+    Ok((ca_pem, answer.certificate_pem))
 }

@@ -46,4 +46,8 @@ pub struct EnrolmentRecord {
     pub cert_sha256: String,
     #[prost(int64, tag = "3")]
     pub enrolled_unix_seconds: i64,
+    /// The certificate itself, given again to the same key if the node
+    /// died before it kept it.
+    #[prost(string, tag = "4")]
+    pub cert_pem: String,
 }

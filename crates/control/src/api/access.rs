@@ -67,6 +67,15 @@ pub async fn create_join_token(app: &App, ttl: Duration) -> ApiResult<pb::JoinTo
     Ok(pb::JoinToken { token: token.to_string(), expires_unix_seconds: expires, ca_sha256: pki.ca.sha256() })
 }
 
+/// The certificate node `node_id` enrolled with, if it certifies the key
+/// `csr_pem` asks for.
+async fn enrolled_for_key(repo: &crate::repo::Repo, node_id: &str, csr_pem: &str) -> ApiResult<Option<String>> {
+    let Some(enrolled) = repo.get::<EnrolmentRecord>(&keys::enrolment(node_id)).await? else { return Ok(None) };
+    let wanted = limiquantix_identity::ca::request_public_key(csr_pem).map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+    let Ok(der) = limiquantix_identity::ca::first_cert_der(&enrolled.value.cert_pem) else { return Ok(None) };
+    Ok((limiquantix_identity::peer::public_key(&der) == Some(wanted)).then_some(enrolled.value.cert_pem))
+}
+
 /// A new API token (see `CreateApiToken`).
 pub async fn create_api_token(app: &App, name: &str, role: pb::Role) -> ApiResult<pb::ApiTokenSecret> {
     let name = parse_name("token", name)?;
@@ -124,6 +133,13 @@ impl AccessService for AccessApi {
             return Err(forged().into());
         }
         if !record.used_by_node.is_empty() {
+            // The same node with the same key asking again: it died before it
+            // kept the certificate it was given. Give it the same one.
+            if record.used_by_node == node_id
+                && let Some(cert_pem) = enrolled_for_key(repo, &node_id, &r.csr_pem).await?
+            {
+                return Ok(Response::new(pb::EnrollNodeResponse { certificate_pem: cert_pem, ca_certificate_pem: pki.ca_pem().to_owned() }));
+            }
             return Err(denied(format!(
                 "this join token was used already (by node {}); create a new one with `lqctl node join-token create`",
                 record.used_by_node
@@ -140,6 +156,7 @@ impl AccessService for AccessApi {
             node_id: node_id.clone(),
             cert_sha256: limiquantix_identity::peer::fingerprint(&der),
             enrolled_unix_seconds: now(),
+            cert_pem: cert_pem.clone(),
         };
         let used = JoinTokenRecord { used_by_node: node_id.clone(), used_unix_seconds: now(), ..record.clone() };
         let mut txn = Txn::new();
