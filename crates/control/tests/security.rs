@@ -247,8 +247,14 @@ async fn node_ids_cannot_be_taken_over_and_removed_nodes_are_refused() {
     assert_ne!(node.hostname, "evil", "the node record is untouched");
 
     // After removal the node's own certificate is refused.
+    // It is removed even while it heartbeats as fast as it can.
+    let beating = {
+        let (mut client, id) = (as_other.clone(), other_id.clone());
+        tokio::spawn(async move { while client.heartbeat(pb::HeartbeatRequest { node_id: id.clone() }).await.is_ok() {} })
+    };
     let mut admin_nodes = NodeServiceClient::new(s.conn(Some(&s.admin.token)).await);
     admin_nodes.remove_node(pb::RemoveNodeRequest { node_id: other_id.clone(), force: false }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), beating).await.expect("heartbeats stop once it is removed").unwrap();
     let beat = as_other.heartbeat(pb::HeartbeatRequest { node_id: other_id.clone() }).await.unwrap_err();
     assert_eq!(beat.code(), Code::PermissionDenied);
     assert!(beat.message().contains("not enrolled"), "{beat:?}");

@@ -144,29 +144,33 @@ impl NodeService for NodeApi {
         let r = req.into_inner();
         let id = parse_node_id(&r.node_id)?;
         let repo = &self.app.repo;
-        let node = repo.get::<pb::Node>(&keys::node(&id)).await?;
-        let enrolment = repo.get::<crate::access::records::EnrolmentRecord>(&keys::enrolment(&id)).await?;
-        if node.is_none() && enrolment.is_none() {
-            return Err(ApiError::not_found(format!("node {id} is not registered")).into());
-        }
-        if !r.force {
-            let users = self.users_of(&id).await?;
-            if !users.is_empty() {
-                return Err(ApiError::precondition(format!(
-                    "node {id} is still used by {}; move or delete those first, or force the removal (a node whose key leaked)",
-                    users.join(", ")
-                ))
-                .into());
+        // The node heartbeats while it is removed: re-read and decide again
+        // when its write lands between our read and our commit.
+        repo.retry(|| async {
+            let node = repo.get::<pb::Node>(&keys::node(&id)).await?;
+            let enrolment = repo.get::<crate::access::records::EnrolmentRecord>(&keys::enrolment(&id)).await?;
+            if node.is_none() && enrolment.is_none() {
+                return Err(ApiError::not_found(format!("node {id} is not registered")));
             }
-        }
-        let mut txn = crate::repo::Txn::new();
-        if let Some(n) = &node {
-            txn.expect(keys::node(&id), n.revision).delete(keys::node(&id));
-        }
-        if let Some(e) = &enrolment {
-            txn.expect(keys::enrolment(&id), e.revision).delete(keys::enrolment(&id));
-        }
-        txn.commit(repo).await?;
+            if !r.force {
+                let users = self.users_of(&id).await?;
+                if !users.is_empty() {
+                    return Err(ApiError::precondition(format!(
+                        "node {id} is still used by {}; move or delete those first, or force the removal (a node whose key leaked)",
+                        users.join(", ")
+                    )));
+                }
+            }
+            let mut txn = crate::repo::Txn::new();
+            if let Some(n) = &node {
+                txn.expect(keys::node(&id), n.revision).delete(keys::node(&id));
+            }
+            if let Some(e) = &enrolment {
+                txn.expect(keys::enrolment(&id), e.revision).delete(keys::enrolment(&id));
+            }
+            txn.commit(repo).await
+        })
+        .await?;
         self.app.nodes.forget(&id);
         tracing::warn!(node = %id, force = r.force, "node removed: its certificate is refused from now on");
         Ok(Response::new(pb::RemoveNodeResponse {}))
