@@ -9,6 +9,7 @@ pub mod ceph;
 pub mod etcd;
 pub mod guest;
 pub mod libvirt;
+pub mod netns;
 pub mod nfs;
 pub mod process;
 
@@ -16,5 +17,6 @@ pub use ceph::Ceph;
 pub use etcd::Etcd;
 pub use guest::{ExecOutput, Guest, GuestImage, GuestOptions};
 pub use libvirt::Libvirtd;
+pub use netns::private_network;
 pub use nfs::Ganesha;
 pub use process::{ChildGuard, free_port, run_command, wait_until, workspace_binary};

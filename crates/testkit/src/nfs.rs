@@ -30,23 +30,45 @@ D=$1
 mount -t tmpfs -o size=4g,mode=0755 tmpfs "$D/export"
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/rpcbind && chown _rpc /run/rpcbind 2>/dev/null || true
-unshare -n rpcbind -f >"$D/rpcbind.out" 2>&1 &
+$2 rpcbind -f >"$D/rpcbind.out" 2>&1 &
 echo $! > "$D/rpcbind.pid"
 i=0; while [ ! -S /run/rpcbind.sock ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
 exec ganesha.nfsd -F -f "$D/ganesha.conf" -L "$D/ganesha.log" -p "$D/ganesha.pid"
 "#;
 
 impl Ganesha {
+    /// A server libnfs clients reach with explicit ports (see [`Self::url`]);
+    /// its portmapper is out of everyone's reach.
     pub fn start() -> io::Result<Self> {
+        Self::launch(false)
+    }
+
+    /// A server registered with a portmapper on 127.0.0.1:111, as real NFS
+    /// servers are: QEMU, libvirt and plain `nfs://127.0.0.1/<export>` URLs
+    /// reach it. Needs a network namespace of the test's own (see
+    /// [`crate::private_network`]); one such server per namespace.
+    pub fn start_with_portmapper() -> io::Result<Self> {
+        if std::net::TcpListener::bind(("127.0.0.1", 111)).is_err() {
+            return Err(io::Error::other(
+                "127.0.0.1:111 is taken: call limiquantix_testkit::private_network() first (one portmapper per namespace)",
+            ));
+        }
+        Self::launch(true)
+    }
+
+    fn launch(portmapper_here: bool) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("lq-nfs-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("export"))?;
         std::fs::create_dir_all(d.join("recovery"))?;
         let (nfs_port, mount_port) = (free_port()?, free_port()?);
-        std::fs::write(d.join("ganesha.conf"), conf(d, nfs_port, mount_port))?;
+        // In a namespace of its own loopback is all there is, and ganesha
+        // fails to resolve a Bind_Addr there (see the recipe).
+        std::fs::write(d.join("ganesha.conf"), conf(d, nfs_port, mount_port, !portmapper_here))?;
         let mut cmd = Command::new("unshare");
         cmd.args(["-m", "--propagation", "private", "sh", "-c", LAUNCH, "sh"])
             .arg(d)
+            .arg(if portmapper_here { "" } else { "unshare -n" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -87,6 +109,12 @@ impl Ganesha {
         PathBuf::from(format!("/proc/{pid}/root")).join(self.export().strip_prefix("/").expect("an absolute path"))
     }
 
+    /// A URL of `path` inside the export as QEMU takes it (through the
+    /// portmapper: [`Self::start_with_portmapper`]).
+    pub fn plain_url(&self, path: &str) -> String {
+        format!("nfs://127.0.0.1{}{path}", self.export().display())
+    }
+
     /// A libnfs URL of `path` inside the export, without a portmapper.
     pub fn url(&self, path: &str) -> String {
         format!("nfs://127.0.0.1{}{path}?nfsport={}&mountport={}", self.export().display(), self.nfs_port, self.mount_port)
@@ -102,10 +130,11 @@ impl Ganesha {
     }
 }
 
-fn conf(d: &Path, nfs_port: u16, mount_port: u16) -> String {
+fn conf(d: &Path, nfs_port: u16, mount_port: u16, bind_loopback: bool) -> String {
     let d = d.display();
+    let bind = if bind_loopback { "  Bind_Addr = 127.0.0.1;\n" } else { "" };
     format!(
-        "NFS_CORE_PARAM {{\n  Protocols = 3, 4;\n  NFS_Port = {nfs_port};\n  MNT_Port = {mount_port};\n  Bind_Addr = 127.0.0.1;\n  \
+        "NFS_CORE_PARAM {{\n  Protocols = 3, 4;\n  NFS_Port = {nfs_port};\n  MNT_Port = {mount_port};\n{bind}  \
          Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
          NFSV4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{d}/recovery\";\n}}\n\
          NFS_KRB5 {{ Active_krb5 = false; }}\n\

@@ -2,6 +2,7 @@
 //! kinds whose backend does not exist yet are refused with `Unimplemented`.
 
 pub mod ceph;
+pub mod image_files;
 pub mod local;
 pub mod nfs;
 

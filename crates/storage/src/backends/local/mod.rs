@@ -20,7 +20,8 @@ use crate::model::{
 use crate::tools::QemuImg;
 use crate::xml::{DiskDriver, DiskSource};
 
-pub use paths::{parse_volume_file_name, volume_file_name};
+pub use crate::backends::image_files::{parse_volume_file_name, volume_file_name};
+use crate::backends::image_files;
 
 #[derive(Debug)]
 pub struct LocalBackend {
@@ -62,29 +63,16 @@ impl LocalBackend {
     }
 
     fn volume_path(&self, id: VolumeId, format: VolumeFormat) -> PathBuf {
-        self.dir.join(paths::volume_file_name(id, format))
+        self.dir.join(image_files::volume_file_name(id, format))
     }
 
     fn partial_path(&self, id: VolumeId, format: VolumeFormat) -> PathBuf {
-        self.dir.join(paths::partial_file_name(id, format))
+        self.dir.join(image_files::partial_file_name(id, format))
     }
 
     /// Turns a qemu-img failure on `volume` into an error that says what to do.
     fn tool_error(&self, volume: VolumeId, err: ToolError) -> StorageError {
-        let stderr = err.stderr();
-        if stderr.contains("Failed to get") && stderr.contains("lock") {
-            StorageError::precondition(format!(
-                "volume {volume} is in use by a running VM (QEMU holds its lock); stop the VM or detach the disk first"
-            ))
-        } else if stderr.contains("No space left on device") {
-            StorageError::ResourceExhausted(format!(
-                "pool directory {} is full: {}",
-                self.dir.display(),
-                stderr.lines().last().unwrap_or_default()
-            ))
-        } else {
-            StorageError::Tool(err)
-        }
+        image_files::tool_error(volume, &format!("pool directory {}", self.dir.display()), err)
     }
 }
 
@@ -155,19 +143,19 @@ impl Backend for LocalBackend {
     }
 
     async fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<SnapshotInfo>> {
-        self.snapshots_of(volume).await
+        self.snapshots(volume).list().await
     }
 
     async fn create_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<SnapshotInfo> {
-        self.snapshot_create(volume, name).await
+        self.snapshots(volume).create(name).await
     }
 
     async fn revert_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
-        self.snapshot_revert(volume, name).await
+        self.snapshots(volume).revert(name).await
     }
 
     async fn delete_snapshot(&self, volume: &VolumeInfo, name: &Name) -> Result<()> {
-        self.snapshot_delete(volume, name).await
+        self.snapshots(volume).delete(name).await
     }
 
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
@@ -204,7 +192,7 @@ fn probe_direct_io(dir: &Path) -> Result<bool> {
 fn remove_partial_files(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(format!("cannot read pool directory {}", dir.display()), e))?;
     for entry in entries.flatten() {
-        if paths::is_partial_file_name(&entry.file_name().to_string_lossy()) {
+        if image_files::is_partial_file_name(&entry.file_name().to_string_lossy()) {
             tracing::info!(path = %entry.path().display(), "removing a volume left half-made by an interrupted create");
             let _ = std::fs::remove_file(entry.path());
         }

@@ -1,45 +1,9 @@
-//! Where a local pool lives and how its files are named. The pool directory is
-//! checked against the node's roots; volume files are named from ids only.
+//! Where a local pool lives: the pool directory, checked against the node's roots.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::backends::OpenMode;
 use crate::error::{Result, StorageError};
-use crate::ids::VolumeId;
-use crate::model::VolumeFormat;
-
-const PREFIX: &str = "lq-";
-const PARTIAL_SUFFIX: &str = ".partial";
-
-fn extension(format: VolumeFormat) -> &'static str {
-    format.as_str()
-}
-
-/// `lq-<uuid>.qcow2` / `lq-<uuid>.raw`: the format is part of the name, so it
-/// is never probed from the content (a raw guest disk can hold anything).
-pub fn volume_file_name(id: VolumeId, format: VolumeFormat) -> String {
-    format!("{PREFIX}{id}.{}", extension(format))
-}
-
-/// The name a volume is built under before it is committed.
-pub fn partial_file_name(id: VolumeId, format: VolumeFormat) -> String {
-    format!(".{}{PARTIAL_SUFFIX}", volume_file_name(id, format))
-}
-
-pub fn parse_volume_file_name(name: &str) -> Option<(VolumeId, VolumeFormat)> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let (id, ext) = rest.split_once('.')?;
-    let format = match ext {
-        "qcow2" => VolumeFormat::Qcow2,
-        "raw" => VolumeFormat::Raw,
-        _ => return None,
-    };
-    Some((id.parse().ok()?, format))
-}
-
-pub fn is_partial_file_name(name: &str) -> bool {
-    name.starts_with(".lq-") && name.ends_with(PARTIAL_SUFFIX)
-}
 
 /// Resolves the pool directory: absolute, inside one of `roots` once symlinks
 /// are resolved, and a directory. In [`OpenMode::Create`] a missing directory
@@ -105,20 +69,3 @@ pub fn resolve_pool_dir(requested: &Path, roots: &[PathBuf], mode: OpenMode) -> 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn volume_file_names_round_trip() {
-        let id = VolumeId::new_random();
-        let name = volume_file_name(id, VolumeFormat::Qcow2);
-        assert_eq!(name, format!("lq-{id}.qcow2"));
-        assert_eq!(parse_volume_file_name(&name), Some((id, VolumeFormat::Qcow2)));
-        assert_eq!(parse_volume_file_name(&volume_file_name(id, VolumeFormat::Raw)), Some((id, VolumeFormat::Raw)));
-        assert!(is_partial_file_name(&partial_file_name(id, VolumeFormat::Raw)));
-        for other in ["lq-x.qcow2", &format!("lq-{id}.vmdk"), &format!("{id}.qcow2"), ".lq-a.partial", "README"] {
-            assert_eq!(parse_volume_file_name(other), None, "{other}");
-        }
-    }
-}

@@ -4,13 +4,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::LocalBackend;
-use super::paths;
+use crate::backends::image_files::{self, FileFacts};
 use crate::backend::{NewVolume, NewVolumeContent};
 use crate::error::{Result, StorageError};
 use crate::fsutil::{PartialFile, fsync_dir};
 use crate::ids::VolumeId;
 use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
-use crate::qcow2;
 use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarget, Preallocation};
 
@@ -44,28 +43,22 @@ impl LocalBackend {
         .await
     }
 
-    /// Every volume file in the pool (one directory read, no file opened).
+    /// Every volume file in the pool, ordered by id (one directory read, no file opened).
     fn scan_ids(dir: &Path) -> Result<Vec<(VolumeId, VolumeFormat)>> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| StorageError::io(format!("cannot read {}", dir.display()), e))?;
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::io(format!("cannot read {}", dir.display()), e))?;
-            if let Some(parsed) = paths::parse_volume_file_name(&entry.file_name().to_string_lossy()) {
-                ids.push(parsed);
-            }
+        let read = |e| StorageError::io(format!("cannot read {}", dir.display()), e);
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read)? {
+            names.push(entry.map_err(read)?.file_name().to_string_lossy().into_owned());
         }
-        Ok(ids)
+        Ok(image_files::volume_ids(names.iter().map(String::as_str)))
     }
 
     pub(super) async fn list_page(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            let mut ids = Self::scan_ids(&dir)?;
-            ids.sort_unstable_by_key(|(id, _)| *id);
-            ids.dedup_by_key(|(id, _)| *id);
+            let ids = Self::scan_ids(&dir)?;
             let mut page = Vec::with_capacity(limit.min(ids.len()));
-            for (id, format) in ids.into_iter().filter(|(id, _)| after.is_none_or(|a| *id > a)) {
+            for (id, format) in image_files::page(ids, after) {
                 if page.len() == limit {
                     break;
                 }
@@ -127,7 +120,7 @@ impl LocalBackend {
                 new.size_bytes
             }
             NewVolumeContent::LinkedClone { base } => {
-                let base_name = paths::volume_file_name(base.id, base.format);
+                let base_name = image_files::volume_file_name(base.id, base.format);
                 let opts = CreateOptions {
                     format: ImageFormat::Qcow2,
                     size_bytes: Some(new.size_bytes),
@@ -292,29 +285,15 @@ fn write_empty(path: &Path, format: VolumeFormat, size: u64) -> Result<()> {
 /// Reads a volume's facts from its file: the size from the qcow2 header (or
 /// the file length for raw), the space used from the file's blocks.
 fn describe(dir: &Path, id: VolumeId, format: VolumeFormat) -> Result<Option<VolumeInfo>> {
-    let path = dir.join(paths::volume_file_name(id, format));
+    let path = dir.join(image_files::volume_file_name(id, format));
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io(format!("cannot open {}", path.display()), e)),
     };
     let meta = file.metadata().map_err(|e| StorageError::io(format!("cannot stat {}", path.display()), e))?;
-    let (size_bytes, backing, snapshot_count) = match format {
-        VolumeFormat::Raw => (meta.len(), None, 0),
-        VolumeFormat::Qcow2 => {
-            let h = qcow2::read_header(&mut file)
-                .map_err(|e| StorageError::io(format!("cannot read the qcow2 header of {}", path.display()), e))?;
-            let backing = h.backing_file.as_deref().and_then(paths::parse_volume_file_name).map(|(id, _)| id);
-            (h.virtual_size, backing, h.snapshot_count)
-        }
-    };
-    Ok(Some(VolumeInfo {
-        id,
-        format,
-        size_bytes,
-        allocated_bytes: meta.blocks() * 512,
-        backing,
-        snapshot_count,
-        location: path.display().to_string(),
-    }))
+    let facts = FileFacts { len: meta.len(), allocated_bytes: meta.blocks() * 512 };
+    image_files::describe(&mut file, id, format, facts, path.display().to_string())
+        .map(Some)
+        .map_err(|e| StorageError::io(format!("cannot read the qcow2 header of {}", path.display()), e))
 }
