@@ -68,3 +68,26 @@ fn a_frozen_server_costs_the_timeout_not_a_hung_thread() {
     let mut again = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap();
     again.fs_stat().expect("the server answers again once thawed");
 }
+
+#[test]
+fn directory_listing_renames_and_reads_through_libnfs() {
+    let nfs = Ganesha::start().unwrap();
+    let mut c = NfsClient::mount(&export_of(&nfs), Duration::from_secs(5)).unwrap();
+    for name in ["a", "b", "c"] {
+        let path = nfs.export_local().join(format!("{name}.qcow2"));
+        let out = std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&path).arg("1G").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for round in 0..3 {
+        let mut names: Vec<String> = c.read_dir("/").unwrap().into_iter().map(|e| e.name).filter(|n| !n.starts_with('.')).collect();
+        names.sort();
+        assert_eq!(names, ["a.qcow2", "b.qcow2", "c.qcow2"], "round {round}");
+        use std::io::Read;
+        let mut header = [0u8; 4];
+        c.open_read("/b.qcow2").unwrap().expect("exists").read_exact(&mut header).unwrap();
+        assert_eq!(&header, b"QFI\xfb");
+    }
+    c.rename("/c.qcow2", "/d.qcow2").unwrap();
+    assert!(c.stat("/c.qcow2").unwrap().is_none() && c.stat("/d.qcow2").unwrap().is_some());
+    assert!(c.open_read("/c.qcow2").unwrap().is_none());
+}

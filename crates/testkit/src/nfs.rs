@@ -130,6 +130,9 @@ impl Ganesha {
     }
 }
 
+// `Dir_Chunk = 0`: ganesha 4.3's chunked directory cache, over a tmpfs
+// whose entries are renamed, answers READDIRPLUS with the same entries
+// again and again (libnfs then lists forever).
 fn conf(d: &Path, nfs_port: u16, mount_port: u16, bind_loopback: bool) -> String {
     let d = d.display();
     let bind = if bind_loopback { "  Bind_Addr = 127.0.0.1;\n" } else { "" };
@@ -138,6 +141,7 @@ fn conf(d: &Path, nfs_port: u16, mount_port: u16, bind_loopback: bool) -> String
          Enable_NLM = false;\n  Enable_RQUOTA = false;\n}}\n\
          NFSV4 {{\n  Graceless = true;\n  RecoveryBackend = fs;\n  RecoveryRoot = \"{d}/recovery\";\n}}\n\
          NFS_KRB5 {{ Active_krb5 = false; }}\n\
+         MDCACHE {{ Dir_Chunk = 0; }}\n\
          EXPORT {{\n  Export_Id = 1;\n  Path = \"{d}/export\";\n  Pseudo = \"{d}/export\";\n  Access_Type = RW;\n  \
          Squash = No_Root_Squash;\n  SecType = sys;\n  Protocols = 3, 4;\n  Transports = TCP;\n  FSAL {{ Name = VFS; }}\n}}\n\
          LOG {{ Default_Log_Level = EVENT; }}\n"

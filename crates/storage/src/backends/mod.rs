@@ -41,11 +41,7 @@ pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: Op
     match config {
         PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
         PoolConfig::Ceph(c) => Ok(Arc::new(ceph::CephBackend::open(id, c, ctx, mode).await?)),
-        PoolConfig::Nfs(c) => {
-            // A bad config is refused for what it is, even before NFS pools can open.
-            nfs::config::validate(c)?;
-            Err(not_yet(PoolKind::Nfs))
-        }
+        PoolConfig::Nfs(c) => Ok(Arc::new(nfs::NfsBackend::open(c, ctx, mode)?)),
         other => Err(not_yet(other.kind())),
     }
 }
@@ -71,6 +67,7 @@ pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
     vec![
         (PoolKind::Local, local::LocalBackend::capabilities_of_kind()),
         (PoolKind::Ceph, ceph::CephBackend::capabilities_of_kind()),
+        (PoolKind::Nfs, nfs::NfsBackend::capabilities_of_kind()),
     ]
 }
 
@@ -81,6 +78,7 @@ pub fn volume_has_feature(kind: PoolKind, format: VolumeFormat, feature: VolumeF
     match kind {
         PoolKind::Local => local::LocalBackend::volume_has_feature(format, feature),
         PoolKind::Ceph => Ok(()),
+        PoolKind::Nfs => nfs::NfsBackend::volume_has_feature(format, feature),
         other => Err(format!("{other} pools are not supported by this build")),
     }
 }

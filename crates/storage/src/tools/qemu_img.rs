@@ -94,6 +94,9 @@ pub enum ImportTarget<'a> {
     /// An RBD image of the final size, reached through a Ceph conf file and
     /// a client id: the key stays in the keyring, never on the command line.
     Rbd { pool: &'a str, namespace: &'a str, image: &'a str, conf: &'a Path, keyring: &'a Path, client_id: &'a str },
+    /// A file on an NFS export, by its `nfs://` URL (libnfs: no file is
+    /// opened on this host, so the confinement grants nothing more).
+    Nfs { url: &'a Path },
 }
 
 /// `qemu-img info --output=json`.
@@ -194,7 +197,11 @@ impl QemuImg {
     }
 
     pub async fn create(&self, path: &Path, opts: &CreateOptions<'_>) -> Result<(), ToolError> {
-        let mut options = vec![format!("preallocation={}", opts.preallocation.as_str())];
+        // Off is qemu-img's default, and NFS targets take no such option.
+        let mut options = Vec::new();
+        if opts.preallocation != Preallocation::Off {
+            options.push(format!("preallocation={}", opts.preallocation.as_str()));
+        }
         let mut cmd = self.command(self.timeouts.metadata).args(["create", "-q", "-f", opts.format.as_str()]);
         if let Some(b) = opts.backing {
             cmd = cmd.args(["-b", b.file, "-F", b.format.as_str()]);
@@ -276,6 +283,7 @@ impl QemuImg {
                 cmd.arg(rbd_filename(pool, namespace, name, conf, client_id)),
                 Confinement::new().read_path(conf).read_path(keyring),
             ),
+            ImportTarget::Nfs { url } => (cmd.arg(url), Confinement::new()),
         };
         let limits = ResourceLimits { address_space_bytes: UNTRUSTED_LIMITS.address_space_bytes, cpu_seconds: self.timeouts.copy.as_secs() };
         Self::run_convert(Self::untrusted(cmd, image, confinement, limits), on_progress).await
@@ -329,10 +337,11 @@ impl QemuImg {
         size_bytes: u64,
         preallocation: Preallocation,
     ) -> Result<(), ToolError> {
-        self.command(self.timeouts.metadata)
-            .args(["resize", "-q", "-f", format.as_str()])
-            .arg(format!("--preallocation={}", preallocation.as_str()))
-            .arg("--")
+        let mut cmd = self.command(self.timeouts.metadata).args(["resize", "-q", "-f", format.as_str()]);
+        if preallocation != Preallocation::Off {
+            cmd = cmd.arg(format!("--preallocation={}", preallocation.as_str()));
+        }
+        cmd.arg("--")
             .arg(path)
             .arg(size_bytes.to_string())
             .run()
@@ -377,16 +386,24 @@ impl QemuImg {
     }
 }
 
-/// `driver=qcow2,file.filename=PATH` with commas in PATH doubled (QEMU's escape).
+/// `driver=qcow2,file.filename=PATH` with commas in PATH doubled (QEMU's
+/// escape). An `nfs://HOST/PATH` URL (a volume on an export) becomes the NFS
+/// driver's own options: with --image-opts QEMU does not parse URLs. Local
+/// paths are absolute, never URLs.
 fn qcow2_image_opts(path: &Path) -> std::ffi::OsString {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let mut opts = b"driver=qcow2,file.filename=".to_vec();
-    for &b in path.as_os_str().as_bytes() {
-        opts.push(b);
-        if b == b',' {
-            opts.push(b',');
+    let escape = |value: &[u8]| -> Vec<u8> { value.iter().flat_map(|&b| if b == b',' { vec![b',', b','] } else { vec![b] }).collect() };
+    let bytes = path.as_os_str().as_bytes();
+    let opts = match bytes.strip_prefix(b"nfs://") {
+        Some(rest) => {
+            let split = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+            let (host, file) = rest.split_at(split);
+            let host = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")).unwrap_or(host);
+            [b"driver=qcow2,file.driver=nfs,file.server.type=inet,file.server.host=".as_slice(), &escape(host), b",file.path=", &escape(file)]
+                .concat()
         }
-    }
+        None => [b"driver=qcow2,file.filename=".as_slice(), &escape(bytes)].concat(),
+    };
     std::ffi::OsString::from_vec(opts)
 }
 

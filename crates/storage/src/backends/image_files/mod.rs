@@ -52,19 +52,27 @@ pub struct FileFacts {
 }
 
 /// A volume's facts from its file: the size from the qcow2 header (or the
-/// file length for raw), the backing volume from the header's backing name.
+/// file length for raw), the backing volume from the header's backing name:
+/// `backing_prefix` followed by a volume file name (nothing for a name
+/// relative to the clone, the pool's URL where QEMU needs one).
 pub fn describe(
     file: &mut (impl Read + Seek),
     id: VolumeId,
     format: VolumeFormat,
     facts: FileFacts,
     location: String,
+    backing_prefix: &str,
 ) -> std::io::Result<VolumeInfo> {
     let (size_bytes, backing, snapshot_count) = match format {
         VolumeFormat::Raw => (facts.len, None, 0),
         VolumeFormat::Qcow2 => {
             let h = qcow2::read_header(file)?;
-            let backing = h.backing_file.as_deref().and_then(parse_volume_file_name).map(|(id, _)| id);
+            let backing = h
+                .backing_file
+                .as_deref()
+                .and_then(|b| b.strip_prefix(backing_prefix))
+                .and_then(parse_volume_file_name)
+                .map(|(id, _)| id);
             (h.virtual_size, backing, h.snapshot_count)
         }
     };

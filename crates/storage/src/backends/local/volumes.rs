@@ -293,7 +293,7 @@ fn describe(dir: &Path, id: VolumeId, format: VolumeFormat) -> Result<Option<Vol
     };
     let meta = file.metadata().map_err(|e| StorageError::io(format!("cannot stat {}", path.display()), e))?;
     let facts = FileFacts { len: meta.len(), allocated_bytes: meta.blocks() * 512 };
-    image_files::describe(&mut file, id, format, facts, path.display().to_string())
+    image_files::describe(&mut file, id, format, facts, path.display().to_string(), "")
         .map(Some)
         .map_err(|e| StorageError::io(format!("cannot read the qcow2 header of {}", path.display()), e))
 }

@@ -35,11 +35,22 @@ impl NfsExport {
         self
     }
 
-    fn url(&self) -> String {
-        let host = match self.server.parse::<IpAddr>() {
+    /// The URL of `file` in the export as QEMU takes it: QEMU's driver
+    /// finds the services through the server's portmapper and accepts no
+    /// port parameters.
+    pub fn qemu_url(&self, file: &str) -> String {
+        format!("nfs://{}{}/{file}", self.url_host(), self.export)
+    }
+
+    fn url_host(&self) -> String {
+        match self.server.parse::<IpAddr>() {
             Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
             _ => self.server.clone(),
-        };
+        }
+    }
+
+    fn url(&self) -> String {
+        let host = self.url_host();
         let mut params = Vec::new();
         if let Some(p) = self.nfs_port {
             params.push(format!("nfsport={p}"));
@@ -118,6 +129,12 @@ pub struct NfsClient {
 // SAFETY: a libnfs context may move between threads; it is used by one at a
 // time (methods take &mut self, and NfsClient is not Sync).
 unsafe impl Send for NfsClient {}
+
+impl std::fmt::Debug for NfsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NfsClient({})", self.export)
+    }
+}
 
 impl NfsClient {
     /// Mounts `export` (MOUNT, then NFS); fails within about `timeout`.
@@ -202,6 +219,50 @@ impl NfsClient {
         self.check("remove", rc).map(|()| true)
     }
 
+    /// Entries of the directory `path` with their sizes (READDIRPLUS: one
+    /// round trip per page of entries, no file opened).
+    pub fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
+        let p = self.path(path)?;
+        let mut dir: *mut sys::nfsdir = std::ptr::null_mut();
+        // SAFETY: a mounted context, a NUL-terminated path, an out-pointer.
+        let rc = unsafe { sys::nfs_opendir(self.ctx.as_ptr(), p.as_ptr(), &mut dir) };
+        self.check("readdir", rc)?;
+        let mut entries = Vec::new();
+        loop {
+            // SAFETY: the directory handle opendir returned; entries stay
+            // valid until closedir, and are copied here.
+            let entry = unsafe { sys::nfs_readdir(self.ctx.as_ptr(), dir) };
+            let Some(entry) = (unsafe { entry.as_ref() }) else { break };
+            let name = unsafe { CStr::from_ptr(entry.name) }.to_string_lossy().into_owned();
+            entries.push(DirEntry { name, size: entry.size, used: entry.used, mtime_unix_seconds: entry.mtime.tv_sec });
+        }
+        // SAFETY: closing the handle opened above, once.
+        unsafe { sys::nfs_closedir(self.ctx.as_ptr(), dir) };
+        Ok(entries)
+    }
+
+    /// Renames `from` to `to` in one server call, replacing `to` (NFS
+    /// metadata operations are stable on the server when they return).
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (self.path(from)?, self.path(to)?);
+        // SAFETY: a mounted context and NUL-terminated paths.
+        let rc = unsafe { sys::nfs_rename(self.ctx.as_ptr(), f.as_ptr(), t.as_ptr()) };
+        self.check("rename", rc)
+    }
+
+    /// Opens `path` for reading; None if it does not exist.
+    pub fn open_read(&mut self, path: &str) -> Result<Option<NfsReader<'_>>> {
+        let p = self.path(path)?;
+        let mut fh: *mut sys::nfsfh = std::ptr::null_mut();
+        // SAFETY: a mounted context, a NUL-terminated path, an out-pointer.
+        let rc = unsafe { sys::nfs_open(self.ctx.as_ptr(), p.as_ptr(), libc::O_RDONLY, &mut fh) };
+        if rc == -libc::ENOENT {
+            return Ok(None);
+        }
+        self.check("open", rc)?;
+        Ok(Some(NfsReader { client: self, fh, pos: 0 }))
+    }
+
     fn path(&self, path: &str) -> Result<CString> {
         if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
             return Err(StorageError::invalid(format!("{path:?} is not a path inside the export")));
@@ -235,6 +296,54 @@ impl NfsClient {
             }
             _ => StorageError::Internal(format!("{what} failed (errno {}): {detail}", -rc)),
         })
+    }
+}
+
+/// A directory entry with the facts READDIRPLUS brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub size: u64,
+    pub used: u64,
+    pub mtime_unix_seconds: i64,
+}
+
+/// A file open for reading, positioned: `Read` + `Seek` over READs.
+pub struct NfsReader<'a> {
+    client: &'a mut NfsClient,
+    fh: *mut sys::nfsfh,
+    pos: u64,
+}
+
+impl std::io::Read for NfsReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let len = buf.len().min(1 << 20) as u64;
+        // SAFETY: an open handle of this client and a buffer of `len` bytes.
+        let rc = unsafe { sys::nfs_pread(self.client.ctx.as_ptr(), self.fh, self.pos, len, buf.as_mut_ptr().cast()) };
+        if rc < 0 {
+            let err = self.client.check("read", rc).expect_err("a negative return is an error");
+            return Err(std::io::Error::other(err.to_string()));
+        }
+        self.pos += rc as u64;
+        Ok(rc as usize)
+    }
+}
+
+impl std::io::Seek for NfsReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = match to {
+            std::io::SeekFrom::Start(p) => p,
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d).ok_or_else(|| std::io::Error::other("seek before the start"))?,
+            std::io::SeekFrom::End(_) => return Err(std::io::Error::other("seeking from the end is not needed for headers")),
+        };
+        Ok(self.pos)
+    }
+}
+
+impl Drop for NfsReader<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the handle opened by open_read, closed once.
+        unsafe { sys::nfs_close(self.client.ctx.as_ptr(), self.fh) };
     }
 }
 
