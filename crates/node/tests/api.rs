@@ -27,11 +27,12 @@ async fn node_info_names_the_kinds_it_serves() {
     assert!(!info.hostname.is_empty());
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     let kinds: Vec<i32> = info.supported_kinds.iter().map(|k| k.kind).collect();
-    assert_eq!(kinds, [pb::PoolKind::Local as i32, pb::PoolKind::Ceph as i32]);
+    assert_eq!(kinds, [pb::PoolKind::Local as i32, pb::PoolKind::Ceph as i32, pb::PoolKind::Nfs as i32]);
     let caps = |i: usize| info.supported_kinds[i].capabilities.clone().unwrap_or_default();
     assert!(caps(0).linked_clone && caps(0).snapshots && caps(0).thin_provisioning && !caps(0).shared);
     assert!(caps(1).shared && caps(1).linked_clone && caps(1).live_resize, "Ceph pools are shared");
     assert_eq!(caps(1).formats, [pb::VolumeFormat::Raw as i32]);
+    assert!(caps(2).shared && caps(2).linked_clone && caps(2).snapshots, "NFS pools are shared");
 }
 
 #[tokio::test]
@@ -39,8 +40,9 @@ async fn kinds_without_a_backend_answer_unimplemented_and_ceph_checks_its_config
     let root = tempfile::tempdir().unwrap();
     let mut node = TestNode::start(root.path()).await;
     use pb::pool_config::Backend as B;
+    let kernel_nfs = pb::NfsPoolConfig { server: "127.0.0.1".into(), export_path: "/x".into(), mode: pb::NfsMode::Kernel as i32, ..Default::default() };
     let configs = [
-        ("nfs", B::Nfs(pb::NfsPoolConfig { server: "127.0.0.1".into(), export_path: "/x".into(), ..Default::default() })),
+        ("kernel-mode NFS", B::Nfs(kernel_nfs)),
         ("iscsi", B::Iscsi(pb::IscsiPoolConfig { portal: "127.0.0.1:3260".into(), target_iqn: "iqn.2024-01.io.x:t".into(), chap_password: "pw".into(), ..Default::default() })),
     ];
     for (kind, backend) in configs {

@@ -76,6 +76,14 @@ pub trait Backend: Send + Sync + 'static {
     /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
 
+    /// Whether a linked clone's disk XML spells out its backing chain (each
+    /// base's [`Backend::disk`] source): for kinds whose images libvirt
+    /// cannot open to find the chain itself, whose bases QEMU would
+    /// otherwise open without the source's options (an NFS identity).
+    fn backing_chain_in_disk_xml(&self) -> bool {
+        false
+    }
+
     /// Makes a linked clone independent of its base (copies the base's data
     /// in). The manager calls it only for a volume that has a base.
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo>;

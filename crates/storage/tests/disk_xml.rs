@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use limiquantix_storage::model::{DiskBus, VolumeFormat};
-use limiquantix_storage::xml::{DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef};
+use limiquantix_storage::xml::{BackingImage, DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef};
 use limiquantix_testkit::libvirt::minimal_domain;
 
 fn host(name: &str, port: Option<u16>) -> NetHost {
@@ -20,8 +20,14 @@ fn shapes() -> Vec<(&'static str, DiskDefinition)> {
         bus,
         serial: serial.clone(),
         read_only: false,
+        backing_chain: Vec::new(),
     };
     let read_only = |d: DiskDefinition| DiskDefinition { read_only: true, ..d };
+    let nfs = |file: &str| DiskSource::Nfs {
+        host: host("nas01.example.com", None),
+        path: format!("/export/vmstore/{file}"),
+        identity: Some(("root".into(), "root".into())),
+    };
     vec![
         ("file qcow2 read-only (a base of linked clones)", read_only(disk(
             DiskSource::File { path: "/var/lib/limiquantix/pools/p1/lq-0b7c3a52-5bb4-4e69-8a43-0c1a3e0f7d11.qcow2".into() },
@@ -51,6 +57,13 @@ fn shapes() -> Vec<(&'static str, DiskDefinition)> {
                 identity: Some(("root".into(), "root".into())),
             },
             DiskDriver::nfs(VolumeFormat::Qcow2), "sdd", DiskBus::Scsi)),
+        ("network nfs linked clone, its chain spelled out", DiskDefinition {
+            backing_chain: vec![
+                BackingImage { source: nfs("lq-base.qcow2"), format: VolumeFormat::Qcow2 },
+                BackingImage { source: nfs("lq-golden.raw"), format: VolumeFormat::Raw },
+            ],
+            ..disk(nfs("lq-clone.qcow2"), DiskDriver::nfs(VolumeFormat::Qcow2), "sdg", DiskBus::Scsi)
+        }),
         ("network iscsi", disk(
             DiskSource::Iscsi {
                 host: host("127.0.0.1", Some(3260)),

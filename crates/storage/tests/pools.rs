@@ -4,7 +4,7 @@
 mod common;
 
 use common::{engine_config, listing};
-use limiquantix_storage::model::{LocalPoolConfig, NfsPoolConfig, PoolConfig, VolumeFormat, VolumeSource, VolumeSpec};
+use limiquantix_storage::model::{LocalPoolConfig, NfsMode, NfsPoolConfig, PoolConfig, VolumeFormat, VolumeSource, VolumeSpec};
 use limiquantix_storage::{PoolId, PoolPhase, StorageError, StorageManager, VolumeId};
 
 fn local(path: impl Into<std::path::PathBuf>) -> PoolConfig {
@@ -76,21 +76,24 @@ async fn init_is_idempotent_and_refuses_a_second_config_or_a_shared_directory() 
 async fn kinds_without_a_backend_are_unimplemented_naming_the_kind() {
     let root = tempfile::tempdir().unwrap();
     let m = manager(root.path()).await;
-    let nfs = |server: &str| {
+    let nfs = |server: &str, mode| {
         PoolConfig::Nfs(NfsPoolConfig {
             server: server.into(),
             export_path: "/export".into(),
             version: Default::default(),
-            mode: Default::default(),
+            mode,
             options: Default::default(),
         })
     };
-    let err = m.init_pool(PoolId::new_random(), nfs("127.0.0.1")).await.unwrap_err();
+    let err = m.init_pool(PoolId::new_random(), nfs("127.0.0.1", NfsMode::Kernel)).await.unwrap_err();
     assert!(matches!(err, StorageError::Unimplemented(_)), "{err}");
-    assert!(err.to_string().contains("nfs pools are not supported"), "{err}");
+    assert!(err.to_string().contains("kernel-mode NFS pools are not supported"), "{err}");
     // A bad config is refused for what it is, not as "not supported".
-    let err = m.init_pool(PoolId::new_random(), nfs("nas?nfsport=1")).await.unwrap_err();
+    let err = m.init_pool(PoolId::new_random(), nfs("nas?nfsport=1", NfsMode::Userspace)).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
+    // No server there: unavailable, saying which export.
+    let err = m.init_pool(PoolId::new_random(), nfs("127.0.0.1", NfsMode::Userspace)).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable(_)) && err.to_string().contains("127.0.0.1:/export"), "{err}");
     assert!(m.list_pools().await.unwrap().is_empty());
 }
 

@@ -3,6 +3,7 @@
 //! space) before the backend does the work.
 
 use super::*;
+use crate::xml::BackingImage;
 
 /// What an existing volume must look like for a repeated create to succeed.
 struct Expected {
@@ -309,6 +310,27 @@ impl StorageManager {
             used.extend(xml::targets_in_domain(xml)?);
         }
         let (source, driver) = backend.disk(&volume)?;
-        Ok(DiskDefinition { source, driver, target_dev: xml::pick_target(bus, &used)?, bus, serial: id.to_string(), read_only })
+        let backing_chain = if backend.backing_chain_in_disk_xml() { self.backing_chain(backend.as_ref(), &volume).await? } else { Vec::new() };
+        let target_dev = xml::pick_target(bus, &used)?;
+        Ok(DiskDefinition { source, driver, target_dev, bus, serial: id.to_string(), read_only, backing_chain })
+    }
+
+    /// The volumes under a linked clone, nearest first, as disk sources.
+    async fn backing_chain(&self, backend: &dyn Backend, volume: &VolumeInfo) -> Result<Vec<BackingImage>> {
+        const MAX_DEPTH: usize = 16;
+        let mut chain = Vec::new();
+        let mut next = volume.backing;
+        while let Some(base_id) = next {
+            if chain.len() == MAX_DEPTH {
+                return Err(StorageError::Internal(format!("volume {} has a backing chain deeper than {MAX_DEPTH}", volume.id)));
+            }
+            let base = backend
+                .get_volume(base_id)
+                .await?
+                .ok_or_else(|| StorageError::precondition(format!("volume {}'s base {base_id} is missing", volume.id)))?;
+            chain.push(BackingImage { source: backend.disk(&base)?.0, format: base.format });
+            next = base.backing;
+        }
+        Ok(chain)
     }
 }

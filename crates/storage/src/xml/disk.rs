@@ -94,17 +94,23 @@ pub struct DiskDefinition {
     pub serial: String,
     /// The guest may only read it (`<readonly/>`): a base of linked clones.
     pub read_only: bool,
+    /// The images below this one, nearest first, for kinds whose images
+    /// libvirt cannot read to find them (`<backingStore>`); empty to let
+    /// libvirt probe, as it does for files.
+    pub backing_chain: Vec<BackingImage>,
+}
+
+/// One image of a disk's backing chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingImage {
+    pub source: DiskSource,
+    pub format: VolumeFormat,
 }
 
 impl DiskDefinition {
     pub fn to_xml(&self) -> String {
         let mut x = XmlOut::new();
-        let disk_type = match &self.source {
-            DiskSource::File { .. } => "file",
-            DiskSource::Block { .. } => "block",
-            _ => "network",
-        };
-        x.open("disk", &[("type", disk_type), ("device", "disk")]);
+        x.open("disk", &[("type", disk_type(&self.source)), ("device", "disk")]);
 
         let mut driver = vec![("name", "qemu"), ("type", self.driver.format.as_str())];
         if let Some(cache) = self.driver.cache {
@@ -118,7 +124,10 @@ impl DiskDefinition {
         }
         x.empty("driver", &driver);
 
-        self.write_source(&mut x);
+        write_source(&mut x, &self.source);
+        if !self.backing_chain.is_empty() {
+            self.write_backing_chain(&mut x);
+        }
 
         let bus = match self.bus {
             DiskBus::Scsi => "scsi",
@@ -133,44 +142,66 @@ impl DiskDefinition {
         x.finish()
     }
 
-    fn write_source(&self, x: &mut XmlOut) {
-        match &self.source {
-            DiskSource::File { path } => x.empty("source", &[("file", &path.to_string_lossy())]),
-            DiskSource::Block { dev } => x.empty("source", &[("dev", &dev.to_string_lossy())]),
-            DiskSource::Rbd { pool, namespace, image, hosts, auth } => {
-                let name = match namespace {
-                    Some(ns) => format!("{pool}/{ns}/{image}"),
-                    None => format!("{pool}/{image}"),
-                };
-                x.open("source", &[("protocol", "rbd"), ("name", &name)]);
-                for h in hosts {
-                    write_host(x, h);
-                }
-                x.close("source");
-                if let Some(auth) = auth {
-                    write_auth(x, auth);
-                }
+    /// Nested `<backingStore>`s, the last closed by an empty one: the chain
+    /// ends there, libvirt probes nothing.
+    fn write_backing_chain(&self, x: &mut XmlOut) {
+        for image in &self.backing_chain {
+            x.open("backingStore", &[("type", disk_type(&image.source))]);
+            x.empty("format", &[("type", image.format.as_str())]);
+            write_source(x, &image.source);
+        }
+        x.empty("backingStore", &[]);
+        for _ in &self.backing_chain {
+            x.close("backingStore");
+        }
+    }
+}
+
+fn disk_type(source: &DiskSource) -> &'static str {
+    match source {
+        DiskSource::File { .. } => "file",
+        DiskSource::Block { .. } => "block",
+        _ => "network",
+    }
+}
+
+fn write_source(x: &mut XmlOut, source: &DiskSource) {
+    match source {
+        DiskSource::File { path } => x.empty("source", &[("file", &path.to_string_lossy())]),
+        DiskSource::Block { dev } => x.empty("source", &[("dev", &dev.to_string_lossy())]),
+        DiskSource::Rbd { pool, namespace, image, hosts, auth } => {
+            let name = match namespace {
+                Some(ns) => format!("{pool}/{ns}/{image}"),
+                None => format!("{pool}/{image}"),
+            };
+            x.open("source", &[("protocol", "rbd"), ("name", &name)]);
+            for h in hosts {
+                write_host(x, h);
             }
-            DiskSource::Nfs { host, path, identity } => {
-                x.open("source", &[("protocol", "nfs"), ("name", path)]);
-                write_host(x, host);
-                if let Some((user, group)) = identity {
-                    x.empty("identity", &[("user", user), ("group", group)]);
-                }
-                x.close("source");
+            x.close("source");
+            if let Some(auth) = auth {
+                write_auth(x, auth);
             }
-            DiskSource::Iscsi { host, iqn, lun, initiator_iqn, auth } => {
-                x.open("source", &[("protocol", "iscsi"), ("name", &format!("{iqn}/{lun}"))]);
-                write_host(x, host);
-                if let Some(initiator) = initiator_iqn {
-                    x.open("initiator", &[]);
-                    x.empty("iqn", &[("name", initiator)]);
-                    x.close("initiator");
-                }
-                x.close("source");
-                if let Some(auth) = auth {
-                    write_auth(x, auth);
-                }
+        }
+        DiskSource::Nfs { host, path, identity } => {
+            x.open("source", &[("protocol", "nfs"), ("name", path)]);
+            write_host(x, host);
+            if let Some((user, group)) = identity {
+                x.empty("identity", &[("user", user), ("group", group)]);
+            }
+            x.close("source");
+        }
+        DiskSource::Iscsi { host, iqn, lun, initiator_iqn, auth } => {
+            x.open("source", &[("protocol", "iscsi"), ("name", &format!("{iqn}/{lun}"))]);
+            write_host(x, host);
+            if let Some(initiator) = initiator_iqn {
+                x.open("initiator", &[]);
+                x.empty("iqn", &[("name", initiator)]);
+                x.close("initiator");
+            }
+            x.close("source");
+            if let Some(auth) = auth {
+                write_auth(x, auth);
             }
         }
     }
@@ -262,6 +293,7 @@ mod tests {
             bus: DiskBus::Scsi,
             serial: "6f1c2b1e-2a7e-4d0e-9d55-0f3c1f2f7a10".into(),
             read_only: false,
+            backing_chain: Vec::new(),
         };
         let xml = d.to_xml();
         assert!(xml.contains(r#"<driver name="qemu" type="qcow2" cache="none" io="native" discard="unmap"/>"#), "{xml}");

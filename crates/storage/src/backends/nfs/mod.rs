@@ -186,6 +186,10 @@ impl Backend for NfsBackend {
         self.flatten(volume, progress).await
     }
 
+    fn backing_chain_in_disk_xml(&self) -> bool {
+        true
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         let export = self.export();
         Ok((
