@@ -40,9 +40,7 @@ async fn kinds_without_a_backend_answer_unimplemented_and_ceph_checks_its_config
     let root = tempfile::tempdir().unwrap();
     let mut node = TestNode::start(root.path()).await;
     use pb::pool_config::Backend as B;
-    let kernel_nfs = pb::NfsPoolConfig { server: "127.0.0.1".into(), export_path: "/x".into(), mode: pb::NfsMode::Kernel as i32, ..Default::default() };
     let configs = [
-        ("kernel-mode NFS", B::Nfs(kernel_nfs)),
         ("iscsi", B::Iscsi(pb::IscsiPoolConfig { portal: "127.0.0.1:3260".into(), target_iqn: "iqn.2024-01.io.x:t".into(), chap_password: "pw".into(), ..Default::default() })),
     ];
     for (kind, backend) in configs {

@@ -42,13 +42,13 @@ fn capacity_and_files_through_libnfs() {
 fn a_wrong_export_or_a_dead_server_is_refused_with_the_reason() {
     let nfs = Ganesha::start().unwrap();
     let missing = NfsExport::new("127.0.0.1", "/no/such/export").unwrap().with_ports(nfs.nfs_port, nfs.mount_port);
-    let err = NfsClient::mount(&missing, Duration::from_secs(5)).err().expect("mounted an export that does not exist");
+    let err = NfsClient::mount(&missing, Duration::from_secs(5)).expect_err("mounted an export that does not exist");
     assert!(err.to_string().contains("127.0.0.1:/no/such/export"), "{err}");
 
     let port = free_port().unwrap();
     let dead = NfsExport::new("127.0.0.1", "/srv").unwrap().with_ports(port, port);
     let start = Instant::now();
-    let err = NfsClient::mount(&dead, Duration::from_secs(2)).err().expect("mounted a server that is not there");
+    let err = NfsClient::mount(&dead, Duration::from_secs(2)).expect_err("mounted a server that is not there");
     assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5), "refused connections fail fast: {:?}", start.elapsed());
 }

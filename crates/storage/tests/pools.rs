@@ -73,7 +73,7 @@ async fn init_is_idempotent_and_refuses_a_second_config_or_a_shared_directory() 
 }
 
 #[tokio::test]
-async fn kinds_without_a_backend_are_unimplemented_naming_the_kind() {
+async fn nfs_pools_without_a_server_or_with_a_bad_config_are_refused_with_the_reason() {
     let root = tempfile::tempdir().unwrap();
     let m = manager(root.path()).await;
     let nfs = |server: &str, mode| {
@@ -86,8 +86,7 @@ async fn kinds_without_a_backend_are_unimplemented_naming_the_kind() {
         })
     };
     let err = m.init_pool(PoolId::new_random(), nfs("127.0.0.1", NfsMode::Kernel)).await.unwrap_err();
-    assert!(matches!(err, StorageError::Unimplemented(_)), "{err}");
-    assert!(err.to_string().contains("kernel-mode NFS pools are not supported"), "{err}");
+    assert!(matches!(err, StorageError::Unavailable(_)) && err.to_string().contains("port 2049"), "probed, nothing mounted: {err}");
     // A bad config is refused for what it is, not as "not supported".
     let err = m.init_pool(PoolId::new_random(), nfs("nas?nfsport=1", NfsMode::Userspace)).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");

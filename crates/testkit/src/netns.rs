@@ -1,5 +1,5 @@
-//! A network namespace of the test's own: loopback only, its port 111 free
-//! for a portmapper. QEMU's NFS driver finds the NFS and MOUNT services only
+//! Namespaces of a test's own. A network namespace has loopback only and
+//! its port 111 free for a portmapper. QEMU's NFS driver finds the NFS and MOUNT services only
 //! through a portmapper on port 111 of the server, so a test that runs QEMU
 //! (or qemu-img) against a test NFS server needs one of its own.
 
@@ -33,6 +33,24 @@ pub fn private_network() -> io::Result<()> {
         libc::close(sock);
         if rc != 0 {
             return Err(io::Error::other(format!("cannot bring lo up in the new network namespace: {err}")));
+        }
+    }
+    Ok(())
+}
+
+/// Moves the calling thread into a mount namespace of its own (mounts made
+/// from it, and from threads and children it starts afterwards, are gone
+/// with the test and never reach the host). Same rules as
+/// [`private_network`].
+pub fn private_mounts() -> io::Result<()> {
+    // SAFETY: plain system calls with constant arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::other(format!("unshare(CLONE_NEWNS): {}", io::Error::last_os_error())));
+        }
+        let root = c"/";
+        if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+            return Err(io::Error::other(format!("making mounts private: {}", io::Error::last_os_error())));
         }
     }
     Ok(())

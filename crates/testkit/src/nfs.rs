@@ -61,7 +61,9 @@ impl Ganesha {
         let d = dir.path();
         std::fs::create_dir_all(d.join("export"))?;
         std::fs::create_dir_all(d.join("recovery"))?;
-        let (nfs_port, mount_port) = (free_port()?, free_port()?);
+        // Alone in its namespace, it takes the standard ports, as a real
+        // server does (kernel-mode pools probe port 2049).
+        let (nfs_port, mount_port) = if portmapper_here { (2049, 20048) } else { (free_port()?, free_port()?) };
         // In a namespace of its own loopback is all there is, and ganesha
         // fails to resolve a Bind_Addr there (see the recipe).
         std::fs::write(d.join("ganesha.conf"), conf(d, nfs_port, mount_port, !portmapper_here))?;

@@ -41,7 +41,7 @@ pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: Op
     match config {
         PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
         PoolConfig::Ceph(c) => Ok(Arc::new(ceph::CephBackend::open(id, c, ctx, mode).await?)),
-        PoolConfig::Nfs(c) => Ok(Arc::new(nfs::NfsBackend::open(c, ctx, mode)?)),
+        PoolConfig::Nfs(c) => nfs::NfsBackend::open(id, c, ctx),
         other => Err(not_yet(other.kind())),
     }
 }

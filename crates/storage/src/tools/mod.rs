@@ -3,6 +3,7 @@
 
 pub mod confine;
 pub mod exec;
+pub mod mount;
 pub mod qemu_img;
 
 pub use exec::{ResourceLimits, ToolCommand, ToolOutput};

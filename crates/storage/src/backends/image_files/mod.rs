@@ -44,6 +44,18 @@ pub fn is_partial_file_name(name: &str) -> bool {
     name.starts_with(".lq-") && name.ends_with(PARTIAL_SUFFIX)
 }
 
+/// In a shared pool, a half-made file nobody has written for this long is a
+/// leftover of a create that died; a younger one may be another node's
+/// create in progress.
+pub const STALE_PARTIAL_SECONDS: i64 = 15 * 60;
+
+/// Whether a pool's activation removes this file: any partial file of a
+/// pool only this node uses, a stale one of a shared pool.
+pub fn is_leftover(name: &str, modified_unix_seconds: i64, shared: bool) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    is_partial_file_name(name) && (!shared || now - modified_unix_seconds > STALE_PARTIAL_SECONDS)
+}
+
 /// What the file system says about a volume file.
 #[derive(Debug, Clone, Copy)]
 pub struct FileFacts {

@@ -29,6 +29,9 @@ pub struct LocalBackend {
     qemu: QemuImg,
     /// Whether the file system takes O_DIRECT (cache='none'); probed on activate.
     direct_io: AtomicBool,
+    /// Whether other nodes use the directory too (a kernel NFS mount):
+    /// activation then leaves young partial files alone.
+    shared: bool,
 }
 
 impl LocalBackend {
@@ -55,7 +58,13 @@ impl LocalBackend {
 
     pub fn open(config: &LocalPoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Self> {
         let dir = paths::resolve_pool_dir(&config.path, &ctx.local_pool_roots, mode)?;
-        Ok(Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true) })
+        Ok(Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: false })
+    }
+
+    /// Volume files in a directory the node manages itself (the mount point
+    /// of a kernel NFS mount), shared with other nodes.
+    pub fn on_shared_mount(dir: PathBuf, ctx: &EngineContext) -> Self {
+        Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: true }
     }
 
     pub fn dir(&self) -> &Path {
@@ -91,9 +100,10 @@ impl Backend for LocalBackend {
     }
 
     async fn activate(&self) -> Result<()> {
-        let direct_io = self.fs(|dir| {
+        let shared = self.shared;
+        let direct_io = self.fs(move |dir| {
             let direct_io = probe_direct_io(dir)?;
-            remove_partial_files(dir)?;
+            remove_partial_files(dir, shared)?;
             Ok(direct_io)
         })
         .await?;
@@ -189,10 +199,12 @@ fn probe_direct_io(dir: &Path) -> Result<bool> {
 }
 
 /// Removes what interrupted creates left (they are rebuilt if retried).
-fn remove_partial_files(dir: &Path) -> Result<()> {
+fn remove_partial_files(dir: &Path, shared: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(format!("cannot read pool directory {}", dir.display()), e))?;
     for entry in entries.flatten() {
-        if image_files::is_partial_file_name(&entry.file_name().to_string_lossy()) {
+        let modified = entry.metadata().map_or(i64::MAX, |m| m.mtime());
+        if image_files::is_leftover(&entry.file_name().to_string_lossy(), modified, shared) {
             tracing::info!(path = %entry.path().display(), "removing a volume left half-made by an interrupted create");
             let _ = std::fs::remove_file(entry.path());
         }

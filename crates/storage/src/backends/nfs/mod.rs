@@ -1,4 +1,4 @@
-//! NFS pools in userspace mode: one image file per volume on the export, as
+//! NFS pools. In userspace mode (this file): one image file per volume on the export, as
 //! in a local pool (see `image_files`), reached through libnfs by the node
 //! and by qemu-img and QEMU (`nfs://` URLs). Nothing is mounted, so a dead
 //! server fails calls within their timeouts and never leaves a process in
@@ -7,6 +7,7 @@
 pub mod client;
 mod clients;
 pub mod config;
+pub mod kernel;
 mod volumes;
 
 use std::path::PathBuf;
@@ -19,9 +20,9 @@ use self::client::NfsExport;
 use self::clients::Clients;
 use crate::backend::{Backend, NewVolume};
 use crate::backends::image_files::{self, ImageSnapshots};
-use crate::backends::{EngineContext, OpenMode};
+use crate::backends::EngineContext;
 use crate::error::{Result, StorageError, ToolError};
-use crate::ids::{Name, VolumeId};
+use crate::ids::{Name, PoolId, VolumeId};
 use crate::model::{
     Capabilities, NfsMode, NfsPoolConfig, PoolCapacity, PoolKind, ProgressSink, SnapshotInfo, VolumeFeature, VolumeFormat,
     VolumeInfo,
@@ -55,18 +56,21 @@ impl NfsBackend {
         crate::backends::local::LocalBackend::volume_has_feature(format, feature)
     }
 
-    pub fn open(config: &NfsPoolConfig, ctx: &EngineContext, _mode: OpenMode) -> Result<Self> {
+    /// The backend for a pool's config: libnfs in userspace mode, a kernel
+    /// mount in kernel mode.
+    pub fn open(pool: PoolId, config: &NfsPoolConfig, ctx: &EngineContext) -> Result<Arc<dyn Backend>> {
         let export = config::validate(config)?;
-        if config.mode == NfsMode::Kernel {
-            return Err(StorageError::Unimplemented(
-                "kernel-mode NFS pools are not supported by this node yet; use the userspace mode".into(),
-            ));
-        }
         let timeout = match config.options.timeo_deciseconds {
             0 => DEFAULT_CALL_TIMEOUT,
             ds => Duration::from_millis(u64::from(ds) * 100),
         };
-        Ok(Self::with_export(export, timeout, ctx))
+        Ok(match config.mode {
+            NfsMode::Userspace => Arc::new(Self::with_export(export, timeout, ctx)),
+            NfsMode::Kernel => {
+                let options = config::kernel_mount_options(config);
+                Arc::new(kernel::KernelNfsBackend::new(pool, export, options, timeout, ctx))
+            }
+        })
     }
 
     /// A backend on `export` as it is given (tests pass explicit ports).

@@ -12,11 +12,6 @@ use crate::ids::VolumeId;
 use crate::model::{ImageFormat, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarget, Preallocation};
 
-/// A half-made file nobody has written for this long is a leftover of a
-/// create that died (the pool is shared: a younger one may be another
-/// node's create in progress).
-const STALE_PARTIAL_SECONDS: i64 = 15 * 60;
-
 fn file_path(name: &str) -> String {
     format!("/{name}")
 }
@@ -73,13 +68,12 @@ impl NfsBackend {
             .await
     }
 
-    /// Removes half-made files of creates that died; see [`STALE_PARTIAL_SECONDS`].
+    /// Removes half-made files of creates that died (see [`image_files::is_leftover`]).
     pub(super) async fn remove_stale_partials(&self) -> Result<()> {
         self.clients
             .run(|c| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
                 for entry in c.read_dir("/")? {
-                    if image_files::is_partial_file_name(&entry.name) && now - entry.mtime_unix_seconds > STALE_PARTIAL_SECONDS {
+                    if image_files::is_leftover(&entry.name, entry.mtime_unix_seconds, true) {
                         tracing::info!(file = %entry.name, "removing a volume left half-made by an interrupted create");
                         c.unlink(&file_path(&entry.name))?;
                     }
