@@ -195,14 +195,7 @@ pub struct PoolView {
 
 impl PoolView {
     pub fn from_pb(p: &pb::PoolInfo) -> Self {
-        use pb::pool_config::Backend as B;
-        let location = match p.config.as_ref().and_then(|c| c.backend.as_ref()) {
-            Some(B::Local(l)) => l.path.clone(),
-            Some(B::Nfs(n)) => format!("{}:{}", n.server, n.export_path),
-            Some(B::Ceph(c)) => format!("ceph pool {}", c.ceph_pool),
-            Some(B::Iscsi(i)) => format!("{} {}", i.portal, i.target_iqn),
-            None => String::new(),
-        };
+        let location = location(p.config.as_ref());
         let cap = p.capacity.unwrap_or_default();
         Self {
             pool_id: p.pool_id.clone(),
@@ -379,11 +372,24 @@ impl PoolNodeView {
     }
 }
 
+/// Where a pool's storage is, as an admin names it (a datastore's URL).
+fn location(config: Option<&pb::PoolConfig>) -> String {
+    use pb::pool_config::Backend as B;
+    match config.and_then(|c| c.backend.as_ref()) {
+        Some(B::Local(l)) => l.path.clone(),
+        Some(B::Nfs(n)) => format!("{}:{}", n.server, n.export_path),
+        Some(B::Ceph(c)) => format!("ceph pool {}", c.ceph_pool),
+        Some(B::Iscsi(i)) => format!("{} {}", i.portal, i.target_iqn),
+        None => String::new(),
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ClusterPoolView {
     pub id: String,
     pub name: String,
     pub kind: String,
+    pub location: String,
     pub state: String,
     pub message: String,
     pub description: String,
@@ -403,6 +409,7 @@ impl ClusterPoolView {
             id: p.id.clone(),
             name: p.name.clone(),
             kind: enum_name(p.kind, pb::PoolKind::as_str_name),
+            location: location(p.config.as_ref()),
             state: enum_name(p.state, pb::PoolState::as_str_name),
             message: p.message.clone(),
             description: p.description.clone(),
@@ -418,13 +425,14 @@ impl ClusterPoolView {
 }
 
 impl View for ClusterPoolView {
-    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "KIND", "STATE", "NODES", "TOTAL", "FREE", "PROVISIONED", "OVERCOMMIT"];
+    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "KIND", "LOCATION", "STATE", "NODES", "TOTAL", "FREE", "PROVISIONED", "OVERCOMMIT"];
     fn cells(&self) -> Vec<String> {
         let state = if self.message.is_empty() { self.state.clone() } else { format!("{}: {}", self.state, self.message) };
         vec![
             self.name.clone(),
             self.id.clone(),
             self.kind.clone(),
+            self.location.clone(),
             state,
             PoolNodeView::ready(&self.nodes),
             human(self.total_bytes),

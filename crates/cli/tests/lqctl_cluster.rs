@@ -171,3 +171,61 @@ fn a_user_session_against_the_control_plane() {
         cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn an_nfs_datastore_from_lqctl() {
+    limiquantix_testkit::private_network().unwrap();
+    let nfs = limiquantix_testkit::Ganesha::start_with_portmapper().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (cp, node) = rt.block_on(async {
+        let c = ControlConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
+            heartbeat_interval_secs: 1,
+            ..ControlConfig::default().without_security()
+        };
+        let cp = ControlPlane::start(&c).await.unwrap();
+        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
+        n.listen = "127.0.0.1:0".parse().unwrap();
+        n.control_plane = Some(cp.url());
+        n.create_dirs().unwrap();
+        (cp, RunningNode::start(&n).await.unwrap())
+    });
+    let server = cp.url();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the node never registered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let export = nfs.export().display().to_string();
+
+    // Bad input is refused up front and makes nothing.
+    let refused: [(Vec<&str>, &str); 3] = [
+        (vec!["--nfs-server", "nas;reboot", "--nfs-export", &export], "not a host name"),
+        (vec!["--nfs-server", "127.0.0.1", "--nfs-export", "/srv/../etc"], "without . or .. parts"),
+        (vec!["--nfs-server", "127.0.0.1", "--nfs-export", &export, "--nfs-version", "4.1"], "NFSv3"),
+    ];
+    for (args, says) in refused {
+        let out = lqctl(&server, &[&["pool", "create", "bad"][..], &args].concat());
+        assert!(!out.status.success() && stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert!(json(&server, &["pool", "list"]).as_array().unwrap().is_empty(), "nothing was made");
+
+    let pool = json(&server, &["pool", "create", "nas", "--nfs-server", "127.0.0.1", "--nfs-export", &export, "--nfs-version", "3"]);
+    assert_eq!((pool["state"].as_str(), pool["kind"].as_str()), (Some("ready"), Some("nfs")), "{pool}");
+    let table = stdout(&lqctl(&server, &["pool", "list"]));
+    assert!(table.contains(&format!("127.0.0.1:{export}")) && table.contains("1/1 ready"), "the datastore's location: {table}");
+    assert_eq!(pool["location"], format!("127.0.0.1:{export}"));
+    let v = json(&server, &["volume", "create", "--pool", "nas", "--name", "web01-disk0", "--size", "2G"]);
+    assert_eq!((v["state"].as_str(), v["size_bytes"].as_u64(), v["format"].as_str()), (Some("available"), Some(2 << 30), Some("qcow2")));
+    let id = v["id"].as_str().unwrap();
+    assert!(nfs.export_local().join(format!("lq-{id}.qcow2")).exists());
+    json(&server, &["volume", "delete", "web01-disk0"]);
+    assert!(!nfs.export_local().join(format!("lq-{id}.qcow2")).exists());
+
+    rt.block_on(async {
+        node.stop().await.unwrap();
+        cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
+    });
+}
