@@ -27,7 +27,9 @@ candidate_version() {
 # types (etcd-client generates its gRPC code at build time), librados and
 # librbd headers with libclang (bindgen generates the Ceph bindings).
 # libnfs headers (bindgen generates the userspace NFS client's bindings).
-plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libclang-dev)
+# libfuse3 headers: testkit builds a FUSE daemon that stands in for a hung
+# NFS mount (testkit is a workspace member, built with the rest).
+plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libclang-dev libfuse3-dev)
 # Programs that must be on PATH afterwards (sbin included).
 programs=(qemu-img pkg-config protoc)
 if [ "$profile" = test ]; then

@@ -7,6 +7,7 @@
 
 pub mod ceph;
 pub mod etcd;
+pub mod fuse;
 pub mod guest;
 pub mod libvirt;
 pub mod netns;

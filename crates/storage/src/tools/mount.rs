@@ -16,9 +16,12 @@ pub struct Mounter {
 }
 
 impl Mounter {
-    /// `mount -t nfs -o OPTIONS -- SOURCE TARGET`.
+    /// `mount --no-canonicalize -t nfs -o OPTIONS -- SOURCE TARGET`. Paths
+    /// are used as given (the node's own), so the mount table shows exactly
+    /// TARGET and nothing stats a mount that may hang.
     pub fn nfs_argv(source: &str, options: &str, target: &Path) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = ["-t", "nfs", "-o", options, "--", source].iter().map(OsString::from).collect();
+        let mut argv: Vec<OsString> =
+            ["--no-canonicalize", "-t", "nfs", "-o", options, "--", source].iter().map(OsString::from).collect();
         argv.push(target.as_os_str().to_owned());
         argv
     }
@@ -27,14 +30,16 @@ impl Mounter {
         ToolCommand::new("mount", self.timeout).args(Self::nfs_argv(source, options, target)).run().await.map(drop)
     }
 
+    /// `umount --no-canonicalize -- TARGET`: without a stat of a mount that
+    /// may hang, so a busy mount answers EBUSY at once.
     pub async fn unmount(&self, target: &Path) -> Result<(), ToolError> {
-        ToolCommand::new("umount", self.timeout).arg("--").arg(target).run().await.map(drop)
+        ToolCommand::new("umount", self.timeout).args(["--no-canonicalize", "--"]).arg(target).run().await.map(drop)
     }
 
     /// Forced and lazy (`umount -f -l`): aborts what waits on a dead
     /// server and detaches the mount even while it is busy.
     pub async fn unmount_forced(&self, target: &Path) -> Result<(), ToolError> {
-        ToolCommand::new("umount", self.timeout).args(["-f", "-l", "--"]).arg(target).run().await.map(drop)
+        ToolCommand::new("umount", self.timeout).args(["--no-canonicalize", "-f", "-l", "--"]).arg(target).run().await.map(drop)
     }
 }
 
@@ -80,7 +85,7 @@ mod tests {
     fn the_mount_argv_is_fixed_words_and_checked_parts() {
         let argv = Mounter::nfs_argv("nas01:/srv/vm", "vers=4.1,hard,proto=tcp", Path::new("/var/lib/limiquantix/nfs/p1"));
         let words: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(words, ["-t", "nfs", "-o", "vers=4.1,hard,proto=tcp", "--", "nas01:/srv/vm", "/var/lib/limiquantix/nfs/p1"]);
+        assert_eq!(words, ["--no-canonicalize", "-t", "nfs", "-o", "vers=4.1,hard,proto=tcp", "--", "nas01:/srv/vm", "/var/lib/limiquantix/nfs/p1"]);
     }
 
     #[test]

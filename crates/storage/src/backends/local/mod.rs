@@ -32,6 +32,9 @@ pub struct LocalBackend {
     /// Whether other nodes use the directory too (a kernel NFS mount):
     /// activation then leaves young partial files alone.
     shared: bool,
+    /// The pool's own file-system workers (a mount that can hang), or None
+    /// for the node's disks.
+    workers: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl LocalBackend {
@@ -58,13 +61,15 @@ impl LocalBackend {
 
     pub fn open(config: &LocalPoolConfig, ctx: &EngineContext, mode: OpenMode) -> Result<Self> {
         let dir = paths::resolve_pool_dir(&config.path, &ctx.local_pool_roots, mode)?;
-        Ok(Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: false })
+        Ok(Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: false, workers: None })
     }
 
     /// Volume files in a directory the node manages itself (the mount point
-    /// of a kernel NFS mount), shared with other nodes.
-    pub fn on_shared_mount(dir: PathBuf, ctx: &EngineContext) -> Self {
-        Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: true }
+    /// of a kernel NFS mount), shared with other nodes; at most `workers`
+    /// threads ever wait on it.
+    pub fn on_shared_mount(dir: PathBuf, ctx: &EngineContext, workers: usize) -> Self {
+        let workers = Some(std::sync::Arc::new(tokio::sync::Semaphore::new(workers)));
+        Self { dir, qemu: ctx.qemu_img.clone(), direct_io: AtomicBool::new(true), shared: true, workers }
     }
 
     pub fn dir(&self) -> &Path {

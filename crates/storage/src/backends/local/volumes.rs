@@ -16,12 +16,26 @@ use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarge
 impl LocalBackend {
     /// Runs file-system work on the blocking pool: a stalled disk or mount
     /// then holds a blocking thread, never the async runtime the node's
-    /// other pools and calls run on.
+    /// other pools and calls run on. On a pool with its own workers (a
+    /// mount), at most that many threads can wait on its storage; when all
+    /// do, calls are refused at once instead of piling up more threads.
     pub(super) async fn fs<T: Send + 'static>(&self, work: impl FnOnce(&Path) -> Result<T> + Send + 'static) -> Result<T> {
+        let worker = match &self.workers {
+            Some(w) => Some(w.clone().try_acquire_owned().map_err(|_| {
+                StorageError::Unavailable(format!(
+                    "every worker of the pool at {} is waiting on its storage (a server that does not answer?)",
+                    self.dir.display()
+                ))
+            })?),
+            None => None,
+        };
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || work(&dir))
-            .await
-            .map_err(|e| StorageError::Internal(format!("file-system task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            work(&dir)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("file-system task failed: {e}")))?
     }
 
     /// The volume, described from its file.
@@ -54,31 +68,28 @@ impl LocalBackend {
     }
 
     pub(super) async fn list_page(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            let ids = Self::scan_ids(&dir)?;
+        self.fs(move |dir| {
+            let ids = Self::scan_ids(dir)?;
             let mut page = Vec::with_capacity(limit.min(ids.len()));
             for (id, format) in image_files::page(ids, after) {
                 if page.len() == limit {
                     break;
                 }
-                if let Some(v) = describe(&dir, id, format)? {
+                if let Some(v) = describe(dir, id, format)? {
                     page.push(v);
                 }
             }
             Ok(page)
         })
         .await
-        .map_err(|e| StorageError::Internal(format!("volume listing panicked: {e}")))?
     }
 
     pub(super) async fn find_dependents(&self, id: VolumeId) -> Result<Vec<VolumeId>> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
+        self.fs(move |dir| {
             let mut deps = Vec::new();
-            for (other, format) in Self::scan_ids(&dir)? {
+            for (other, format) in Self::scan_ids(dir)? {
                 // Only a qcow2 can be a linked clone; one deleted meanwhile is skipped.
-                if format == VolumeFormat::Qcow2 && describe(&dir, other, format)?.is_some_and(|v| v.backing == Some(id)) {
+                if format == VolumeFormat::Qcow2 && describe(dir, other, format)?.is_some_and(|v| v.backing == Some(id)) {
                     deps.push(other);
                 }
             }
@@ -86,15 +97,12 @@ impl LocalBackend {
             Ok(deps)
         })
         .await
-        .map_err(|e| StorageError::Internal(format!("dependents scan panicked: {e}")))?
     }
 
     pub(super) async fn create(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
         let final_path = self.volume_path(new.id, new.format);
         let partial_path = self.partial_path(new.id, new.format);
-        let partial = tokio::task::spawn_blocking(move || PartialFile::new(partial_path))
-            .await
-            .map_err(|e| StorageError::Internal(format!("file-system task failed: {e}")))??;
+        let partial = self.fs(move |_| PartialFile::new(partial_path)).await?;
         let preallocation = match new.provisioning {
             Provisioning::Thin => Preallocation::Off,
             Provisioning::Thick => Preallocation::Falloc,
@@ -104,9 +112,7 @@ impl LocalBackend {
             NewVolumeContent::Empty if preallocation == Preallocation::Off => {
                 // The common create: a few writes here instead of a qemu-img process.
                 let (path, format, size) = (partial.path().to_owned(), new.format, new.size_bytes);
-                tokio::task::spawn_blocking(move || write_empty(&path, format, size))
-                    .await
-                    .map_err(|e| StorageError::Internal(format!("create task failed: {e}")))??;
+                self.fs(move |_| write_empty(&path, format, size)).await?;
                 new.size_bytes
             }
             NewVolumeContent::Empty => {

@@ -25,6 +25,8 @@ use crate::xml::{DiskDriver, DiskSource};
 const NFS_PORT: u16 = 2049;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Threads that may wait on one pool's mount at once.
+const WORKERS: usize = 4;
 
 #[derive(Debug)]
 pub struct KernelNfsBackend {
@@ -46,7 +48,7 @@ pub fn mount_point(state_dir: &Path, pool: PoolId) -> PathBuf {
 impl KernelNfsBackend {
     pub fn new(pool: PoolId, export: NfsExport, options: String, call_timeout: Duration, ctx: &EngineContext) -> Self {
         let mount_point = mount_point(&ctx.state_dir, pool);
-        let files = LocalBackend::on_shared_mount(mount_point.clone(), ctx);
+        let files = LocalBackend::on_shared_mount(mount_point.clone(), ctx, WORKERS);
         Self { export, options, mount_point, mounter: Mounter { timeout: MOUNT_TIMEOUT }, call_timeout, files }
     }
 
