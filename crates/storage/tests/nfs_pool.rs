@@ -230,3 +230,59 @@ fn a_frozen_server_fails_calls_within_the_pool_timeout() {
         }
     });
 }
+
+#[test]
+fn a_server_crash_in_the_middle_of_a_copy_leaves_the_volume_complete_or_absent() {
+    let (mut nfs, rt) = start();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("images")).unwrap();
+    let export = nfs.export_local();
+    // Slow copies (64 MiB/s), so the crash lands in the middle.
+    let mut engine = common::engine_config(root.path());
+    engine.copy_bytes_per_sec = Some(64 * MIB);
+    let img = root.path().join("images/disk.raw");
+    common::qemu_img(&["create", "-q", "-f", "raw", img.to_str().unwrap(), "256M"]);
+    common::write_pattern(&img, "raw", 0x6b, 0, 256 * MIB);
+    rt.block_on(async {
+        let m = StorageManager::open(engine).await.unwrap();
+        let pool = PoolId::new_random();
+        m.init_pool(pool, nfs_config(&nfs, 0)).await.unwrap();
+        let src = m.create_volume(pool, VolumeId::new_random(), spec(256 * MIB, VolumeFormat::Raw), VolumeSource::Empty, &|_| {}).await.unwrap();
+        common::write_pattern(&url(&nfs, &export.join(format!("lq-{}.raw", src.id))), "raw", 0x5a, 0, 256 * MIB);
+
+        let sources = [
+            ("full clone", VolumeSource::Clone { source: src.id, mode: Some(CloneMode::Full) }, url(&nfs, &export.join(format!("lq-{}.raw", src.id)))),
+            ("import", VolumeSource::Image { path: img.clone(), format: ImageFormat::Raw }, img.clone()),
+        ];
+        for (what, source, original) in sources {
+            let id = VolumeId::new_random();
+            let rec = common::Recorder::default();
+            let sink = rec.sink();
+            let copy = m.create_volume(pool, id, VolumeSpec { format: Some(VolumeFormat::Raw), ..Default::default() }, source, &sink);
+            let crash = async {
+                // Once some data has moved, kill -9 the server and bring it back.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !rec.events().iter().any(|p| p.done_bytes > 32 * MIB) {
+                    assert!(Instant::now() < deadline, "{what}: no progress");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                nfs.crash_and_restart().unwrap();
+            };
+            let (result, ()) = tokio::join!(copy, crash);
+            let file = export.join(format!("lq-{id}.raw"));
+            match result {
+                Ok(v) => {
+                    assert_eq!(v.size_bytes, 256 * MIB);
+                    let (a, b) = (original.to_str().unwrap().to_owned(), url(&nfs, &file).to_str().unwrap().to_owned());
+                    common::qemu_img(&["compare", "-f", "raw", "-F", "raw", &a, &b]);
+                    eprintln!("{what}: completed across the server's crash, identical");
+                }
+                Err(e) => {
+                    assert!(!file.exists(), "{what} failed ({e}) but left its volume");
+                    assert!(matches!(m.get_volume(pool, id).await, Err(StorageError::NotFound(_))), "{what}");
+                    eprintln!("{what}: failed cleanly: {e}");
+                }
+            }
+        }
+    });
+}

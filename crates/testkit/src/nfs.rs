@@ -77,19 +77,48 @@ impl Ganesha {
         // The exec chain makes the spawned pid ganesha itself.
         let daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
         let mut me = Self { dir, daemon, nfs_port, mount_port };
+        me.wait_serving(1)?;
+        Ok(me)
+    }
+
+    /// Waits until ganesha has said it serves for the `starts`-th time (the
+    /// log is appended to across restarts) and listens on its ports.
+    fn wait_serving(&mut self, starts: usize) -> io::Result<()> {
         let ready = |port: u16| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok();
         // Listening is not serving: exports are loaded until ganesha says so
         // (before that, a MOUNT is refused with MNT3ERR_ACCES).
-        let log = me.dir.path().join("ganesha.log");
-        let initialised = || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("NFS SERVER INITIALIZED"));
-        wait_until("nfs-ganesha", Duration::from_secs(30), || initialised() && ready(nfs_port) && ready(mount_port)).map_err(|e| {
-            let log = std::fs::read_to_string(me.dir.path().join("ganesha.log")).unwrap_or_default();
-            io::Error::new(e.kind(), format!("{e}; ganesha log: {}", log.lines().rev().take(8).collect::<Vec<_>>().join(" | ")))
+        let log = self.dir.path().join("ganesha.log");
+        let initialised = || std::fs::read_to_string(&log).is_ok_and(|l| l.matches("NFS SERVER INITIALIZED").count() >= starts);
+        wait_until("nfs-ganesha", Duration::from_secs(30), || initialised() && ready(self.nfs_port) && ready(self.mount_port)).map_err(|e| {
+            io::Error::new(e.kind(), format!("{e}; ganesha log: {}", self.log_tail().lines().rev().take(8).collect::<Vec<_>>().join(" | ")))
         })?;
-        if !me.daemon.is_running() {
+        if !self.daemon.is_running() {
             return Err(io::Error::other("nfs-ganesha exited right after starting"));
         }
-        Ok(me)
+        Ok(())
+    }
+
+    /// kill -9 of the server, then a new one on the same export, ports and
+    /// portmapper (in the same mount namespace, which rpcbind keeps alive):
+    /// a server that crashed and came back, its files as they were.
+    pub fn crash_and_restart(&mut self) -> io::Result<()> {
+        let starts = std::fs::read_to_string(self.dir.path().join("ganesha.log")).unwrap_or_default().matches("NFS SERVER INITIALIZED").count();
+        self.daemon.kill();
+        let rpcbind = std::fs::read_to_string(self.dir.path().join("rpcbind.pid"))?;
+        let d = self.dir.path();
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", rpcbind.trim(), "-m", "--", "ganesha.nfsd", "-F", "-f"])
+            .arg(d.join("ganesha.conf"))
+            .arg("-L")
+            .arg(d.join("ganesha.log"))
+            .arg("-p")
+            .arg(d.join("ganesha.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // nsenter execs ganesha: the pid spawned is the daemon.
+        self.daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
+        self.wait_serving(starts + 1)
     }
 
     /// The last lines of ganesha's log, for a failing test to show.
