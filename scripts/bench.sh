@@ -4,6 +4,7 @@
 #   scripts/bench.sh node       the node engine vs qemu-img, virsh, cp
 #   scripts/bench.sh control    the control plane at 100,000 volumes, redb and etcd
 #   scripts/bench.sh ceph       the RBD backend vs the rbd CLI on a test cluster
+#   scripts/bench.sh nfs        userspace NFS pools vs qemu-img on the same export
 # Needs root (the node benchmark starts a private libvirtd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ cargo build --release --bins
 which=${1:-all}
 [ $# -gt 0 ] && shift
 case "$which" in
-node | control | ceph) exec target/release/lq-bench "$which" "$@" ;;
-all) for b in node control ceph; do target/release/lq-bench "$b"; done ;;
-*) echo "usage: $0 [node|control|ceph|all] [options]" >&2; exit 2 ;;
+node | control | ceph | nfs) exec target/release/lq-bench "$which" "$@" ;;
+all) for b in node control ceph nfs; do target/release/lq-bench "$b"; done ;;
+*) echo "usage: $0 [node|control|ceph|nfs|all] [options]" >&2; exit 2 ;;
 esac

@@ -3,11 +3,13 @@
 //! - `lq-bench node`: the node engine against qemu-img, virsh and cp;
 //! - `lq-bench control`: the control plane with 100,000 volumes over 1,000
 //!   nodes, on redb and on etcd;
-//! - `lq-bench ceph`: the RBD backend against the `rbd` CLI on a test cluster.
+//! - `lq-bench ceph`: the RBD backend against the `rbd` CLI on a test cluster;
+//! - `lq-bench nfs`: userspace NFS pools against qemu-img on the same export.
 
 mod ceph_bench;
 mod control_bench;
 mod measure;
+mod nfs_bench;
 mod node;
 mod node_bench;
 
@@ -24,6 +26,7 @@ enum Bench {
     Node(node_bench::Args),
     Control(control_bench::Args),
     Ceph(ceph_bench::Args),
+    Nfs(nfs_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Node(args) => node_bench::run(args),
         Bench::Control(args) => control_bench::run(args),
         Bench::Ceph(args) => ceph_bench::run(args),
+        Bench::Nfs(args) => nfs_bench::run(args),
     }
 }

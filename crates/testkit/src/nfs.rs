@@ -27,7 +27,8 @@ pub struct Ganesha {
 // chroots, containers) do not give.
 const LAUNCH: &str = r#"
 D=$1
-mount -t tmpfs -o size=4g,mode=0755 tmpfs "$D/export"
+# Sized for the benchmark's copies (ganesha holds deleted files open a while).
+mount -t tmpfs -o size=16g,mode=0755 tmpfs "$D/export"
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/rpcbind && chown _rpc /run/rpcbind 2>/dev/null || true
 $2 rpcbind -f >"$D/rpcbind.out" 2>&1 &
