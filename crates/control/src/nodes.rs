@@ -197,13 +197,19 @@ impl NodeRegistry {
 }
 
 /// A node's error as the control plane reports it: which node, and
-/// UNAVAILABLE when the node itself went away mid-call.
+/// UNAVAILABLE when the node itself went away mid-call. An UNAVAILABLE the
+/// node answered (its storage cannot be reached: a dead NFS server) says
+/// so, not that the node is gone; only an answer carries response headers.
 pub fn node_error(node_id: &str, status: tonic::Status) -> ApiError {
-    let gone = matches!(status.code(), tonic::Code::Unavailable)
-        || (status.code() == tonic::Code::Unknown
-            && ["transport", "connection", "h2 protocol", "broken pipe"].iter().any(|w| status.message().contains(w)));
+    let answered = status.metadata().contains_key("content-type");
+    let gone = !answered
+        && (matches!(status.code(), tonic::Code::Unavailable)
+            || (status.code() == tonic::Code::Unknown
+                && ["transport", "connection", "h2 protocol", "broken pipe"].iter().any(|w| status.message().contains(w))));
     if gone {
         ApiError::unavailable(format!("node {node_id} cannot be reached: {}", status.message()))
+    } else if status.code() == tonic::Code::Unavailable {
+        ApiError::unavailable(format!("on node {node_id}: {}", status.message()))
     } else {
         ApiError::from(status)
     }

@@ -107,3 +107,75 @@ fn an_nfs_pool_serves_volumes_from_every_node() {
         cp.stop_within(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+/// A second "host": a thread in a network namespace of its own running a
+/// node daemon. It reaches the control plane, and the control plane reaches
+/// it, through loopback forwarders; the NFS server at 127.0.0.1 is not
+/// there. Returns its id and a sender that stops it.
+fn start_node_on_another_host(root: &std::path::Path, cp_port: u16) -> (String, std::sync::mpsc::Sender<()>) {
+    use limiquantix_testkit::{Forward, current_network, private_network};
+    const NODE_PORT: u16 = 7701; // free: the namespace is new
+    let host_a = current_network().unwrap();
+    let mut cfg = common::node_config(root, "set below");
+    let id = limiquantix_node::registration::node_id(&cfg.state_dir).unwrap();
+    let (host_b_tx, host_b_rx) = std::sync::mpsc::channel();
+    let (advertised_tx, advertised_rx) = std::sync::mpsc::channel::<u16>();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        private_network().unwrap();
+        let to_cp = Forward::start(&host_a, cp_port).unwrap();
+        host_b_tx.send(current_network().unwrap()).unwrap();
+        cfg.control_plane = Some(format!("http://127.0.0.1:{}", to_cp.port));
+        cfg.listen = ([127, 0, 0, 1], NODE_PORT).into();
+        cfg.advertise_address = Some(format!("http://127.0.0.1:{}", advertised_rx.recv().unwrap()));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let node = RunningNode::start(&cfg).await.unwrap();
+            let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
+            node.stop().await.unwrap();
+        });
+    });
+    let into_b = Forward::start(&host_b_rx.recv().unwrap(), NODE_PORT).unwrap();
+    advertised_tx.send(into_b.port).unwrap();
+    (id, stop_tx)
+}
+
+#[test]
+fn a_node_that_cannot_reach_the_server_shows_its_own_error_and_the_others_stay_ready() {
+    limiquantix_testkit::private_network().unwrap();
+    let nfs = Ganesha::start_with_portmapper().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut config = common::control_config(root.path());
+    config.pool_refresh_secs = 1;
+    let cp = rt.block_on(ControlPlane::start(&config)).unwrap();
+    let (far_id, stop_far) = start_node_on_another_host(&root.path().join("far"), cp.addr.port());
+    rt.block_on(async {
+        let mut c = Clients::connect(&cp.url()).await;
+        let (near, near_id) = start_node(root.path(), "near", &cp.url()).await;
+        c.wait_node_online(&near_id).await;
+        c.wait_node_online(&far_id).await;
+
+        let op = c.pools.create_pool(pb::CreatePoolRequest { name: "nas".into(), config: Some(nfs_config(&nfs)), ..Default::default() }).await.unwrap().into_inner();
+        c.wait(&op.task_id).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pool = loop {
+            let pool = c.pools.get_pool(pb::GetPoolRequest { pool: "nas".into() }).await.unwrap().into_inner();
+            let phase = |id: &str| pool.nodes.iter().find(|n| n.node_id == id).map(|n| n.phase);
+            if phase(&near_id) == Some(pb::PoolPhase::Ready as i32) && phase(&far_id) == Some(pb::PoolPhase::Error as i32) {
+                break pool;
+            }
+            assert!(Instant::now() < deadline, "{:?}", pool.nodes);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(pool.state, pb::PoolState::Ready as i32, "the pool serves from the node that reaches it: {pool:?}");
+        let far = pool.nodes.iter().find(|n| n.node_id == far_id).unwrap();
+        assert!(far.message.contains("127.0.0.1") && !far.message.contains(&format!("node {far_id} cannot be reached")), "the far node says what it cannot reach: {far:?}");
+        // Volumes go through the node that reaches the server.
+        let v = c.create_volume("nas", "disk", GIB).await;
+        assert!(nfs.export_local().join(format!("lq-{}.qcow2", v.id)).exists());
+        stop_far.send(()).unwrap();
+        near.stop().await.unwrap();
+        cp.stop_within(Duration::from_secs(5)).await.unwrap();
+    });
+}

@@ -18,6 +18,6 @@ pub use ceph::Ceph;
 pub use etcd::Etcd;
 pub use guest::{ExecOutput, Guest, GuestImage, GuestOptions};
 pub use libvirt::Libvirtd;
-pub use netns::{private_mounts, private_network};
+pub use netns::{Forward, current_network, private_mounts, private_network};
 pub use nfs::Ganesha;
 pub use process::{ChildGuard, free_port, run_command, wait_until, workspace_binary};

@@ -55,3 +55,60 @@ pub fn private_mounts() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The network namespace of the calling thread, kept open so other threads
+/// can reach into it ([`Forward`]).
+pub fn current_network() -> io::Result<std::fs::File> {
+    std::fs::File::open("/proc/thread-self/ns/net")
+}
+
+/// A TCP forwarder from a port on loopback in the namespace of the thread
+/// that made it to a port on loopback in another namespace: two test
+/// "hosts" (network namespaces) talk over loopback only, and one can lose a
+/// server the other still reaches. Runs until the test process ends.
+pub struct Forward {
+    pub port: u16,
+}
+
+impl Forward {
+    pub fn start(to: &std::fs::File, to_port: u16) -> io::Result<Self> {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+        use std::sync::mpsc;
+        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        let target = to.try_clone()?;
+        // One thread lives in the target namespace and opens connections there.
+        let (ask, asked) = mpsc::channel::<mpsc::Sender<io::Result<TcpStream>>>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: setns on this thread with a namespace file we hold open.
+            let entered = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
+            let _ = ready_tx.send(if entered == 0 { Ok(()) } else { Err(io::Error::last_os_error()) });
+            for reply in asked {
+                let _ = reply.send(TcpStream::connect(("127.0.0.1", to_port)));
+            }
+        });
+        ready_rx.recv().map_err(io::Error::other)??;
+        std::thread::spawn(move || {
+            for incoming in listener.incoming().flatten() {
+                let (tx, rx) = mpsc::channel();
+                if ask.send(tx).is_err() {
+                    return;
+                }
+                let Ok(Ok(outgoing)) = rx.recv() else { continue };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                };
+                if let (Ok(a), Ok(b)) = (incoming.try_clone(), outgoing.try_clone()) {
+                    pipe(incoming, b);
+                    pipe(outgoing, a);
+                }
+            }
+        });
+        Ok(Self { port })
+    }
+}
