@@ -220,3 +220,41 @@ async fn health_and_reflection_are_served() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"limiquantix.storage.v1.NodeStorage"), "{names:?}");
 }
+
+#[tokio::test]
+async fn nfs_configs_with_bad_shapes_are_invalid_and_nothing_is_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start(root.path()).await;
+    let nfs = |server: &str, export: &str, version: i32, mode: i32, soft: bool| pb::PoolConfig {
+        backend: Some(pb::pool_config::Backend::Nfs(pb::NfsPoolConfig {
+            server: server.into(),
+            export_path: export.into(),
+            nfs_version: version,
+            mode,
+            options: Some(pb::NfsMountOptions { soft, ..Default::default() }),
+        })),
+    };
+    let v3 = pb::NfsVersion::V3 as i32;
+    let user = pb::NfsMode::Userspace as i32;
+    let bad = [
+        nfs("nas 01", "/srv/vm", v3, user, false),
+        nfs("nas,ro", "/srv/vm", v3, user, false),
+        nfs("nas;reboot", "/srv/vm", v3, user, false),
+        nfs("-onas", "/srv/vm", v3, user, false),
+        nfs("nas", "/srv/../etc", v3, user, false),
+        nfs("nas", "/srv/vm,suid", v3, user, false),
+        nfs("nas", "srv/vm", v3, user, false),
+        nfs("nas", "/srv/vm", 99, user, false),
+        nfs("nas", "/srv/vm", v3, 7, false),
+        nfs("nas", "/srv/vm", pb::NfsVersion::V42 as i32, user, false),
+        nfs("nas", "/srv/vm", v3, user, true),
+    ];
+    for config in bad {
+        let shown = format!("{config:?}");
+        let req = pb::InitStoragePoolRequest { pool_id: new_id(), config: Some(config) };
+        let err = node.client.init_storage_pool(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{shown}: {err:?}");
+    }
+    let pools = node.client.list_storage_pools(pb::ListStoragePoolsRequest {}).await.unwrap().into_inner();
+    assert!(pools.pools.is_empty(), "nothing was kept: {pools:?}");
+}
