@@ -218,3 +218,21 @@ fn a_hung_mount_blocks_only_its_own_pool_and_destroy_detaches_it() {
         local_create().await;
     });
 }
+
+#[test]
+fn a_mount_that_does_not_finish_is_killed_at_its_timeout() {
+    use limiquantix_storage::tools::mount::Mounter;
+    let server_dir = tempfile::tempdir().unwrap();
+    let shims = Shims::install_with(server_dir.path(), "#!/bin/sh\necho \"mount $*\" >> \"$LQ_TEST_MOUNT_LOG\"\necho $$ > \"$LQ_TEST_MOUNT_LOG.daemon\"\nexec sleep 600\n");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let err = rt.block_on(Mounter { timeout: Duration::from_secs(1) }.mount_nfs("nas:/srv/vm", "vers=3,hard,proto=tcp", target.path())).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "returned after {:?}", started.elapsed());
+    assert!(err.to_string().contains("killed"), "{err}");
+    // The hung mount(8) is gone, not left behind.
+    let pid = shims.daemon();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z"), "mount {pid} still runs");
+    assert_eq!(shims.calls().len(), 1);
+}
