@@ -26,10 +26,11 @@ candidate_version() {
 # To build: libvirt-dev (the node's hot-plug), protoc with its well-known
 # types (etcd-client generates its gRPC code at build time), librados and
 # librbd headers with libclang (bindgen generates the Ceph bindings).
-# libnfs headers (bindgen generates the userspace NFS client's bindings).
+# libnfs and libiscsi headers (bindgen generates the userspace NFS and
+# iSCSI clients' bindings).
 # libfuse3 headers: testkit builds a FUSE daemon that stands in for a hung
 # NFS mount (testkit is a workspace member, built with the rest).
-plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libclang-dev libfuse3-dev)
+plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libiscsi-dev libclang-dev libfuse3-dev)
 # Programs that must be on PATH afterwards (sbin included).
 programs=(qemu-img pkg-config protoc)
 if [ "$profile" = test ]; then
@@ -43,6 +44,8 @@ if [ "$profile" = test ]; then
   # A user-space NFS server (nfs-ganesha, VFS FSAL) with the private rpcbind
   # it registers with, and libnfs's command-line client.
   plain_packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
+  # A user-space iSCSI target (tgt) and libiscsi's command-line tools.
+  plain_packages+=(tgt libiscsi-bin)
   # The test guest (testkit's guest.rs) is built from the host's files: Debian's
   # kernel and modules, static busybox, qemu-ga (a qemu package, pinned below),
   # packed with cpio and gzip; modprobe orders the modules, xz unpacks the
@@ -51,7 +54,7 @@ if [ "$profile" = test ]; then
   # unshare (private libvirtd's mount namespace) and timeout come with the base system.
   programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
     ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout
-    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls)
+    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls tgtd tgtadm iscsi-ls)
 fi
 
 # QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from

@@ -13,6 +13,7 @@ pub mod libvirt;
 pub mod netns;
 pub mod nfs;
 pub mod process;
+pub mod tgt;
 
 pub use ceph::Ceph;
 pub use etcd::Etcd;
@@ -20,4 +21,5 @@ pub use guest::{ExecOutput, Guest, GuestImage, GuestOptions};
 pub use libvirt::Libvirtd;
 pub use netns::{Forward, current_network, private_mounts, private_network};
 pub use nfs::Ganesha;
+pub use tgt::Tgt;
 pub use process::{ChildGuard, free_port, run_command, wait_until, workspace_binary};

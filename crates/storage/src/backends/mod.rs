@@ -3,6 +3,7 @@
 
 pub mod ceph;
 pub mod image_files;
+pub mod iscsi;
 pub mod local;
 pub mod nfs;
 
