@@ -36,6 +36,7 @@ pub mod v1 {
                 .field("initiator_iqn", &self.initiator_iqn)
                 .field("chap_username", &self.chap_username)
                 .field("chap_password", &redacted(&self.chap_password))
+                .field("mode", &self.mode)
                 .finish()
         }
     }

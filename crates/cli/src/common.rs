@@ -120,6 +120,12 @@ pub enum NfsModeArg {
     Kernel,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IscsiModeArg {
+    Direct,
+    Lvm,
+}
+
 /// What a pool is made of: exactly one of the backends.
 #[derive(Debug, Args)]
 pub struct PoolConfigArgs {
@@ -178,9 +184,15 @@ pub struct PoolConfigArgs {
     /// iSCSI pool: the target's IQN.
     #[arg(long)]
     iscsi_target: Option<String>,
-    /// iSCSI pool: the LUN of the target to use.
+    /// iSCSI pool: direct (each disk LUN is a volume; default) or lvm.
+    #[arg(long, value_enum)]
+    iscsi_mode: Option<IscsiModeArg>,
+    /// iSCSI pool in LVM mode: the LUN that holds the volume group.
     #[arg(long, default_value_t = 0)]
     iscsi_lun: u32,
+    /// This node's initiator name (default: /etc/iscsi/initiatorname.iscsi, or one from the host name).
+    #[arg(long)]
+    iscsi_initiator: Option<String>,
     /// The CHAP user name, when the target asks for one.
     #[arg(long)]
     chap_user: Option<String>,
@@ -238,9 +250,14 @@ impl PoolConfigArgs {
                 portal: portal.clone(),
                 target_iqn: self.iscsi_target.clone().unwrap_or_default(),
                 lun: self.iscsi_lun,
-                initiator_iqn: String::new(),
+                initiator_iqn: self.iscsi_initiator.clone().unwrap_or_default(),
                 chap_username: self.chap_user.clone().unwrap_or_default(),
                 chap_password: read_secret(&self.chap_password_file)?,
+                mode: match self.iscsi_mode {
+                    None => pb::IscsiMode::Unspecified,
+                    Some(IscsiModeArg::Direct) => pb::IscsiMode::Direct,
+                    Some(IscsiModeArg::Lvm) => pb::IscsiMode::Lvm,
+                } as i32,
             })
         } else {
             return Err(Status::invalid_argument("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal"));

@@ -3,7 +3,7 @@
 
 use limiquantix_api::v1 as pb;
 use limiquantix_storage::model::{
-    self, CephPoolConfig, CloneMode, DiskBus, ImageFormat, IscsiPoolConfig, LocalPoolConfig, NfsMode, NfsMountOptions, NfsPoolConfig,
+    self, CephPoolConfig, CloneMode, DiskBus, ImageFormat, IscsiMode, IscsiPoolConfig, LocalPoolConfig, NfsMode, NfsMountOptions, NfsPoolConfig,
     NfsTransport, NfsVersion,
     PoolConfig, PoolKind, Provisioning, Secret, VolumeFormat, VolumeInfo, VolumeSource, VolumeSpec,
 };
@@ -81,6 +81,11 @@ pub fn pool_config(cfg: Option<pb::PoolConfig>) -> R<PoolConfig> {
             initiator_iqn: i.initiator_iqn,
             chap_username: i.chap_username,
             chap_password: Secret::new(i.chap_password),
+            mode: match pb::IscsiMode::try_from(i.mode) {
+                Ok(pb::IscsiMode::Unspecified | pb::IscsiMode::Direct) => IscsiMode::Direct,
+                Ok(pb::IscsiMode::Lvm) => IscsiMode::Lvm,
+                Err(_) => return Err(StorageError::invalid(format!("unknown iSCSI mode {}", i.mode))),
+            },
         }),
     })
 }
@@ -130,6 +135,10 @@ pub fn pool_config_out(cfg: &PoolConfig) -> pb::PoolConfig {
             initiator_iqn: i.initiator_iqn.clone(),
             chap_username: i.chap_username.clone(),
             chap_password: String::new(),
+            mode: match i.mode {
+                IscsiMode::Direct => pb::IscsiMode::Direct,
+                IscsiMode::Lvm => pb::IscsiMode::Lvm,
+            } as i32,
         }),
     };
     pb::PoolConfig { backend: Some(backend) }

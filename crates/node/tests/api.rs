@@ -27,7 +27,7 @@ async fn node_info_names_the_kinds_it_serves() {
     assert!(!info.hostname.is_empty());
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     let kinds: Vec<i32> = info.supported_kinds.iter().map(|k| k.kind).collect();
-    assert_eq!(kinds, [pb::PoolKind::Local as i32, pb::PoolKind::Ceph as i32, pb::PoolKind::Nfs as i32]);
+    assert_eq!(kinds, [pb::PoolKind::Local as i32, pb::PoolKind::Ceph as i32, pb::PoolKind::Nfs as i32, pb::PoolKind::Iscsi as i32]);
     let caps = |i: usize| info.supported_kinds[i].capabilities.clone().unwrap_or_default();
     assert!(caps(0).linked_clone && caps(0).snapshots && caps(0).thin_provisioning && !caps(0).shared);
     assert!(caps(1).shared && caps(1).linked_clone && caps(1).live_resize, "Ceph pools are shared");
@@ -41,14 +41,21 @@ async fn kinds_without_a_backend_answer_unimplemented_and_ceph_checks_its_config
     let mut node = TestNode::start(root.path()).await;
     use pb::pool_config::Backend as B;
     let configs = [
-        ("iscsi", B::Iscsi(pb::IscsiPoolConfig { portal: "127.0.0.1:3260".into(), target_iqn: "iqn.2024-01.io.x:t".into(), chap_password: "pw".into(), ..Default::default() })),
+        ("iscsi pools in LVM mode", B::Iscsi(pb::IscsiPoolConfig {
+            portal: "127.0.0.1:3260".into(),
+            target_iqn: "iqn.2024-01.io.x:t".into(),
+            chap_username: "lquser".into(),
+            chap_password: "pw-long-enough-12".into(),
+            mode: pb::IscsiMode::Lvm as i32,
+            ..Default::default()
+        })),
     ];
     for (kind, backend) in configs {
         let req = pb::InitStoragePoolRequest { pool_id: new_id(), config: Some(pb::PoolConfig { backend: Some(backend) }) };
         let err = node.client.init_storage_pool(req).await.unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented, "{kind}: {err:?}");
-        assert!(err.message().contains(&format!("{kind} pools are not supported")), "{err:?}");
-        assert!(!err.message().contains("pw"), "no secret in errors");
+        assert!(err.message().contains(&format!("{kind} are not supported")), "{err:?}");
+        assert!(!err.message().contains("pw-long"), "no secret in errors");
     }
     // Ceph is served: a bad key is bad input, and is not echoed.
     let ceph = B::Ceph(pb::CephPoolConfig {

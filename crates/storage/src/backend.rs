@@ -76,6 +76,12 @@ pub trait Backend: Send + Sync + 'static {
     /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
 
+    /// Why this pool makes no volumes at all, if it makes none (volumes that
+    /// are a storage array's LUNs): asked before anything else of a create.
+    fn refuses_creates(&self) -> Option<crate::error::StorageError> {
+        None
+    }
+
     /// Whether a linked clone's disk XML spells out its backing chain (each
     /// base's [`Backend::disk`] source): for kinds whose images libvirt
     /// cannot open to find the chain itself, whose bases QEMU would

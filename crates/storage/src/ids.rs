@@ -38,6 +38,11 @@ macro_rules! uuid_id {
             pub fn as_uuid(&self) -> &Uuid {
                 &self.0
             }
+            /// The same id for the same name within `namespace`, always
+            /// (UUID v5): for things named elsewhere, such as a LUN by its WWN.
+            pub fn derived(namespace: &Uuid, name: &str) -> Self {
+                Self(Uuid::new_v5(namespace, name.as_bytes()))
+            }
         }
 
         impl FromStr for $name {

@@ -138,6 +138,17 @@ pub struct IscsiPoolConfig {
     pub chap_username: String,
     #[serde(skip)]
     pub chap_password: Secret,
+    #[serde(default)]
+    pub mode: IscsiMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IscsiMode {
+    /// Each disk LUN of the target is a volume (QEMU's libiscsi).
+    #[default]
+    Direct,
+    /// An LVM volume group on one LUN.
+    Lvm,
 }
 
 /// A secret value (Ceph key, CHAP password): its Debug output is redacted so it

@@ -1,5 +1,4 @@
-//! One folder per pool kind. [`open`] builds the backend for a pool config;
-//! kinds whose backend does not exist yet are refused with `Unimplemented`.
+//! One folder per pool kind. [`open`] builds the backend for a pool config.
 
 pub mod ceph;
 pub mod image_files;
@@ -11,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::ids::PoolId;
 use crate::model::{Capabilities, PoolConfig, PoolKind, VolumeFeature, VolumeFormat};
 use crate::tools::QemuImg;
@@ -43,7 +42,7 @@ pub async fn open(id: PoolId, config: &PoolConfig, ctx: &EngineContext, mode: Op
         PoolConfig::Local(c) => Ok(Arc::new(local::LocalBackend::open(c, ctx, mode)?)),
         PoolConfig::Ceph(c) => Ok(Arc::new(ceph::CephBackend::open(id, c, ctx, mode).await?)),
         PoolConfig::Nfs(c) => nfs::NfsBackend::open(id, c, ctx),
-        other => Err(not_yet(other.kind())),
+        PoolConfig::Iscsi(c) => iscsi::open(id, c, ctx),
     }
 }
 
@@ -59,6 +58,7 @@ pub fn forget(id: PoolId, config: &PoolConfig, ctx: &EngineContext) {
 pub fn libvirt_secret_uuid(id: PoolId, config: &PoolConfig) -> Option<String> {
     match config {
         PoolConfig::Ceph(_) => Some(ceph::libvirt_secret_uuid(id)),
+        PoolConfig::Iscsi(c) if !c.chap_username.is_empty() => Some(iscsi::direct::libvirt_secret_uuid(id)),
         _ => None,
     }
 }
@@ -69,6 +69,7 @@ pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
         (PoolKind::Local, local::LocalBackend::capabilities_of_kind()),
         (PoolKind::Ceph, ceph::CephBackend::capabilities_of_kind()),
         (PoolKind::Nfs, nfs::NfsBackend::capabilities_of_kind()),
+        (PoolKind::Iscsi, iscsi::capabilities_of_kind()),
     ]
 }
 
@@ -80,13 +81,6 @@ pub fn volume_has_feature(kind: PoolKind, format: VolumeFormat, feature: VolumeF
         PoolKind::Local => local::LocalBackend::volume_has_feature(format, feature),
         PoolKind::Ceph => Ok(()),
         PoolKind::Nfs => nfs::NfsBackend::volume_has_feature(format, feature),
-        other => Err(format!("{other} pools are not supported by this build")),
+        PoolKind::Iscsi => Err(format!("iscsi volumes in direct mode are LUNs: {feature:?} is done on the storage array")),
     }
-}
-
-fn not_yet(kind: PoolKind) -> StorageError {
-    StorageError::Unimplemented(format!(
-        "{kind} pools are not supported by this node yet; supported kinds: {}",
-        supported_kinds().iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>().join(", ")
-    ))
 }

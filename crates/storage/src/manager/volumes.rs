@@ -63,6 +63,9 @@ impl StorageManager {
             validate_size("volume size", size)?;
         }
         let backend = self.backend(pool).await?;
+        if let Some(refusal) = backend.refuses_creates() {
+            return Err(refusal);
+        }
         let caps = backend.capabilities();
         if let Some(format) = spec.format
             && !caps.formats.contains(&format) {

@@ -1,0 +1,237 @@
+//! iSCSI pools in direct mode: each disk LUN of one target is a volume,
+//! reached by the node and by QEMU through libiscsi (nothing is logged in
+//! on the host). A volume's id is derived from its LUN's world-wide name, so
+//! a LUN renumbered on the array never swaps two VMs' disks. LUNs are made,
+//! grown and removed on the array: those operations are refused here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::client::{IscsiSession, LunInfo, Login};
+use super::config::{Chap, IscsiName, Portal};
+use crate::backend::{Backend, LibvirtSecret, NewVolume, SecretUsage};
+use crate::error::{Result, StorageError};
+use crate::ids::{Name, PoolId, VolumeId};
+use crate::model::{Capabilities, PoolCapacity, PoolKind, ProgressSink, Secret, SnapshotInfo, VolumeFormat, VolumeInfo};
+use crate::xml::{DiskAuth, DiskDriver, DiskSource, NetHost, SecretRef};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct DirectBackend {
+    pool: PoolId,
+    portal: Portal,
+    target: IscsiName,
+    initiator: IscsiName,
+    chap: Option<Chap>,
+    /// One session, reused; a session that failed is dropped and made again.
+    session: Arc<Mutex<Option<IscsiSession>>>,
+}
+
+/// A disk LUN as a volume.
+#[derive(Debug, Clone)]
+struct LunVolume {
+    id: VolumeId,
+    lun: LunInfo,
+}
+
+impl DirectBackend {
+    pub fn capabilities_of_kind() -> Capabilities {
+        Capabilities {
+            thin_provisioning: false,
+            linked_clone: false,
+            snapshots: false,
+            shared: true,
+            live_resize: false,
+            formats: vec![VolumeFormat::Raw],
+        }
+    }
+
+    pub fn new(pool: PoolId, portal: Portal, target: IscsiName, initiator: IscsiName, chap: Option<Chap>) -> Self {
+        Self { pool, portal, target, initiator, chap, session: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Runs `work` with a logged-in session, off the async runtime.
+    async fn with_session<T: Send + 'static>(&self, work: impl FnOnce(&mut IscsiSession) -> Result<T> + Send + 'static) -> Result<T> {
+        let (slot, portal, target, initiator, chap) =
+            (self.session.clone(), self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut slot = slot.lock().expect("iSCSI session lock");
+            if slot.is_none() {
+                let login = Login { portal: &portal, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: TIMEOUT };
+                *slot = Some(IscsiSession::login(&login)?);
+            }
+            let result = work(slot.as_mut().expect("logged in above"));
+            if matches!(result, Err(StorageError::Unavailable(_) | StorageError::Internal(_))) {
+                *slot = None;
+            }
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("iSCSI task failed: {e}")))?
+    }
+
+    /// The target's disk LUNs that have a world-wide name, ordered by id.
+    async fn lun_volumes(&self) -> Result<Vec<LunVolume>> {
+        let namespace = *self.pool.as_uuid();
+        let target = self.target.to_string();
+        self.with_session(move |s| {
+            let mut volumes = Vec::new();
+            for lun in s.report_luns()? {
+                let info = s.lun_info(lun)?;
+                if !info.is_disk() {
+                    continue;
+                }
+                match &info.wwn {
+                    Some(wwn) => volumes.push(LunVolume { id: VolumeId::derived(&namespace, wwn), lun: info }),
+                    None => tracing::warn!(%target, lun, "a LUN without a world-wide name is not offered: its id would not be stable"),
+                }
+            }
+            volumes.sort_by_key(|v| v.id);
+            Ok(volumes)
+        })
+        .await
+    }
+
+    fn volume_info(&self, v: &LunVolume) -> VolumeInfo {
+        VolumeInfo {
+            id: v.id,
+            format: VolumeFormat::Raw,
+            size_bytes: v.lun.size_bytes,
+            allocated_bytes: v.lun.size_bytes,
+            backing: None,
+            snapshot_count: 0,
+            location: format!("iscsi://{}/{}/{}", self.portal, self.target, v.lun.lun),
+        }
+    }
+
+    fn on_the_array(&self, what: &str) -> StorageError {
+        StorageError::precondition(format!(
+            "iscsi pools in direct mode are the LUNs of target {}: {what} them on the storage array (volumes appear as its LUNs do)",
+            self.target
+        ))
+    }
+
+    fn secret_usage(&self) -> String {
+        format!("limiquantix pool {} iscsi {}", self.pool, self.target)
+    }
+}
+
+/// The libvirt secret of a pool's CHAP password, named after the pool.
+pub fn libvirt_secret_uuid(pool: PoolId) -> String {
+    pool.to_string()
+}
+
+#[async_trait]
+impl Backend for DirectBackend {
+    fn kind(&self) -> PoolKind {
+        PoolKind::Iscsi
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Self::capabilities_of_kind()
+    }
+
+    fn location(&self) -> String {
+        format!("{} {}", self.portal, self.target)
+    }
+
+    async fn activate(&self) -> Result<()> {
+        self.with_session(|s| s.report_luns().map(drop)).await
+    }
+
+    async fn deactivate(&self) -> Result<()> {
+        let slot = self.session.clone();
+        tokio::task::spawn_blocking(move || slot.lock().expect("iSCSI session lock").take())
+            .await
+            .map_err(|e| StorageError::Internal(format!("iSCSI logout failed: {e}")))?;
+        Ok(())
+    }
+
+    async fn capacity(&self) -> Result<PoolCapacity> {
+        let total: u64 = self.lun_volumes().await?.iter().map(|v| v.lun.size_bytes).sum();
+        // Every byte of a LUN belongs to its volume: nothing is free to create from.
+        Ok(PoolCapacity { total_bytes: total, free_bytes: 0, allocated_bytes: total, counted: None })
+    }
+
+    async fn free_bytes(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
+        Ok(self.lun_volumes().await?.iter().find(|v| v.id == id).map(|v| self.volume_info(v)))
+    }
+
+    async fn list_volumes(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
+        let all = self.lun_volumes().await?;
+        Ok(all.iter().filter(|v| after.is_none_or(|a| v.id > a)).take(limit).map(|v| self.volume_info(v)).collect())
+    }
+
+    async fn dependents(&self, _id: VolumeId) -> Result<Vec<VolumeId>> {
+        Ok(Vec::new())
+    }
+
+    fn refuses_creates(&self) -> Option<StorageError> {
+        Some(self.on_the_array("create"))
+    }
+
+    async fn create_volume(&self, _new: &NewVolume<'_>, _progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        Err(self.on_the_array("create"))
+    }
+
+    async fn delete_volume(&self, _id: VolumeId) -> Result<()> {
+        Err(self.on_the_array("delete"))
+    }
+
+    async fn resize_volume(&self, _volume: &VolumeInfo, _new_size_bytes: u64) -> Result<VolumeInfo> {
+        Err(self.on_the_array("resize"))
+    }
+
+    async fn list_snapshots(&self, _volume: &VolumeInfo) -> Result<Vec<SnapshotInfo>> {
+        Ok(Vec::new())
+    }
+
+    async fn create_snapshot(&self, _volume: &VolumeInfo, _name: &Name) -> Result<SnapshotInfo> {
+        Err(self.on_the_array("snapshot"))
+    }
+
+    async fn revert_snapshot(&self, _volume: &VolumeInfo, _name: &Name) -> Result<()> {
+        Err(self.on_the_array("revert"))
+    }
+
+    async fn delete_snapshot(&self, _volume: &VolumeInfo, _name: &Name) -> Result<()> {
+        Err(self.on_the_array("delete snapshots of"))
+    }
+
+    async fn flatten_volume(&self, _volume: &VolumeInfo, _progress: ProgressSink<'_>) -> Result<VolumeInfo> {
+        Err(self.on_the_array("flatten"))
+    }
+
+    fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
+        let lun = volume
+            .location
+            .rsplit('/')
+            .next()
+            .and_then(|l| l.parse::<u32>().ok())
+            .ok_or_else(|| StorageError::Internal(format!("volume {} has no LUN in {}", volume.id, volume.location)))?;
+        let source = DiskSource::Iscsi {
+            host: NetHost { name: self.portal.host.clone(), port: Some(self.portal.port) },
+            iqn: self.target.to_string(),
+            lun,
+            initiator_iqn: Some(self.initiator.to_string()),
+            auth: self.chap.as_ref().map(|c| DiskAuth { username: c.username.clone(), secret: SecretRef::Iscsi { usage: self.secret_usage() } }),
+        };
+        Ok((source, DiskDriver::iscsi()))
+    }
+
+    fn libvirt_secret(&self) -> Option<LibvirtSecret> {
+        let chap = self.chap.as_ref()?;
+        Some(LibvirtSecret {
+            uuid: libvirt_secret_uuid(self.pool),
+            usage: SecretUsage::Iscsi(self.secret_usage()),
+            value: Secret::new(chap.secret().to_owned()),
+        })
+    }
+}
