@@ -20,6 +20,7 @@ pub struct Ganesha {
     daemon: ChildGuard,
     pub nfs_port: u16,
     pub mount_port: u16,
+    restarts: u32,
 }
 
 // The export is a tmpfs in ganesha's own mount namespace: the VFS FSAL
@@ -77,49 +78,61 @@ impl Ganesha {
             .stderr(Stdio::null());
         // The exec chain makes the spawned pid ganesha itself.
         let daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
-        let mut me = Self { dir, daemon, nfs_port, mount_port };
-        me.wait_serving(1)?;
+        let mut me = Self { dir, daemon, nfs_port, mount_port, restarts: 0 };
+        me.wait_serving("ganesha.log", Duration::from_secs(30))?;
         Ok(me)
     }
 
-    /// Waits until ganesha has said it serves for the `starts`-th time (the
-    /// log is appended to across restarts) and listens on its ports.
-    fn wait_serving(&mut self, starts: usize) -> io::Result<()> {
+    /// Waits until ganesha has said it serves (in the log it was started
+    /// with) and listens on its ports.
+    fn wait_serving(&mut self, log: &str, timeout: Duration) -> io::Result<()> {
         let ready = |port: u16| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok();
         // Listening is not serving: exports are loaded until ganesha says so
         // (before that, a MOUNT is refused with MNT3ERR_ACCES).
-        let log = self.dir.path().join("ganesha.log");
-        let initialised = || std::fs::read_to_string(&log).is_ok_and(|l| l.matches("NFS SERVER INITIALIZED").count() >= starts);
-        wait_until("nfs-ganesha", Duration::from_secs(30), || initialised() && ready(self.nfs_port) && ready(self.mount_port)).map_err(|e| {
-            io::Error::new(e.kind(), format!("{e}; ganesha log: {}", self.log_tail().lines().rev().take(8).collect::<Vec<_>>().join(" | ")))
-        })?;
-        if !self.daemon.is_running() {
-            return Err(io::Error::other("nfs-ganesha exited right after starting"));
+        let path = self.dir.path().join(log);
+        let initialised = || std::fs::read_to_string(&path).is_ok_and(|l| l.contains("NFS SERVER INITIALIZED"));
+        let (nfs_port, mount_port) = (self.nfs_port, self.mount_port);
+        let daemon = &mut self.daemon;
+        let mut exited = false;
+        let waited = wait_until("nfs-ganesha", timeout, || {
+            exited = !daemon.is_running();
+            exited || (initialised() && ready(nfs_port) && ready(mount_port))
+        });
+        if waited.is_ok() && !exited {
+            return Ok(());
         }
-        Ok(())
+        // Its start, not the clients' reconnects that follow, and what the
+        // launcher said.
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let start: Vec<&str> = text.lines().filter(|l| !l.contains("svc_vc_wait")).take(40).collect();
+        let launcher = std::fs::read_to_string(self.dir.path().join(format!("{log}.stderr"))).unwrap_or_default();
+        let what = if exited { "nfs-ganesha exited while starting".to_owned() } else { format!("{:?}", waited.err()) };
+        Err(io::Error::other(format!("{what}; {log}:\n{}\nlauncher stderr: {launcher}", start.join("\n"))))
     }
 
     /// kill -9 of the server, then a new one on the same export, ports and
     /// portmapper (in the same mount namespace, which rpcbind keeps alive):
     /// a server that crashed and came back, its files as they were.
     pub fn crash_and_restart(&mut self) -> io::Result<()> {
-        let starts = std::fs::read_to_string(self.dir.path().join("ganesha.log")).unwrap_or_default().matches("NFS SERVER INITIALIZED").count();
         self.daemon.kill();
+        self.restarts += 1;
+        let log = format!("ganesha.restart{}.log", self.restarts);
         let rpcbind = std::fs::read_to_string(self.dir.path().join("rpcbind.pid"))?;
         let d = self.dir.path();
         let mut cmd = Command::new("nsenter");
         cmd.args(["-t", rpcbind.trim(), "-m", "--", "ganesha.nfsd", "-F", "-f"])
             .arg(d.join("ganesha.conf"))
             .arg("-L")
-            .arg(d.join("ganesha.log"))
+            .arg(d.join(&log))
             .arg("-p")
             .arg(d.join("ganesha.pid"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(d.join(format!("{log}.stderr")))?);
         // nsenter execs ganesha: the pid spawned is the daemon.
         self.daemon = ChildGuard::spawn("ganesha.nfsd", &mut cmd)?;
-        self.wait_serving(starts + 1)
+        // Its ports may wait out the killed server's closing connections.
+        self.wait_serving(&log, Duration::from_secs(90))
     }
 
     /// The last lines of ganesha's log, for a failing test to show.
