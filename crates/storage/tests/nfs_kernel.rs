@@ -158,6 +158,23 @@ fn a_kernel_mode_pool_is_mounted_with_typed_options_and_unmounted_on_destroy() {
     });
 }
 
+/// Whatever the test's outcome, the hung mount is detached and its daemon
+/// killed, so no thread stays blocked on it (and the test ends).
+struct ReleaseHungMount {
+    daemon: i32,
+    mount_point: PathBuf,
+}
+
+impl Drop for ReleaseHungMount {
+    fn drop(&mut self) {
+        if mounted(&self.mount_point) {
+            let _ = std::process::Command::new("/usr/bin/umount").args(["-f", "-l"]).arg(&self.mount_point).status();
+        }
+        // SAFETY: signals to the daemon this test started.
+        unsafe { libc::kill(self.daemon, libc::SIGKILL) };
+    }
+}
+
 #[test]
 fn a_hung_mount_blocks_only_its_own_pool_and_destroy_detaches_it() {
     limiquantix_testkit::private_network().unwrap();
@@ -185,8 +202,17 @@ fn a_hung_mount_blocks_only_its_own_pool_and_destroy_detaches_it() {
 
         // The server stops answering: the pool's calls fail within its timeout (1 s)...
         let daemon = shims.daemon();
+        let _release = ReleaseHungMount { daemon, mount_point: root.path().join(format!("state/nfs/{nfs_pool}")) };
         // SAFETY: a signal to the daemon this test started.
         unsafe { libc::kill(daemon, libc::SIGSTOP) };
+        let stopped = || std::fs::read_to_string(format!("/proc/{daemon}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stopped() {
+            assert!(Instant::now() < deadline, "the FUSE daemon {daemon} did not stop: {:?}", std::fs::read_to_string(format!("/proc/{daemon}/stat")));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mount_line = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap().lines().filter(|l| l.contains(&nfs_pool.to_string())).collect::<Vec<_>>().join("\n");
+        assert!(mount_line.contains("fuse"), "the pool is on the FUSE mount: {mount_line}");
         let started = Instant::now();
         let err = m.get_volume(nfs_pool, on_nfs.id).await.unwrap_err();
         assert!(matches!(err, StorageError::Unavailable(_)) && err.to_string().contains("did not answer"), "{err}");
