@@ -120,7 +120,10 @@ impl Ganesha {
         let rpcbind = std::fs::read_to_string(self.dir.path().join("rpcbind.pid"))?;
         let d = self.dir.path();
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", rpcbind.trim(), "-m", "--", "ganesha.nfsd", "-F", "-f"])
+        // -r -w: keep the target's root and directory; entering a mount
+        // namespace alone resets them to the namespace's root, which is not
+        // ours when tests run in a chroot.
+        cmd.args(["-t", rpcbind.trim(), "-m", "-r", "-w", "--", "ganesha.nfsd", "-F", "-f"])
             .arg(d.join("ganesha.conf"))
             .arg("-L")
             .arg(d.join(&log))
