@@ -146,6 +146,7 @@ pub struct CapabilitiesView {
     pub snapshots: bool,
     pub shared: bool,
     pub live_resize: bool,
+    pub array_managed: bool,
     pub formats: Vec<String>,
 }
 
@@ -158,6 +159,7 @@ impl CapabilitiesView {
             snapshots: c.snapshots,
             shared: c.shared,
             live_resize: c.live_resize,
+            array_managed: c.array_managed,
             formats: c.formats.iter().map(|f| enum_name(*f, pb::VolumeFormat::as_str_name)).collect(),
         }
     }
@@ -169,6 +171,7 @@ impl CapabilitiesView {
             (self.snapshots, "snapshots"),
             (self.shared, "shared"),
             (self.live_resize, "live-resize"),
+            (self.array_managed, "array-managed"),
         ];
         let mut parts: Vec<&str> = flags.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
         let formats = self.formats.join("/");

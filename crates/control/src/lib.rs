@@ -5,6 +5,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod array_volumes;
 pub mod background;
 pub mod config;
 pub mod error;

@@ -159,6 +159,15 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
             for a in answers.iter().filter(|a| a.initialised && a.result.is_ok()) {
                 forget_on_node(app, &pool_id, &a.node_id).await;
             }
+            continue;
+        }
+        let array_managed = pools
+            .iter()
+            .any(|(_, p)| p.value.id == pool_id && p.value.capabilities.as_ref().is_some_and(|c| c.array_managed));
+        if let Some(ready) = answers.iter().find(|a| a.result.is_ok()).filter(|_| array_managed)
+            && let Err(e) = crate::array_volumes::reconcile(app, &pool_id, &ready.node_id).await
+        {
+            tracing::warn!(pool = %pool_id, node = %ready.node_id, error = %e, "cannot take in the storage array's volumes");
         }
     }
     Ok(())

@@ -177,6 +177,7 @@ pub fn capabilities(c: &model::Capabilities) -> pb::PoolCapabilities {
         snapshots: c.snapshots,
         shared: c.shared,
         live_resize: c.live_resize,
+        array_managed: c.array_managed,
         formats: c.formats.iter().map(|f| volume_format_out(*f) as i32).collect(),
     }
 }

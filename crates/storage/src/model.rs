@@ -183,6 +183,8 @@ pub struct Capabilities {
     pub shared: bool,
     pub live_resize: bool,
     pub formats: Vec<VolumeFormat>,
+    /// The volumes are a storage array's own (an iSCSI target's LUNs).
+    pub array_managed: bool,
 }
 
 /// Something done to one volume that not every volume of a kind allows

@@ -35,6 +35,18 @@ pub fn add_saga<S: Saga>(txn: &mut Txn, id: &str, state: &S, resource_id: &str) 
     Ok(())
 }
 
+/// The volumes of an array-managed pool (an iSCSI target's LUNs in direct
+/// mode) are made, grown and removed on the array only.
+pub fn refuse_array_managed(pool: &pb::Pool, action: &str) -> ApiResult<()> {
+    if pool.capabilities.as_ref().is_some_and(|c| c.array_managed) {
+        return Err(ApiError::precondition(format!(
+            "pool {}'s volumes are the LUNs of its storage array (iscsi, direct mode): {action} them on the array; they appear here by themselves",
+            pool.name
+        )));
+    }
+    Ok(())
+}
+
 /// Whether every node of the pool reaches the same volumes (Ceph, NFS,
 /// iSCSI), as the nodes report for its kind; otherwise (a local pool) the
 /// volumes live on the pool's one node.

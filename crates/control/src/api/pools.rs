@@ -212,9 +212,23 @@ impl StoragePoolService for PoolApi {
                 let mut p = current.value;
                 // Counted inside the retry: a volume created meanwhile changed
                 // the pool record (its provisioned bytes), so the CAS below fails.
-                let volumes = repo.count(&keys::pool_volumes(&p.id)).await?;
-                if volumes > 0 {
-                    return Err(ApiError::precondition(format!("pool {} still has {volumes} volume(s); delete them first", p.name)));
+                let mut txn = Txn::new();
+                let array_managed = p.capabilities.as_ref().is_some_and(|c| c.array_managed);
+                if array_managed {
+                    // The array's LUNs are not ours to delete: their records
+                    // go with the pool, unless a VM or a task uses one.
+                    for (key, v) in repo.list::<pb::Volume>(&keys::pool_volumes(&p.id), None, 0).await? {
+                        if v.value.attachment.is_some() || !v.value.task_id.is_empty() {
+                            return Err(ApiError::precondition(format!("pool {}'s volume {} is in use; detach it first", p.name, v.value.name)));
+                        }
+                        txn.expect(&key, v.revision).delete(&key);
+                        txn.delete(keys::volume_pool(&v.value.id)).delete(keys::volume_name(&p.id, &v.value.name));
+                    }
+                } else {
+                    let volumes = repo.count(&keys::pool_volumes(&p.id)).await?;
+                    if volumes > 0 {
+                        return Err(ApiError::precondition(format!("pool {} still has {volumes} volume(s); delete them first", p.name)));
+                    }
                 }
                 if p.state == pb::PoolState::Creating as i32 || p.state == pb::PoolState::Deleting as i32 {
                     return Err(ApiError::precondition(format!("pool {} is busy (being created or deleted)", p.name)));
@@ -224,7 +238,6 @@ impl StoragePoolService for PoolApi {
                 let saga = DeletePool { pool_id: p.id.clone(), name: p.name.clone(), nodes, previous_state: p.state };
                 p.state = pb::PoolState::Deleting as i32;
                 let pkey = keys::pool(&p.id);
-                let mut txn = Txn::new();
                 txn.expect(&pkey, current.revision).put(&pkey, &p);
                 add_saga(&mut txn, &task_id, &saga, &p.id)?;
                 txn.commit(repo).await?;

@@ -35,6 +35,7 @@ impl VolumeApi {
         let name = records::parse_new_name("volume", &new.name)?;
         check_labels(&new.labels)?;
         let pool = records::pool(repo, &new.pool).await?.value;
+        crate::api::refuse_array_managed(&pool, "create")?;
         ensure_pool_ready(&pool)?;
         check_spec(&new.spec, &pool)?;
         use pb::volume_source::Source as S;

@@ -218,6 +218,7 @@ impl VolumeService for VolumeApi {
         let r = req.into_inner();
         validate_size("new size", r.new_size_bytes).map_err(ApiError::from)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
+        crate::api::refuse_array_managed(&records::pool(&self.app.repo, &current.pool_id).await?.value, "grow")?;
         if r.new_size_bytes < current.size_bytes {
             return Err(ApiError::invalid(format!(
                 "volume {} is {} bytes; shrinking it to {} bytes is not supported (it would destroy data)",
@@ -281,6 +282,7 @@ impl VolumeService for VolumeApi {
     async fn delete_volume(&self, req: Request<pb::DeleteVolumeRequest>) -> Rpc<pb::VolumeOperation> {
         let id = parse_volume_id(&req.into_inner().volume_id)?;
         let current = records::volume(&self.app.repo, &id).await?.value;
+        crate::api::refuse_array_managed(&records::pool(&self.app.repo, &current.pool_id).await?.value, "remove")?;
         if let Some(a) = current.attachment.as_ref().filter(|_| current.state == pb::VolumeState::Attached as i32) {
             return Err(ApiError::precondition(format!(
                 "volume {} is attached to VM {} on node {}; detach it first",

@@ -82,6 +82,7 @@ impl CephBackend {
             snapshots: true,
             shared: true,
             live_resize: true,
+            array_managed: false,
             formats: vec![VolumeFormat::Raw],
         }
     }

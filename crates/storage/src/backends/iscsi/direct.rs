@@ -46,6 +46,7 @@ impl DirectBackend {
             shared: true,
             live_resize: false,
             formats: vec![VolumeFormat::Raw],
+            array_managed: true,
         }
     }
 

@@ -45,6 +45,7 @@ impl LocalBackend {
             snapshots: true,
             shared: false,
             live_resize: true,
+            array_managed: false,
             formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
         }
     }

@@ -47,6 +47,7 @@ impl NfsBackend {
             snapshots: true,
             shared: true,
             live_resize: true,
+            array_managed: false,
             formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
         }
     }
