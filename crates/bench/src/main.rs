@@ -4,10 +4,12 @@
 //! - `lq-bench control`: the control plane with 100,000 volumes over 1,000
 //!   nodes, on redb and on etcd;
 //! - `lq-bench ceph`: the RBD backend against the `rbd` CLI on a test cluster;
-//! - `lq-bench nfs`: userspace NFS pools against qemu-img on the same export.
+//! - `lq-bench nfs`: userspace NFS pools against qemu-img on the same export;
+//! - `lq-bench iscsi`: listing a target's LUNs against `iscsi-ls`.
 
 mod ceph_bench;
 mod control_bench;
+mod iscsi_bench;
 mod measure;
 mod nfs_bench;
 mod node;
@@ -27,6 +29,7 @@ enum Bench {
     Control(control_bench::Args),
     Ceph(ceph_bench::Args),
     Nfs(nfs_bench::Args),
+    Iscsi(iscsi_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Bench::Control(args) => control_bench::run(args),
         Bench::Ceph(args) => ceph_bench::run(args),
         Bench::Nfs(args) => nfs_bench::run(args),
+        Bench::Iscsi(args) => iscsi_bench::run(args),
     }
 }

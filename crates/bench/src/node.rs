@@ -41,9 +41,13 @@ impl BenchNode {
     }
 
     pub async fn init_pool(&mut self, dir_name: &str) -> anyhow::Result<String> {
-        let id = new_id();
         let path = self.root.join("pools").join(dir_name).display().to_string();
-        let config = pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path })) };
+        self.init_pool_with(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path })).await
+    }
+
+    pub async fn init_pool_with(&mut self, backend: pb::pool_config::Backend) -> anyhow::Result<String> {
+        let id = new_id();
+        let config = pb::PoolConfig { backend: Some(backend) };
         self.client.init_storage_pool(pb::InitStoragePoolRequest { pool_id: id.clone(), config: Some(config) }).await?;
         Ok(id)
     }
