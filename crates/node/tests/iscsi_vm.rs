@@ -96,12 +96,21 @@ fn qemu_opens_a_lun_through_libiscsi_with_the_nodes_chap_secret() {
         let detach = pb::NodeDetachVolumeRequest { volume_id: big.volume_id.clone(), domain: DOMAIN.into(), timeout_seconds: 20 };
         node.client.detach_volume(detach).await.unwrap();
 
-        // The array renumbers its LUNs: each volume keeps its disk.
+        // The array renumbers its LUNs: each volume keeps its disk. A lookup
+        // (what an attach uses) asks the target afresh at once.
         tgt.swap_luns(1, 2).unwrap();
-        let after = list(&mut node).await;
-        let same = after.iter().find(|v| v.volume_id == big.volume_id).expect("the volume is still there");
+        let get = pb::NodeGetVolumeRequest { pool_id: pool.clone(), volume_id: big.volume_id.clone() };
+        let same = node.client.get_volume(get).await.unwrap().into_inner();
         assert_eq!(same.size_bytes, 64 * MIB, "the same disk under its new LUN number");
         assert!(same.location.ends_with("/2"), "{same:?}");
+        let xml = node
+            .client
+            .get_volume_attach_info(pb::GetVolumeAttachInfoRequest { pool_id: pool.clone(), volume_id: big.volume_id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .disk_xml;
+        assert!(xml.contains(&format!("name=\"{TARGET}/2\"")), "the disk points at the LUN's new number: {xml}");
         node.stop().await;
     });
 }

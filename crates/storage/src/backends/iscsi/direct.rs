@@ -18,6 +18,11 @@ use crate::model::{Capabilities, PoolCapacity, PoolKind, ProgressSink, Secret, S
 use crate::xml::{DiskAuth, DiskDriver, DiskSource, NetHost, SecretRef};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a LUN's facts serve listings before they are asked again. The
+/// set of LUNs is asked every time (one REPORT LUNS); a lookup of one volume
+/// (attach, any change) always asks afresh, so a renumbered LUN is never
+/// taken for another.
+const LUN_FACTS_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct DirectBackend {
@@ -26,8 +31,15 @@ pub struct DirectBackend {
     target: IscsiName,
     initiator: IscsiName,
     chap: Option<Chap>,
-    /// One session, reused; a session that failed is dropped and made again.
-    session: Arc<Mutex<Option<IscsiSession>>>,
+    /// One session, reused (a session that failed is dropped and made
+    /// again), and what its LUNs said recently.
+    state: Arc<Mutex<SessionState>>,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    session: Option<IscsiSession>,
+    luns: std::collections::HashMap<u32, (LunInfo, std::time::Instant)>,
 }
 
 /// A disk LUN as a volume.
@@ -51,22 +63,28 @@ impl DirectBackend {
     }
 
     pub fn new(pool: PoolId, portal: Portal, target: IscsiName, initiator: IscsiName, chap: Option<Chap>) -> Self {
-        Self { pool, portal, target, initiator, chap, session: Arc::new(Mutex::new(None)) }
+        Self { pool, portal, target, initiator, chap, state: Arc::new(Mutex::new(SessionState::default())) }
     }
 
-    /// Runs `work` with a logged-in session, off the async runtime.
-    async fn with_session<T: Send + 'static>(&self, work: impl FnOnce(&mut IscsiSession) -> Result<T> + Send + 'static) -> Result<T> {
-        let (slot, portal, target, initiator, chap) =
-            (self.session.clone(), self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone());
+    /// Runs `work` with a logged-in session (and the LUN facts it keeps),
+    /// off the async runtime.
+    async fn with_session<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut IscsiSession, &mut std::collections::HashMap<u32, (LunInfo, std::time::Instant)>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (state, portal, target, initiator, chap) =
+            (self.state.clone(), self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone());
         tokio::task::spawn_blocking(move || {
-            let mut slot = slot.lock().expect("iSCSI session lock");
-            if slot.is_none() {
+            let mut state = state.lock().expect("iSCSI session lock");
+            let state = &mut *state;
+            if state.session.is_none() {
                 let login = Login { portal: &portal, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: TIMEOUT };
-                *slot = Some(IscsiSession::login(&login)?);
+                state.session = Some(IscsiSession::login(&login)?);
+                state.luns.clear();
             }
-            let result = work(slot.as_mut().expect("logged in above"));
+            let result = work(state.session.as_mut().expect("logged in above"), &mut state.luns);
             if matches!(result, Err(StorageError::Unavailable(_) | StorageError::Internal(_))) {
-                *slot = None;
+                state.session = None;
             }
             result
         })
@@ -74,14 +92,24 @@ impl DirectBackend {
         .map_err(|e| StorageError::Internal(format!("iSCSI task failed: {e}")))?
     }
 
-    /// The target's disk LUNs that have a world-wide name, ordered by id.
-    async fn lun_volumes(&self) -> Result<Vec<LunVolume>> {
+    /// The target's disk LUNs that have a world-wide name, ordered by id;
+    /// `fresh` asks every LUN again instead of using recent facts.
+    async fn lun_volumes(&self, fresh: bool) -> Result<Vec<LunVolume>> {
         let namespace = *self.pool.as_uuid();
         let target = self.target.to_string();
-        self.with_session(move |s| {
+        self.with_session(move |s, known| {
+            let luns = s.report_luns()?;
+            known.retain(|lun, _| luns.contains(lun));
             let mut volumes = Vec::new();
-            for lun in s.report_luns()? {
-                let info = s.lun_info(lun)?;
+            for lun in luns {
+                let info = match known.get(&lun) {
+                    Some((info, at)) if !fresh && at.elapsed() < LUN_FACTS_TTL => info.clone(),
+                    _ => {
+                        let info = s.lun_info(lun)?;
+                        known.insert(lun, (info.clone(), std::time::Instant::now()));
+                        info
+                    }
+                };
                 if !info.is_disk() {
                     continue;
                 }
@@ -140,19 +168,19 @@ impl Backend for DirectBackend {
     }
 
     async fn activate(&self) -> Result<()> {
-        self.with_session(|s| s.report_luns().map(drop)).await
+        self.with_session(|s, _| s.report_luns().map(drop)).await
     }
 
     async fn deactivate(&self) -> Result<()> {
-        let slot = self.session.clone();
-        tokio::task::spawn_blocking(move || slot.lock().expect("iSCSI session lock").take())
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.lock().expect("iSCSI session lock").session.take())
             .await
             .map_err(|e| StorageError::Internal(format!("iSCSI logout failed: {e}")))?;
         Ok(())
     }
 
     async fn capacity(&self) -> Result<PoolCapacity> {
-        let total: u64 = self.lun_volumes().await?.iter().map(|v| v.lun.size_bytes).sum();
+        let total: u64 = self.lun_volumes(false).await?.iter().map(|v| v.lun.size_bytes).sum();
         // Every byte of a LUN belongs to its volume: nothing is free to create from.
         Ok(PoolCapacity { total_bytes: total, free_bytes: 0, allocated_bytes: total, counted: None })
     }
@@ -162,11 +190,11 @@ impl Backend for DirectBackend {
     }
 
     async fn get_volume(&self, id: VolumeId) -> Result<Option<VolumeInfo>> {
-        Ok(self.lun_volumes().await?.iter().find(|v| v.id == id).map(|v| self.volume_info(v)))
+        Ok(self.lun_volumes(true).await?.iter().find(|v| v.id == id).map(|v| self.volume_info(v)))
     }
 
     async fn list_volumes(&self, after: Option<VolumeId>, limit: usize) -> Result<Vec<VolumeInfo>> {
-        let all = self.lun_volumes().await?;
+        let all = self.lun_volumes(false).await?;
         Ok(all.iter().filter(|v| after.is_none_or(|a| v.id > a)).take(limit).map(|v| self.volume_info(v)).collect())
     }
 
