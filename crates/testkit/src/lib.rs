@@ -10,6 +10,7 @@ pub mod etcd;
 pub mod fuse;
 pub mod guest;
 pub mod libvirt;
+pub mod loopdev;
 pub mod netns;
 pub mod nfs;
 pub mod process;

@@ -42,6 +42,7 @@ pub struct ToolCommand {
     /// Descriptors the child gets (at the same numbers).
     inherit_fds: Vec<std::os::fd::RawFd>,
     confinement: Option<super::confine::Confinement>,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl ToolCommand {
@@ -55,7 +56,14 @@ impl ToolCommand {
             accepted_exit_codes: vec![0],
             inherit_fds: Vec::new(),
             confinement: None,
+            envs: Vec::new(),
         }
+    }
+
+    /// An environment variable for the child (on top of the node's).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -127,6 +135,7 @@ impl ToolCommand {
     pub async fn run_streaming(self, mut on_output: impl FnMut(&str)) -> Result<ToolOutput, ToolError> {
         tracing::debug!(command = %self.display(), timeout = ?self.timeout, "running tool");
         let mut cmd = Command::new(&self.program);
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.args)
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
