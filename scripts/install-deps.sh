@@ -46,8 +46,9 @@ if [ "$profile" = test ]; then
   plain_packages+=(nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils)
   # A user-space iSCSI target (tgt) and libiscsi's command-line tools.
   plain_packages+=(tgt libiscsi-bin)
-  # LVM (iSCSI pools in LVM mode), run on a loop device with a private config.
-  plain_packages+=(lvm2)
+  # LVM and open-iscsi's iscsiadm (iSCSI pools in LVM mode): LVM on a loop
+  # device with a private config, iscsiadm's node database in a private dir.
+  plain_packages+=(lvm2 open-iscsi)
   # The test guest (testkit's guest.rs) is built from the host's files: Debian's
   # kernel and modules, static busybox, qemu-ga (a qemu package, pinned below),
   # packed with cpio and gzip; modprobe orders the modules, xz unpacks the
@@ -56,7 +57,7 @@ if [ "$profile" = test ]; then
   # unshare (private libvirtd's mount namespace) and timeout come with the base system.
   programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
     ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout
-    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls tgtd tgtadm iscsi-ls lvcreate losetup)
+    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls tgtd tgtadm iscsi-ls lvcreate losetup iscsiadm)
 fi
 
 # QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from

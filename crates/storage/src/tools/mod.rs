@@ -3,6 +3,7 @@
 
 pub mod confine;
 pub mod exec;
+pub mod iscsiadm;
 pub mod lvm;
 pub mod mount;
 pub mod qemu_img;
