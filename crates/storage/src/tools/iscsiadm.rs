@@ -96,7 +96,7 @@ fn append_secret(file: &Path, secret: &str) -> Result<()> {
 }
 
 fn last_line(e: &ToolError) -> String {
-    e.stderr().lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default().trim().to_owned()
+    e.stderr().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned()
 }
 
 fn fail(what: &str, target: &IscsiName, e: ToolError) -> StorageError {
