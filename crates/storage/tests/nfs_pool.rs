@@ -163,8 +163,11 @@ fn a_dropped_copy_leaves_nothing_and_activation_sweeps_only_stale_leftovers() {
     let (nfs, rt) = start();
     let root = tempfile::tempdir().unwrap();
     let export = nfs.export_local();
+    // A copy that takes seconds (64 MiB/s): it is surely running when dropped.
+    let mut engine = common::engine_config(root.path());
+    engine.copy_bytes_per_sec = Some(64 * MIB);
     rt.block_on(async {
-        let m = StorageManager::open(common::engine_config(root.path())).await.unwrap();
+        let m = StorageManager::open(engine).await.unwrap();
         let pool = PoolId::new_random();
         m.init_pool(pool, nfs_config(&nfs, 0)).await.unwrap();
         let src = m.create_volume(pool, VolumeId::new_random(), spec(256 * MIB, VolumeFormat::Raw), VolumeSource::Empty, &|_| {}).await.unwrap();
@@ -174,8 +177,9 @@ fn a_dropped_copy_leaves_nothing_and_activation_sweeps_only_stale_leftovers() {
 
         let full = VolumeSource::Clone { source: src.id, mode: Some(CloneMode::Full) };
         let copying = m.create_volume(pool, VolumeId::new_random(), VolumeSpec::default(), full, &|_| {});
-        // Dropped mid-copy (or before it started): either way nothing may stay.
-        let _ = tokio::time::timeout(Duration::from_millis(150), copying).await;
+        // Dropped mid-copy: nothing may stay.
+        let dropped = tokio::time::timeout(Duration::from_millis(500), copying).await;
+        assert!(dropped.is_err(), "the copy ended before it could be dropped: {dropped:?}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while files(&export) != before {
             assert!(Instant::now() < deadline, "a dropped copy left {:?}", files(&export));
