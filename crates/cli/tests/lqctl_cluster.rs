@@ -229,3 +229,61 @@ fn an_nfs_datastore_from_lqctl() {
         cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
     });
 }
+
+#[test]
+fn an_iscsi_datastore_from_lqctl() {
+    use limiquantix_testkit::tgt::{CHAP_USER, TARGET};
+    let tgt = limiquantix_testkit::Tgt::start(&[64, 32]).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (cp, node) = rt.block_on(async {
+        let c = ControlConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
+            heartbeat_interval_secs: 1,
+            pool_refresh_secs: 1,
+            ..ControlConfig::default().without_security()
+        };
+        let cp = ControlPlane::start(&c).await.unwrap();
+        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
+        n.listen = "127.0.0.1:0".parse().unwrap();
+        n.control_plane = Some(cp.url());
+        n.create_dirs().unwrap();
+        (cp, RunningNode::start(&n).await.unwrap())
+    });
+    let server = cp.url();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the node never registered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The CHAP secret from a file, never the command line.
+    let secret = root.path().join("chap.secret");
+    std::fs::write(&secret, format!("{}\n", tgt.chap_secret())).unwrap();
+    let create = ["pool", "create", "san", "--iscsi-portal", &tgt.portal(), "--iscsi-target", TARGET, "--chap-user", CHAP_USER, "--chap-password-file", secret.to_str().unwrap()];
+    let pool = json(&server, &create);
+    assert_eq!((pool["state"].as_str(), pool["kind"].as_str()), (Some("ready"), Some("iscsi")), "{pool}");
+    assert_eq!(pool["capabilities"]["array_managed"], true);
+
+    // The target's LUNs show up as volumes by themselves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let listed = loop {
+        let v = json(&server, &["volume", "list", "--pool", "san"]);
+        if v.as_array().unwrap().len() == 2 {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "the LUNs never showed: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut sizes: Vec<u64> = listed.as_array().unwrap().iter().map(|v| v["size_bytes"].as_u64().unwrap()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [32 << 20, 64 << 20]);
+    assert!(listed[0]["name"].as_str().unwrap().starts_with("lun-"), "{listed}");
+    let out = lqctl(&server, &["volume", "create", "--pool", "san", "--name", "x", "--size", "1G"]);
+    assert!(!out.status.success() && stderr(&out).contains("FailedPrecondition") && stderr(&out).contains("storage array"), "{}", stderr(&out));
+
+    rt.block_on(async {
+        node.stop().await.unwrap();
+        cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
+    });
+}
