@@ -69,7 +69,7 @@ pub(crate) async fn convert(
     progress: ProgressSink<'_>,
 ) -> std::result::Result<(), ToolError> {
     progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
-    qemu.convert(opts, fractions_of(total, progress)).await?;
+    qemu.convert(opts, fractions_of(PHASE, total, progress)).await?;
     progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
     Ok(())
 }
@@ -84,12 +84,22 @@ pub(crate) async fn import(
 ) -> std::result::Result<(), ToolError> {
     let total = image.virtual_size;
     progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
-    qemu.import(&image.file, image.format, target, target_format, fractions_of(total, progress)).await?;
+    qemu.import(&image.file, image.format, target, target_format, fractions_of(PHASE, total, progress)).await?;
     progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
     Ok(())
 }
 
+/// Merges a linked clone's base into it (`qemu-img rebase -b ""`), its
+/// progress in bytes of the volume's size.
+pub(crate) async fn flatten(qemu: &QemuImg, image: &std::path::Path, total: u64, progress: ProgressSink<'_>) -> std::result::Result<(), ToolError> {
+    const FLATTENING: &str = "flattening";
+    progress(Progress { phase: FLATTENING, done_bytes: 0, total_bytes: total });
+    qemu.rebase_flatten(image, fractions_of(FLATTENING, total, progress)).await?;
+    progress(Progress { phase: FLATTENING, done_bytes: total, total_bytes: total });
+    Ok(())
+}
+
 /// qemu-img's progress fractions as bytes of `total`.
-fn fractions_of(total: u64, progress: ProgressSink<'_>) -> impl FnMut(f64) + '_ {
-    move |fraction| progress(Progress { phase: PHASE, done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
+fn fractions_of<'a>(phase: &'static str, total: u64, progress: ProgressSink<'a>) -> impl FnMut(f64) + 'a {
+    move |fraction| progress(Progress { phase, done_bytes: (total as f64 * fraction) as u64, total_bytes: total })
 }

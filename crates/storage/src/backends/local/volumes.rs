@@ -9,7 +9,7 @@ use crate::backend::{NewVolume, NewVolumeContent};
 use crate::error::{Result, StorageError};
 use crate::fsutil::{PartialFile, fsync_dir};
 use crate::ids::VolumeId;
-use crate::model::{ImageFormat, PoolCapacity, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
+use crate::model::{ImageFormat, PoolCapacity, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::sparse_copy;
 use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarget, Preallocation};
 
@@ -219,13 +219,7 @@ impl LocalBackend {
     /// (`qemu-img rebase -b ""`, the safe mode that merges the data).
     pub(super) async fn flatten(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
         let path = self.volume_path(volume.id, volume.format);
-        let total = volume.size_bytes;
-        progress(Progress { phase: "flattening", done_bytes: 0, total_bytes: total });
-        self.qemu
-            .rebase_flatten(&path, |f| progress(Progress { phase: "flattening", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
-            .await
-            .map_err(|e| self.tool_error(volume.id, e))?;
-        progress(Progress { phase: "flattening", done_bytes: total, total_bytes: total });
+        crate::progress::flatten(&self.qemu, &path, volume.size_bytes, progress).await.map_err(|e| self.tool_error(volume.id, e))?;
         let (id, format) = (volume.id, volume.format);
         self.fs(move |dir| describe(dir, id, format)?.ok_or_else(|| StorageError::NotFound(format!("volume {id} disappeared during flatten"))))
             .await

@@ -9,7 +9,7 @@ use crate::backend::{NewVolume, NewVolumeContent};
 use crate::backends::image_files::{self, FileFacts};
 use crate::error::{Result, StorageError};
 use crate::ids::VolumeId;
-use crate::model::{ImageFormat, Progress, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
+use crate::model::{ImageFormat, ProgressSink, Provisioning, VolumeFormat, VolumeInfo};
 use crate::tools::qemu_img::{Backing, ConvertOptions, CreateOptions, ImportTarget, Preallocation};
 
 fn file_path(name: &str) -> String {
@@ -168,13 +168,7 @@ impl NfsBackend {
     /// Copies the base's data into the clone and drops the link.
     pub(super) async fn flatten(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
         let url = self.volume_url(volume.id, volume.format);
-        let total = volume.size_bytes;
-        progress(Progress { phase: "flattening", done_bytes: 0, total_bytes: total });
-        self.qemu
-            .rebase_flatten(&url, |f| progress(Progress { phase: "flattening", done_bytes: (total as f64 * f) as u64, total_bytes: total }))
-            .await
-            .map_err(|e| self.tool_error(volume.id, e))?;
-        progress(Progress { phase: "flattening", done_bytes: total, total_bytes: total });
+        crate::progress::flatten(&self.qemu, &url, volume.size_bytes, progress).await.map_err(|e| self.tool_error(volume.id, e))?;
         self.lookup(volume.id).await?.ok_or_else(|| StorageError::NotFound(format!("volume {} disappeared during flatten", volume.id)))
     }
 }
