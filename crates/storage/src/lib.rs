@@ -11,6 +11,7 @@ pub mod image;
 pub mod locks;
 pub mod manager;
 pub mod model;
+pub mod net;
 pub mod pool_store;
 mod progress;
 pub mod qcow2;

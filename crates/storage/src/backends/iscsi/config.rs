@@ -2,8 +2,6 @@
 //! option strings and libvirt XML, so nothing that could change their
 //! meaning (separators, option syntax, control characters) passes.
 
-use std::net::IpAddr;
-
 use crate::error::{Result, StorageError};
 
 pub const DEFAULT_PORT: u16 = 3260;
@@ -40,13 +38,7 @@ impl Portal {
             Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?,
             None => DEFAULT_PORT,
         };
-        let host_name = |s: &str| {
-            s.len() <= 253
-                && s.split('.').all(|l| {
-                    !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
-        };
-        if host.parse::<IpAddr>().is_err() && !host_name(&host) {
+        if !crate::net::is_host(&host) {
             return Err(bad());
         }
         Ok(Self { host, port })
@@ -54,10 +46,7 @@ impl Portal {
 
     /// As libiscsi and QEMU take it.
     pub fn address(&self) -> String {
-        match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{}", self.port),
-            _ => format!("{}:{}", self.host, self.port),
-        }
+        format!("{}:{}", crate::net::bracketed(&self.host), self.port)
     }
 }
 

@@ -4,7 +4,6 @@
 //! by one thread at a time (libnfs contexts are not thread-safe).
 
 use std::ffi::{CStr, CString};
-use std::net::IpAddr;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -39,18 +38,11 @@ impl NfsExport {
     /// finds the services through the server's portmapper and accepts no
     /// port parameters.
     pub fn qemu_url(&self, file: &str) -> String {
-        format!("nfs://{}{}/{file}", self.url_host(), self.export)
-    }
-
-    fn url_host(&self) -> String {
-        match self.server.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-            _ => self.server.clone(),
-        }
+        format!("nfs://{}{}/{file}", crate::net::bracketed(&self.server), self.export)
     }
 
     fn url(&self) -> String {
-        let host = self.url_host();
+        let host = crate::net::bracketed(&self.server);
         let mut params = Vec::new();
         if let Some(p) = self.nfs_port {
             params.push(format!("nfsport={p}"));
@@ -70,17 +62,7 @@ impl std::fmt::Display for NfsExport {
 }
 
 fn check_server(server: &str) -> Result<()> {
-    let host_name = |s: &str| {
-        s.len() <= 253
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-    };
-    if server.parse::<IpAddr>().is_ok() || host_name(server) {
+    if crate::net::is_host(server) {
         Ok(())
     } else {
         Err(StorageError::invalid(format!("NFS server {server:?} is not a host name or an IP address")))

@@ -54,10 +54,7 @@ impl KernelNfsBackend {
 
     /// `server:/export` as mount(8) takes it.
     fn source(&self) -> String {
-        match self.export.server.parse::<std::net::Ipv6Addr>() {
-            Ok(v6) => format!("[{v6}]:{}", self.export.export),
-            Err(_) => format!("{}:{}", self.export.server, self.export.export),
-        }
+        format!("{}:{}", crate::net::bracketed(&self.export.server), self.export.export)
     }
 
     /// Runs a call on the mount within the pool's timeout.
