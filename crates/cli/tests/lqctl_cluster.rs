@@ -33,32 +33,57 @@ fn json(server: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// A control plane and one node, all in this process on loopback, the
+/// node registered.
+struct Cluster {
+    cp: ControlPlane,
+    node: RunningNode,
+    node_id: String,
+    server: String,
+}
+
+impl Cluster {
+    fn start(rt: &tokio::runtime::Runtime, root: &std::path::Path, adjust: impl FnOnce(&mut ControlConfig)) -> Self {
+        let (cp, node, node_id) = rt.block_on(async {
+            let mut c = ControlConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                store: StoreConfig::Redb { path: root.join("control/state.redb") },
+                heartbeat_interval_secs: 1,
+                ..ControlConfig::default().without_security()
+            };
+            adjust(&mut c);
+            let cp = ControlPlane::start(&c).await.unwrap();
+            let mut n = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
+            n.listen = "127.0.0.1:0".parse().unwrap();
+            n.control_plane = Some(cp.url());
+            n.create_dirs().unwrap();
+            let node = RunningNode::start(&n).await.unwrap();
+            let id = limiquantix_node::registration::node_id(&n.state_dir).unwrap();
+            (cp, node, id)
+        });
+        let server = cp.url();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the node never registered");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Self { cp, node, node_id, server }
+    }
+
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        rt.block_on(async {
+            self.node.stop().await.unwrap();
+            self.cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
+        });
+    }
+}
+
 #[test]
 fn a_user_session_against_the_control_plane() {
     let root = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (cp, node, node_id) = rt.block_on(async {
-        let c = ControlConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
-            heartbeat_interval_secs: 1,
-            ..ControlConfig::default().without_security()
-        };
-        let cp = ControlPlane::start(&c).await.unwrap();
-        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
-        n.listen = "127.0.0.1:0".parse().unwrap();
-        n.control_plane = Some(cp.url());
-        n.create_dirs().unwrap();
-        let node = RunningNode::start(&n).await.unwrap();
-        let id = limiquantix_node::registration::node_id(&n.state_dir).unwrap();
-        (cp, node, id)
-    });
-    let server = cp.url();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the node never registered");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let cluster = Cluster::start(&rt, root.path(), |_| {});
+    let (server, node_id) = (cluster.server.clone(), cluster.node_id.clone());
     let nodes = json(&server, &["node", "list"]);
     assert_eq!(nodes[0]["id"], node_id.as_str());
     assert_eq!(nodes[0]["state"], "online");
@@ -166,10 +191,7 @@ fn a_user_session_against_the_control_plane() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let gone = stderr(&lqctl("http://127.0.0.1:1", &["pool", "list"]));
     assert!(gone.contains("Unavailable: cannot reach the control plane at http://127.0.0.1:1"), "{gone}");
-    rt.block_on(async {
-        node.stop().await.unwrap();
-        cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
-    });
+    cluster.stop(&rt);
 }
 
 #[test]
@@ -178,26 +200,8 @@ fn an_nfs_datastore_from_lqctl() {
     let nfs = limiquantix_testkit::Ganesha::start_with_portmapper().unwrap();
     let root = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (cp, node) = rt.block_on(async {
-        let c = ControlConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
-            heartbeat_interval_secs: 1,
-            ..ControlConfig::default().without_security()
-        };
-        let cp = ControlPlane::start(&c).await.unwrap();
-        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
-        n.listen = "127.0.0.1:0".parse().unwrap();
-        n.control_plane = Some(cp.url());
-        n.create_dirs().unwrap();
-        (cp, RunningNode::start(&n).await.unwrap())
-    });
-    let server = cp.url();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the node never registered");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let cluster = Cluster::start(&rt, root.path(), |_| {});
+    let server = cluster.server.clone();
     let export = nfs.export().display().to_string();
 
     // Bad input is refused up front and makes nothing.
@@ -224,10 +228,7 @@ fn an_nfs_datastore_from_lqctl() {
     json(&server, &["volume", "delete", "web01-disk0"]);
     assert!(!nfs.export_local().join(format!("lq-{id}.qcow2")).exists());
 
-    rt.block_on(async {
-        node.stop().await.unwrap();
-        cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
-    });
+    cluster.stop(&rt);
 }
 
 #[test]
@@ -236,27 +237,8 @@ fn an_iscsi_datastore_from_lqctl() {
     let tgt = limiquantix_testkit::Tgt::start(&[64, 32]).unwrap();
     let root = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (cp, node) = rt.block_on(async {
-        let c = ControlConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store: StoreConfig::Redb { path: root.path().join("control/state.redb") },
-            heartbeat_interval_secs: 1,
-            pool_refresh_secs: 1,
-            ..ControlConfig::default().without_security()
-        };
-        let cp = ControlPlane::start(&c).await.unwrap();
-        let mut n = NodeConfig::default().without_tls().with_data_dir(&root.path().join("node"));
-        n.listen = "127.0.0.1:0".parse().unwrap();
-        n.control_plane = Some(cp.url());
-        n.create_dirs().unwrap();
-        (cp, RunningNode::start(&n).await.unwrap())
-    });
-    let server = cp.url();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while json(&server, &["node", "list"]).as_array().unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the node never registered");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let cluster = Cluster::start(&rt, root.path(), |c| c.pool_refresh_secs = 1);
+    let server = cluster.server.clone();
     // The CHAP secret from a file, never the command line.
     let secret = root.path().join("chap.secret");
     std::fs::write(&secret, format!("{}\n", tgt.chap_secret())).unwrap();
@@ -282,8 +264,5 @@ fn an_iscsi_datastore_from_lqctl() {
     let out = lqctl(&server, &["volume", "create", "--pool", "san", "--name", "x", "--size", "1G"]);
     assert!(!out.status.success() && stderr(&out).contains("FailedPrecondition") && stderr(&out).contains("storage array"), "{}", stderr(&out));
 
-    rt.block_on(async {
-        node.stop().await.unwrap();
-        cp.stop_within(std::time::Duration::from_secs(5)).await.unwrap();
-    });
+    cluster.stop(&rt);
 }
