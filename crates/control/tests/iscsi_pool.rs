@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::{Clients, create_req};
 use limiquantix_api::v1 as pb;
 use limiquantix_control::ControlPlane;
-use limiquantix_node::RunningNode;
 use limiquantix_testkit::Tgt;
 use limiquantix_testkit::tgt::{CHAP_USER, TARGET};
 use tonic::Code;
@@ -47,9 +46,8 @@ fn the_targets_luns_become_volumes_and_change_only_on_the_array() {
         config.pool_refresh_secs = 1;
         let cp = ControlPlane::start(&config).await.unwrap();
         let mut c = Clients::connect(&cp.url()).await;
-        let cfg = common::node_config(&root.path().join("n1"), &cp.url());
-        let node = RunningNode::start(&cfg).await.unwrap();
-        c.wait_node_online(&limiquantix_node::registration::node_id(&cfg.state_dir).unwrap()).await;
+        let (node, node_id) = common::start_node(root.path(), "n1", &cp.url(), |_| {}).await;
+        c.wait_node_online(&node_id).await;
 
         let iscsi = pb::IscsiPoolConfig {
             portal: tgt.portal(),

@@ -14,13 +14,6 @@ use limiquantix_control::ControlPlane;
 use limiquantix_node::RunningNode;
 use limiquantix_testkit::Ganesha;
 
-async fn start_node(root: &std::path::Path, name: &str, cp: &str) -> (RunningNode, String) {
-    let cfg = common::node_config(&root.join(name), cp);
-    let node = RunningNode::start(&cfg).await.unwrap();
-    let id = limiquantix_node::registration::node_id(&cfg.state_dir).unwrap();
-    (node, id)
-}
-
 fn nfs_config(nfs: &Ganesha) -> pb::PoolConfig {
     pb::PoolConfig {
         backend: Some(pb::pool_config::Backend::Nfs(pb::NfsPoolConfig {
@@ -44,8 +37,8 @@ fn an_nfs_pool_serves_volumes_from_every_node() {
         config.pool_refresh_secs = 1;
         let cp = ControlPlane::start(&config).await.unwrap();
         let mut c = Clients::connect(&cp.url()).await;
-        let (n1, id1) = start_node(root.path(), "n1", &cp.url()).await;
-        let (n2, id2) = start_node(root.path(), "n2", &cp.url()).await;
+        let (n1, id1) = common::start_node(root.path(), "n1", &cp.url(), |_| {}).await;
+        let (n2, id2) = common::start_node(root.path(), "n2", &cp.url(), |_| {}).await;
         c.wait_node_online(&id1).await;
         c.wait_node_online(&id2).await;
 
@@ -152,7 +145,7 @@ fn a_node_that_cannot_reach_the_server_shows_its_own_error_and_the_others_stay_r
     let (far_id, stop_far) = start_node_on_another_host(&root.path().join("far"), cp.addr.port());
     rt.block_on(async {
         let mut c = Clients::connect(&cp.url()).await;
-        let (near, near_id) = start_node(root.path(), "near", &cp.url()).await;
+        let (near, near_id) = common::start_node(root.path(), "near", &cp.url(), |_| {}).await;
         c.wait_node_online(&near_id).await;
         c.wait_node_online(&far_id).await;
 

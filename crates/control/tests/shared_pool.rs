@@ -14,11 +14,7 @@ use limiquantix_testkit::Ceph;
 use limiquantix_testkit::ceph::TEST_POOL;
 
 async fn start_node(root: &std::path::Path, name: &str, cp: &str) -> (RunningNode, String) {
-    let mut cfg = common::node_config(&root.join(name), cp);
-    cfg.ceph.mount_timeout_secs = 5;
-    let node = RunningNode::start(&cfg).await.unwrap();
-    let id = limiquantix_node::registration::node_id(&cfg.state_dir).unwrap();
-    (node, id)
+    common::start_node(root, name, cp, |c| c.ceph.mount_timeout_secs = 5).await
 }
 
 #[test]

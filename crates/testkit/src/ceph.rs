@@ -26,9 +26,6 @@ pub struct Ceph {
     admin_key: String,
 }
 
-fn new_uuid() -> io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_owned())
-}
 
 impl Ceph {
     /// A new cluster. A monitor that stays silent after start is given one
@@ -52,7 +49,7 @@ impl Ceph {
             std::fs::create_dir_all(d.join(sub))?;
         }
         let (v1_port, v2_port) = (free_port()?, free_port()?);
-        let fsid = new_uuid()?;
+        let fsid = crate::process::new_uuid()?;
         std::fs::write(d.join("ceph.conf"), conf(&d, &fsid, v1_port, v2_port))?;
 
         // One keyring with every entity: the mon imports them all at mkfs.
@@ -83,7 +80,7 @@ impl Ceph {
         wait_until("ceph mon", mon_timeout, || ceph_cli(&probe, &["mon", "stat"]).is_ok()).map_err(|e| me.with_log(e, "mon.a"))?;
         me.mgr = Some(me.daemon("mgr.x", "ceph-mgr", "x")?);
 
-        let osd_uuid = new_uuid()?;
+        let osd_uuid = crate::process::new_uuid()?;
         me.ceph(&["osd", "new", &osd_uuid, "0"])?;
         run(bounded(120, "ceph-osd").arg("-c").arg(me.conf()).args(["-i", "0", "--mkfs", "--osd-uuid", &osd_uuid]))?;
         me.start_osd()?;

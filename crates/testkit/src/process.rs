@@ -129,6 +129,11 @@ pub fn workspace_binary(name: &str) -> io::Result<std::path::PathBuf> {
 }
 
 /// A free TCP port on 127.0.0.1.
+/// A random UUID from the kernel.
+pub fn new_uuid() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/uuid")?.trim().to_owned())
+}
+
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -35,7 +35,7 @@ impl Tgt {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let daemon = ChildGuard::spawn("tgtd", &mut cmd)?;
-        let random = uuid_hex();
+        let random = crate::process::new_uuid()?.replace('-', "");
         let me = Self { dir, daemon, port, chap_secret: format!("lq-{}", &random[..20]), id_prefix: random[..9].to_owned() };
         wait_until("tgtd", Duration::from_secs(10), || me.tgtadm(&["--mode", "system", "--op", "show"]).is_ok())?;
         me.tgtadm(&["--mode", "target", "--op", "new", "--tid", "1", "--targetname", TARGET])?;
@@ -115,12 +115,6 @@ impl Tgt {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
-}
-
-fn uuid_hex() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for Tgt {

@@ -128,6 +128,15 @@ pub fn control_config(root: &Path) -> ControlConfig {
     c
 }
 
+/// A node daemon under `root/name`, registering with `control_plane`; its id.
+pub async fn start_node(root: &Path, name: &str, control_plane: &str, adjust: impl FnOnce(&mut NodeConfig)) -> (limiquantix_node::RunningNode, String) {
+    let mut cfg = node_config(&root.join(name), control_plane);
+    adjust(&mut cfg);
+    let node = limiquantix_node::RunningNode::start(&cfg).await.unwrap();
+    let id = limiquantix_node::registration::node_id(&cfg.state_dir).unwrap();
+    (node, id)
+}
+
 pub fn node_config(root: &Path, control_plane: &str) -> NodeConfig {
     let mut n = NodeConfig::default().without_tls().with_data_dir(&root.join("node"));
     n.listen = "127.0.0.1:0".parse().unwrap();
