@@ -3,13 +3,17 @@
 
 use limiquantix_api::v1 as pb;
 use limiquantix_storage::model::{
-    self, CephPoolConfig, CloneMode, DiskBus, ImageFormat, IscsiMode, IscsiPoolConfig, LocalPoolConfig, NfsMode, NfsMountOptions, NfsPoolConfig,
-    NfsTransport, NfsVersion,
-    PoolConfig, PoolKind, Provisioning, Secret, VolumeFormat, VolumeInfo, VolumeSource, VolumeSpec,
+    self, CloneMode, DiskBus, ImageFormat, PoolConfig, PoolKind, Provisioning, VolumeFormat, VolumeInfo, VolumeSource, VolumeSpec,
 };
 use limiquantix_storage::{Name, PoolId, PoolPhase, PoolReport, StorageError, VolumeId};
 
 type R<T> = Result<T, StorageError>;
+
+// Each pool kind's config on the wire, one file per kind.
+mod ceph;
+mod iscsi;
+mod local;
+mod nfs;
 
 pub fn pool_id(s: &str) -> R<PoolId> {
     s.parse()
@@ -29,64 +33,10 @@ pub fn pool_config(cfg: Option<pb::PoolConfig>) -> R<PoolConfig> {
         .and_then(|c| c.backend)
         .ok_or_else(|| StorageError::invalid("config is missing: give a local, nfs, ceph or iscsi pool config"))?;
     Ok(match backend {
-        B::Local(l) => {
-            if l.path.is_empty() {
-                return Err(StorageError::invalid("local pool path is empty"));
-            }
-            PoolConfig::Local(LocalPoolConfig { path: l.path.into() })
-        }
-        B::Nfs(n) => {
-            let o = n.options.unwrap_or_default();
-            PoolConfig::Nfs(NfsPoolConfig {
-                version: match pb::NfsVersion::try_from(n.nfs_version) {
-                    Ok(pb::NfsVersion::Unspecified) => NfsVersion::Auto,
-                    Ok(pb::NfsVersion::V3) => NfsVersion::V3,
-                    Ok(pb::NfsVersion::V40) => NfsVersion::V4_0,
-                    Ok(pb::NfsVersion::V41) => NfsVersion::V4_1,
-                    Ok(pb::NfsVersion::V42) => NfsVersion::V4_2,
-                    Err(_) => return Err(StorageError::invalid(format!("unknown NFS version {}", n.nfs_version))),
-                },
-                mode: match pb::NfsMode::try_from(n.mode) {
-                    Ok(pb::NfsMode::Unspecified | pb::NfsMode::Userspace) => NfsMode::Userspace,
-                    Ok(pb::NfsMode::Kernel) => NfsMode::Kernel,
-                    Err(_) => return Err(StorageError::invalid(format!("unknown NFS mode {}", n.mode))),
-                },
-                options: NfsMountOptions {
-                    soft: o.soft,
-                    timeo_deciseconds: o.timeo_deciseconds,
-                    retrans: o.retrans,
-                    nconnect: o.nconnect,
-                    transport: match pb::NfsTransport::try_from(o.transport) {
-                        Ok(pb::NfsTransport::Unspecified | pb::NfsTransport::Tcp) => NfsTransport::Tcp,
-                        Ok(pb::NfsTransport::Rdma) => NfsTransport::Rdma,
-                        Err(_) => return Err(StorageError::invalid(format!("unknown NFS transport {}", o.transport))),
-                    },
-                },
-                server: n.server,
-                export_path: n.export_path,
-            })
-        }
-        B::Ceph(c) => PoolConfig::Ceph(CephPoolConfig {
-            monitors: c.monitors,
-            ceph_pool: c.ceph_pool,
-            client_id: c.client_id,
-            rados_namespace: c.rados_namespace,
-            create_if_missing: c.create_if_missing,
-            key: Secret::new(c.key),
-        }),
-        B::Iscsi(i) => PoolConfig::Iscsi(IscsiPoolConfig {
-            portal: i.portal,
-            target_iqn: i.target_iqn,
-            lun: i.lun,
-            initiator_iqn: i.initiator_iqn,
-            chap_username: i.chap_username,
-            chap_password: Secret::new(i.chap_password),
-            mode: match pb::IscsiMode::try_from(i.mode) {
-                Ok(pb::IscsiMode::Unspecified | pb::IscsiMode::Direct) => IscsiMode::Direct,
-                Ok(pb::IscsiMode::Lvm) => IscsiMode::Lvm,
-                Err(_) => return Err(StorageError::invalid(format!("unknown iSCSI mode {}", i.mode))),
-            },
-        }),
+        B::Local(c) => PoolConfig::Local(local::config_in(c)?),
+        B::Nfs(c) => PoolConfig::Nfs(nfs::config_in(c)?),
+        B::Ceph(c) => PoolConfig::Ceph(ceph::config_in(c)),
+        B::Iscsi(c) => PoolConfig::Iscsi(iscsi::config_in(c)?),
     })
 }
 
@@ -94,52 +44,10 @@ pub fn pool_config(cfg: Option<pb::PoolConfig>) -> R<PoolConfig> {
 pub fn pool_config_out(cfg: &PoolConfig) -> pb::PoolConfig {
     use pb::pool_config::Backend as B;
     let backend = match cfg {
-        PoolConfig::Local(l) => B::Local(pb::LocalPoolConfig { path: l.path.display().to_string() }),
-        PoolConfig::Nfs(n) => B::Nfs(pb::NfsPoolConfig {
-            server: n.server.clone(),
-            export_path: n.export_path.clone(),
-            nfs_version: match n.version {
-                NfsVersion::Auto => pb::NfsVersion::Unspecified,
-                NfsVersion::V3 => pb::NfsVersion::V3,
-                NfsVersion::V4_0 => pb::NfsVersion::V40,
-                NfsVersion::V4_1 => pb::NfsVersion::V41,
-                NfsVersion::V4_2 => pb::NfsVersion::V42,
-            } as i32,
-            mode: match n.mode {
-                NfsMode::Userspace => pb::NfsMode::Userspace,
-                NfsMode::Kernel => pb::NfsMode::Kernel,
-            } as i32,
-            options: Some(pb::NfsMountOptions {
-                soft: n.options.soft,
-                timeo_deciseconds: n.options.timeo_deciseconds,
-                retrans: n.options.retrans,
-                nconnect: n.options.nconnect,
-                transport: match n.options.transport {
-                    NfsTransport::Tcp => pb::NfsTransport::Tcp,
-                    NfsTransport::Rdma => pb::NfsTransport::Rdma,
-                } as i32,
-            }),
-        }),
-        PoolConfig::Ceph(c) => B::Ceph(pb::CephPoolConfig {
-            monitors: c.monitors.clone(),
-            ceph_pool: c.ceph_pool.clone(),
-            client_id: c.client_id.clone(),
-            key: String::new(),
-            rados_namespace: c.rados_namespace.clone(),
-            create_if_missing: c.create_if_missing,
-        }),
-        PoolConfig::Iscsi(i) => B::Iscsi(pb::IscsiPoolConfig {
-            portal: i.portal.clone(),
-            target_iqn: i.target_iqn.clone(),
-            lun: i.lun,
-            initiator_iqn: i.initiator_iqn.clone(),
-            chap_username: i.chap_username.clone(),
-            chap_password: String::new(),
-            mode: match i.mode {
-                IscsiMode::Direct => pb::IscsiMode::Direct,
-                IscsiMode::Lvm => pb::IscsiMode::Lvm,
-            } as i32,
-        }),
+        PoolConfig::Local(c) => B::Local(local::config_out(c)),
+        PoolConfig::Nfs(c) => B::Nfs(nfs::config_out(c)),
+        PoolConfig::Ceph(c) => B::Ceph(ceph::config_out(c)),
+        PoolConfig::Iscsi(c) => B::Iscsi(iscsi::config_out(c)),
     };
     pb::PoolConfig { backend: Some(backend) }
 }

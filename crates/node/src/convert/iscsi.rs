@@ -1,0 +1,35 @@
+use limiquantix_api::v1 as pb;
+use limiquantix_storage::StorageError;
+use limiquantix_storage::model::{IscsiMode, IscsiPoolConfig, Secret};
+
+pub fn config_in(i: pb::IscsiPoolConfig) -> Result<IscsiPoolConfig, StorageError> {
+    Ok(IscsiPoolConfig {
+        portal: i.portal,
+        target_iqn: i.target_iqn,
+        lun: i.lun,
+        initiator_iqn: i.initiator_iqn,
+        chap_username: i.chap_username,
+        chap_password: Secret::new(i.chap_password),
+        mode: match pb::IscsiMode::try_from(i.mode) {
+            Ok(pb::IscsiMode::Unspecified | pb::IscsiMode::Direct) => IscsiMode::Direct,
+            Ok(pb::IscsiMode::Lvm) => IscsiMode::Lvm,
+            Err(_) => return Err(StorageError::invalid(format!("unknown iSCSI mode {}", i.mode))),
+        },
+    })
+}
+
+/// Without the CHAP secret: secrets are never returned.
+pub fn config_out(i: &IscsiPoolConfig) -> pb::IscsiPoolConfig {
+    pb::IscsiPoolConfig {
+        portal: i.portal.clone(),
+        target_iqn: i.target_iqn.clone(),
+        lun: i.lun,
+        initiator_iqn: i.initiator_iqn.clone(),
+        chap_username: i.chap_username.clone(),
+        chap_password: String::new(),
+        mode: match i.mode {
+            IscsiMode::Direct => pb::IscsiMode::Direct,
+            IscsiMode::Lvm => pb::IscsiMode::Lvm,
+        } as i32,
+    }
+}
