@@ -44,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             import_dirs: vec![],
             timeouts: Default::default(),
             ceph_timeouts: Default::default(),
+            iscsi: Default::default(),
             copy_bytes_per_sec: None,
         };
         StorageManager::open(engine).await

@@ -46,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         import_dirs: vec![root.path().join("images")],
         timeouts: Default::default(),
         ceph_timeouts: Default::default(),
+        iscsi: Default::default(),
         copy_bytes_per_sec: None,
     };
     let manager = Arc::new(rt.block_on(StorageManager::open(engine))?);

@@ -190,6 +190,13 @@ pub struct PoolConfigArgs {
     /// iSCSI pool in LVM mode: the LUN that holds the volume group.
     #[arg(long, default_value_t = 0)]
     iscsi_lun: u32,
+    /// iSCSI pool in LVM mode: the volume group on that LUN.
+    #[arg(long)]
+    iscsi_volume_group: Option<String>,
+    /// iSCSI pool in LVM mode: make the volume group when the LUN holds none
+    /// (a LUN with other data on it is refused, never overwritten).
+    #[arg(long, requires = "iscsi_volume_group")]
+    iscsi_create_volume_group: bool,
     /// This node's initiator name (default: /etc/iscsi/initiatorname.iscsi, or one from the host name).
     #[arg(long)]
     iscsi_initiator: Option<String>,
@@ -258,6 +265,8 @@ impl PoolConfigArgs {
                     Some(IscsiModeArg::Direct) => pb::IscsiMode::Direct,
                     Some(IscsiModeArg::Lvm) => pb::IscsiMode::Lvm,
                 } as i32,
+                volume_group: self.iscsi_volume_group.clone().unwrap_or_default(),
+                create_volume_group: self.iscsi_create_volume_group,
             })
         } else {
             return Err(Status::invalid_argument("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal"));

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use limiquantix_storage::{CephTimeouts, EngineConfig, ToolTimeouts};
+use limiquantix_storage::backends::iscsi::IscsiHost;
+use limiquantix_storage::tools::iscsiadm::Iscsiadm;
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7701";
@@ -65,6 +67,34 @@ pub struct NodeConfig {
     pub join_token: Option<String>,
     #[serde(default)]
     pub tls: NodeTlsConfig,
+    /// iSCSI pools in LVM mode.
+    #[serde(default)]
+    pub iscsi: IscsiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IscsiConfig {
+    /// open-iscsi's iscsiadm (logs in the LUN that holds a volume group).
+    pub iscsiadm: String,
+    /// iscsiadm's node database.
+    pub nodes_dir: PathBuf,
+    /// Where udev names logged-in LUNs by portal, target and LUN.
+    pub by_path_dir: PathBuf,
+    /// Bound on each iscsiadm and LVM command.
+    pub command_timeout_secs: u64,
+}
+
+impl Default for IscsiConfig {
+    fn default() -> Self {
+        let host = IscsiHost::default();
+        Self {
+            iscsiadm: host.iscsiadm.program,
+            nodes_dir: host.iscsiadm.nodes_dir,
+            by_path_dir: host.by_path_dir,
+            command_timeout_secs: host.lvm_timeout.as_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +256,16 @@ impl NodeConfig {
                 mount: Duration::from_secs(self.ceph.mount_timeout_secs),
             },
             copy_bytes_per_sec: Some(self.limits.copy_mib_per_sec << 20).filter(|r| *r > 0),
+            iscsi: IscsiHost {
+                iscsiadm: Iscsiadm {
+                    program: self.iscsi.iscsiadm.clone(),
+                    timeout: Duration::from_secs(self.iscsi.command_timeout_secs),
+                    nodes_dir: self.iscsi.nodes_dir.clone(),
+                },
+                by_path_dir: self.iscsi.by_path_dir.clone(),
+                lvm_timeout: Duration::from_secs(self.iscsi.command_timeout_secs),
+                ..IscsiHost::default()
+            },
         }
     }
 }

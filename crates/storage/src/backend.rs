@@ -76,6 +76,18 @@ pub trait Backend: Send + Sync + 'static {
     /// How a VM reaches the volume: the `<source>` and the `<driver>` options.
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)>;
 
+    /// Makes the volume's [`Backend::disk`] source usable on this node before
+    /// a VM is given it (LVM: activate the logical volume).
+    async fn prepare_disk(&self, _volume: &VolumeInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// The size the storage makes for `size_bytes` (LVM rounds up to whole
+    /// extents); what a create is asked for is rounded the same way.
+    fn round_size(&self, size_bytes: u64) -> u64 {
+        size_bytes
+    }
+
     /// Why this pool makes no volumes at all, if it makes none (volumes that
     /// are a storage array's LUNs): asked before anything else of a create.
     fn refuses_creates(&self) -> Option<crate::error::StorageError> {

@@ -140,6 +140,12 @@ pub struct IscsiPoolConfig {
     pub chap_password: Secret,
     #[serde(default)]
     pub mode: IscsiMode,
+    /// LVM mode: the volume group on the LUN.
+    #[serde(default)]
+    pub volume_group: String,
+    /// LVM mode: make the group if the LUN holds none (never over other data).
+    #[serde(default)]
+    pub create_volume_group: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,7 +181,7 @@ impl fmt::Debug for Secret {
 }
 
 /// What a backend can do; callers ask this instead of switching on the kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Capabilities {
     pub thin_provisioning: bool,
     pub linked_clone: bool,
@@ -192,6 +198,14 @@ pub struct Capabilities {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VolumeFeature {
     Snapshot,
+}
+
+impl VolumeFeature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshots",
+        }
+    }
 }
 
 /// What a pool's storage reports about itself, O(1) in its number of
@@ -324,7 +338,8 @@ pub fn validate_size(what: &str, bytes: u64) -> Result<u64> {
 pub struct VolumeSpec {
     pub size_bytes: Option<u64>,
     pub format: Option<VolumeFormat>,
-    pub provisioning: Provisioning,
+    /// None: the pool's own (thin where it can be, else thick).
+    pub provisioning: Option<Provisioning>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -75,7 +75,7 @@ fn rbd_volumes_end_to_end() {
         }
         let qcow = VolumeSpec { size_bytes: Some(GIB), format: Some(VolumeFormat::Qcow2), ..Default::default() };
         assert!(matches!(m.create_volume(pool, VolumeId::new_random(), qcow, VolumeSource::Empty, &|_| {}).await, Err(StorageError::InvalidArgument(_))));
-        let thick = VolumeSpec { size_bytes: Some(GIB), provisioning: Provisioning::Thick, ..Default::default() };
+        let thick = VolumeSpec { size_bytes: Some(GIB), provisioning: Some(Provisioning::Thick), ..Default::default() };
         assert!(matches!(m.create_volume(pool, VolumeId::new_random(), thick, VolumeSource::Empty, &|_| {}).await, Err(StorageError::InvalidArgument(_))));
         assert!(qemu_io(&ceph, &image(base_id), "write -P 0x42 0 4M"));
         assert!(m.get_volume(pool, base_id).await.unwrap().allocated_bytes >= 4 * MIB);

@@ -28,7 +28,7 @@ async fn thin_qcow2_is_the_default_and_sparse() {
 async fn thick_volumes_reserve_their_space() {
     let f = Fixture::new().await;
     for format in [VolumeFormat::Raw, VolumeFormat::Qcow2] {
-        let spec = VolumeSpec { size_bytes: Some(64 * MIB), format: Some(format), provisioning: Provisioning::Thick };
+        let spec = VolumeSpec { size_bytes: Some(64 * MIB), format: Some(format), provisioning: Some(Provisioning::Thick) };
         let v = f.create_spec(spec).await;
         assert!(v.allocated_bytes >= 64 * MIB, "{format} thick allocated only {}", v.allocated_bytes);
     }
@@ -40,7 +40,7 @@ async fn thick_volume_larger_than_free_space_is_refused_and_nothing_is_created()
     let before = f.listing();
     let free = f.manager.pool_report(f.pool).await.unwrap().capacity.unwrap().free_bytes;
     let too_big = (free / 512 + 1024) * 512;
-    let spec = VolumeSpec { size_bytes: Some(too_big), format: Some(VolumeFormat::Raw), provisioning: Provisioning::Thick };
+    let spec = VolumeSpec { size_bytes: Some(too_big), format: Some(VolumeFormat::Raw), provisioning: Some(Provisioning::Thick) };
     let err = f
         .manager
         .create_volume(f.pool, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {})
@@ -123,7 +123,7 @@ async fn resize_grows_and_never_shrinks() {
 #[tokio::test]
 async fn thick_volumes_stay_thick_when_grown() {
     let f = Fixture::new().await;
-    let spec = VolumeSpec { size_bytes: Some(32 * MIB), format: Some(VolumeFormat::Raw), provisioning: Provisioning::Thick };
+    let spec = VolumeSpec { size_bytes: Some(32 * MIB), format: Some(VolumeFormat::Raw), provisioning: Some(Provisioning::Thick) };
     let v = f.create_spec(spec).await;
     let grown = f.manager.resize_volume(f.pool, v.id, 96 * MIB, None).await.unwrap();
     assert!(grown.allocated_bytes >= 96 * MIB, "grown thick volume allocated {}", grown.allocated_bytes);
@@ -165,7 +165,7 @@ async fn clone_is_linked_by_default_and_can_be_grown() {
     let err = f.manager.create_volume(f.pool, VolumeId::new_random(), smaller, source, &|_| {}).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
 
-    let thick = VolumeSpec { provisioning: Provisioning::Thick, ..Default::default() };
+    let thick = VolumeSpec { provisioning: Some(Provisioning::Thick), ..Default::default() };
     let source = VolumeSource::Clone { source: base.id, mode: Some(CloneMode::Linked) };
     let err = f.manager.create_volume(f.pool, VolumeId::new_random(), thick, source, &|_| {}).await.unwrap_err();
     assert!(matches!(err, StorageError::InvalidArgument(_)), "{err}");
@@ -290,7 +290,7 @@ async fn unknown_pool_and_unknown_volumes_are_not_found() {
 async fn capacity_is_the_file_systems_and_counting_is_on_request() {
     let f = Fixture::new().await;
     let a = f.create(GIB, VolumeFormat::Qcow2).await;
-    let spec = VolumeSpec { size_bytes: Some(16 * MIB), format: Some(VolumeFormat::Raw), provisioning: Provisioning::Thick };
+    let spec = VolumeSpec { size_bytes: Some(16 * MIB), format: Some(VolumeFormat::Raw), provisioning: Some(Provisioning::Thick) };
     let b = f.create_spec(spec).await;
     let cap = f.manager.pool_report(f.pool).await.unwrap().capacity.unwrap();
     let st = rustix::fs::statvfs(f.pool_dir()).unwrap();

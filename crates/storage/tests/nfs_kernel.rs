@@ -130,7 +130,7 @@ fn a_kernel_mode_pool_is_mounted_with_typed_options_and_unmounted_on_destroy() {
         assert!(mounted(&mount_point));
 
         // Volumes are files on the mount.
-        let spec = VolumeSpec { size_bytes: Some(1 << 30), format: Some(VolumeFormat::Qcow2), provisioning: Provisioning::Thin };
+        let spec = VolumeSpec { size_bytes: Some(1 << 30), format: Some(VolumeFormat::Qcow2), provisioning: Some(Provisioning::Thin) };
         let v = m.create_volume(pool, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.unwrap();
         assert!(server_dir.path().join(format!("lq-{}.qcow2", v.id)).exists(), "the file is on the export");
         assert_eq!(PathBuf::from(&v.location), mount_point.join(format!("lq-{}.qcow2", v.id)));
@@ -191,7 +191,7 @@ fn a_hung_mount_blocks_only_its_own_pool_and_destroy_detaches_it() {
         m.init_pool(nfs_pool, kernel_config_timeo(&nfs.export(), 10)).await.unwrap();
         let local_pool = PoolId::new_random();
         m.init_pool(local_pool, PoolConfig::Local(LocalPoolConfig { path: root.path().join("pools/ssd") })).await.unwrap();
-        let spec = || VolumeSpec { size_bytes: Some(1 << 30), format: Some(VolumeFormat::Qcow2), provisioning: Provisioning::Thin };
+        let spec = || VolumeSpec { size_bytes: Some(1 << 30), format: Some(VolumeFormat::Qcow2), provisioning: Some(Provisioning::Thin) };
         let on_nfs = m.create_volume(nfs_pool, VolumeId::new_random(), spec(), VolumeSource::Empty, &|_| {}).await.unwrap();
         let local_create = async || {
             let started = Instant::now();

@@ -51,7 +51,7 @@ fn url(nfs: &Ganesha, local_file: &Path) -> std::path::PathBuf {
 }
 
 fn spec(size: u64, format: VolumeFormat) -> VolumeSpec {
-    VolumeSpec { size_bytes: Some(size), format: Some(format), provisioning: Provisioning::Thin }
+    VolumeSpec { size_bytes: Some(size), format: Some(format), provisioning: Some(Provisioning::Thin) }
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn nfs_volumes_end_to_end() {
         let raw = m.create_volume(pool, raw_id, spec(64 * MIB, VolumeFormat::Raw), VolumeSource::Empty, &|_| {}).await.unwrap();
         assert_eq!(raw.size_bytes, 64 * MIB);
         assert_eq!(std::fs::metadata(export.join(format!("lq-{raw_id}.raw"))).unwrap().len(), 64 * MIB);
-        let thick = VolumeSpec { provisioning: Provisioning::Thick, ..spec(MIB, VolumeFormat::Raw) };
+        let thick = VolumeSpec { provisioning: Some(Provisioning::Thick), ..spec(MIB, VolumeFormat::Raw) };
         let refused = m.create_volume(pool, VolumeId::new_random(), thick, VolumeSource::Empty, &|_| {}).await.unwrap_err();
         assert!(matches!(refused, StorageError::InvalidArgument(_)), "{refused}");
         let (page, _) = m.list_volumes(pool, None, 100).await.unwrap();

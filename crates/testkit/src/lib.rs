@@ -9,6 +9,7 @@ pub mod ceph;
 pub mod etcd;
 pub mod fuse;
 pub mod guest;
+pub mod iscsi_login;
 pub mod libvirt;
 pub mod loopdev;
 pub mod netns;

@@ -15,6 +15,8 @@ pub fn config_in(i: pb::IscsiPoolConfig) -> Result<IscsiPoolConfig, StorageError
             Ok(pb::IscsiMode::Lvm) => IscsiMode::Lvm,
             Err(_) => return Err(StorageError::invalid(format!("unknown iSCSI mode {}", i.mode))),
         },
+        volume_group: i.volume_group,
+        create_volume_group: i.create_volume_group,
     })
 }
 
@@ -31,5 +33,7 @@ pub fn config_out(i: &IscsiPoolConfig) -> pb::IscsiPoolConfig {
             IscsiMode::Direct => pb::IscsiMode::Direct,
             IscsiMode::Lvm => pb::IscsiMode::Lvm,
         } as i32,
+        volume_group: i.volume_group.clone(),
+        create_volume_group: i.create_volume_group,
     }
 }

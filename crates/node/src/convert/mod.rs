@@ -145,8 +145,9 @@ pub fn volume_format(v: i32) -> R<Option<VolumeFormat>> {
 pub fn volume_spec(spec: Option<pb::VolumeSpec>) -> R<VolumeSpec> {
     let spec = spec.unwrap_or_default();
     let provisioning = match enum_value::<pb::Provisioning>("provisioning", spec.provisioning)? {
-        pb::Provisioning::Unspecified | pb::Provisioning::Thin => Provisioning::Thin,
-        pb::Provisioning::Thick => Provisioning::Thick,
+        pb::Provisioning::Unspecified => None,
+        pb::Provisioning::Thin => Some(Provisioning::Thin),
+        pb::Provisioning::Thick => Some(Provisioning::Thick),
     };
     Ok(VolumeSpec {
         size_bytes: (spec.size_bytes != 0).then_some(spec.size_bytes),

@@ -26,6 +26,7 @@ pub struct EngineContext {
     /// The node's state dir (backends keep client files under it).
     pub state_dir: PathBuf,
     pub ceph_timeouts: ceph::CephTimeouts,
+    pub iscsi: iscsi::IscsiHost,
 }
 
 /// Whether a pool is opened for the first time (its directory may be created)
@@ -73,6 +74,14 @@ pub fn supported_kinds() -> Vec<(PoolKind, Capabilities)> {
     ]
 }
 
+/// A pool's capabilities: its kind's, or for kinds with modes, its mode's.
+pub fn capabilities_of(config: &PoolConfig) -> Capabilities {
+    match config {
+        PoolConfig::Iscsi(c) => iscsi::capabilities(c),
+        other => supported_kinds().into_iter().find(|(k, _)| *k == other.kind()).map(|(_, c)| c).unwrap_or_default(),
+    }
+}
+
 /// Whether a volume of `format` in a `kind` pool can have `feature`; the
 /// error says why not and what to do instead. The control plane asks the
 /// same before it starts a task.
@@ -81,6 +90,9 @@ pub fn volume_has_feature(kind: PoolKind, format: VolumeFormat, feature: VolumeF
         PoolKind::Local => local::LocalBackend::volume_has_feature(format, feature),
         PoolKind::Ceph => Ok(()),
         PoolKind::Nfs => nfs::NfsBackend::volume_has_feature(format, feature),
-        PoolKind::Iscsi => Err(format!("iscsi volumes in direct mode are LUNs: {feature:?} is done on the storage array")),
+        PoolKind::Iscsi => Err(format!(
+            "iscsi volumes (LUNs in direct mode, plain LVM volumes in LVM mode) have no {}: use the storage array's",
+            feature.as_str()
+        )),
     }
 }

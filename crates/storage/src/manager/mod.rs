@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub import_dirs: Vec<PathBuf>,
     pub timeouts: ToolTimeouts,
     pub ceph_timeouts: crate::backends::ceph::CephTimeouts,
+    /// iSCSI pools in LVM mode: iscsiadm, stable device names, device-mapper.
+    pub iscsi: crate::backends::iscsi::IscsiHost,
     /// Bandwidth limit of data copies (full clones, imports); None: unlimited.
     pub copy_bytes_per_sec: Option<u64>,
 }
@@ -97,6 +99,7 @@ impl StorageManager {
             import_dirs: config.import_dirs,
             state_dir: config.state_dir.clone(),
             ceph_timeouts: config.ceph_timeouts,
+            iscsi: config.iscsi,
         };
         let manager = Self {
             ctx,
@@ -240,11 +243,7 @@ impl StorageManager {
 
     pub async fn pool_report(&self, id: PoolId) -> Result<PoolReport> {
         let entry = self.entry(id)?;
-        let capabilities = backends::supported_kinds()
-            .into_iter()
-            .find(|(k, _)| *k == entry.config.kind())
-            .map(|(_, c)| c)
-            .ok_or_else(|| StorageError::Internal(format!("pool {id} has an unsupported kind")))?;
+        let capabilities = backends::capabilities_of(&entry.config);
         let (phase, capacity) = match self.backend(id).await {
             Ok(backend) => match backend.capacity().await {
                 Ok(c) => (PoolPhase::Ready, Some(c)),

@@ -71,9 +71,13 @@ impl StorageManager {
             && !caps.formats.contains(&format) {
                 return Err(StorageError::invalid(format!("{} pools do not store {format} volumes", backend.kind())));
             }
-        if spec.provisioning == Provisioning::Thin && !caps.thin_provisioning {
+        let provisioning = spec.provisioning.unwrap_or(if caps.thin_provisioning { Provisioning::Thin } else { Provisioning::Thick });
+        if provisioning == Provisioning::Thin && !caps.thin_provisioning {
             return Err(StorageError::invalid(format!("{} pools only make thick volumes", backend.kind())));
         }
+        // Sizes as the storage allocates them (LVM: whole extents), so a
+        // retried create finds the volume it made.
+        let spec = VolumeSpec { size_bytes: spec.size_bytes.map(|s| backend.round_size(s)), provisioning: Some(provisioning), ..spec };
         let default_format = caps.formats[0];
         let _guard = self.locks.exclusive(pool, id, "a create")?;
 
@@ -85,8 +89,8 @@ impl StorageManager {
                 if let Some(v) = self.existing(backend.as_ref(), id, &expected).await? {
                     return Ok(v);
                 }
-                self.ensure_space(backend.as_ref(), spec.provisioning, size).await?;
-                let new = NewVolume { id, format, size_bytes: size, provisioning: spec.provisioning, content: NewVolumeContent::Empty };
+                self.ensure_space(backend.as_ref(), provisioning, size).await?;
+                let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Empty };
                 backend.create_volume(&new, progress).await
             }
             VolumeSource::Clone { source, mode } => {
@@ -105,7 +109,7 @@ impl StorageManager {
                                 backend.kind()
                             )));
                         }
-                        if spec.provisioning == Provisioning::Thick {
+                        if provisioning == Provisioning::Thick {
                             return Err(StorageError::invalid("a linked clone shares its source's data and cannot be thick"));
                         }
                         if spec.format.is_some_and(|f| f != VolumeFormat::Qcow2) {
@@ -122,7 +126,7 @@ impl StorageManager {
                     CloneMode::Full => {
                         let format = spec.format.unwrap_or(base.format);
                         let content = NewVolumeContent::Copy { source: &base, snapshot: None };
-                        self.create_copy(backend.as_ref(), id, format, size, spec.provisioning, content, progress).await
+                        self.create_copy(backend.as_ref(), id, format, size, provisioning, content, progress).await
                     }
                 }
             }
@@ -135,7 +139,7 @@ impl StorageManager {
                 let size = self.size_from_source(spec.size_bytes, base.size_bytes, "snapshot")?;
                 let format = spec.format.unwrap_or(base.format);
                 let content = NewVolumeContent::Copy { source: &base, snapshot: Some(&name) };
-                self.create_copy(backend.as_ref(), id, format, size, spec.provisioning, content, progress).await
+                self.create_copy(backend.as_ref(), id, format, size, provisioning, content, progress).await
             }
             VolumeSource::Image { path, format: image_format } => {
                 let format = spec.format.unwrap_or(default_format);
@@ -146,9 +150,9 @@ impl StorageManager {
                 let path = image::resolve_import_path(&path, &self.ctx.import_dirs)?;
                 progress(crate::model::Progress { phase: "inspecting", done_bytes: 0, total_bytes: 0 });
                 let image = image::inspect_untrusted(&self.ctx.qemu_img, &path, image_format).await?;
-                let size = self.size_from_source(spec.size_bytes, image.virtual_size, "image")?;
-                self.ensure_space(backend.as_ref(), spec.provisioning, size).await?;
-                let new = NewVolume { id, format, size_bytes: size, provisioning: spec.provisioning, content: NewVolumeContent::Image(&image) };
+                let size = backend.round_size(self.size_from_source(spec.size_bytes, image.virtual_size, "image")?);
+                self.ensure_space(backend.as_ref(), provisioning, size).await?;
+                let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
                 backend.create_volume(&new, progress).await
             }
         }
@@ -312,6 +316,7 @@ impl StorageManager {
         if let Some(xml) = domain_xml {
             used.extend(xml::targets_in_domain(xml)?);
         }
+        backend.prepare_disk(&volume).await?;
         let (source, driver) = backend.disk(&volume)?;
         let backing_chain = if backend.backing_chain_in_disk_xml() { self.backing_chain(backend.as_ref(), &volume).await? } else { Vec::new() };
         let target_dev = xml::pick_target(bus, &used)?;

@@ -18,6 +18,8 @@ const NO_RECORDS: i32 = 21;
 
 #[derive(Debug, Clone)]
 pub struct Iscsiadm {
+    /// The program (open-iscsi's `iscsiadm`, found on PATH by default).
+    pub program: String,
     pub timeout: Duration,
     /// Where iscsiadm keeps node records (`/etc/iscsi/nodes`).
     pub nodes_dir: PathBuf,
@@ -25,13 +27,13 @@ pub struct Iscsiadm {
 
 impl Default for Iscsiadm {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(60), nodes_dir: PathBuf::from("/etc/iscsi/nodes") }
+        Self { program: "iscsiadm".into(), timeout: Duration::from_secs(60), nodes_dir: PathBuf::from("/etc/iscsi/nodes") }
     }
 }
 
 impl Iscsiadm {
     fn node(&self, target: &IscsiName, portal: &Portal) -> ToolCommand {
-        ToolCommand::new("iscsiadm", self.timeout).args(["-m", "node", "-T", target.as_str(), "-p"]).arg(portal.address())
+        ToolCommand::new(&self.program, self.timeout).args(["-m", "node", "-T", target.as_str(), "-p"]).arg(portal.address())
     }
 
     /// The record of (target, portal) as iscsiadm files it when no TPGT is given.
@@ -78,9 +80,13 @@ impl Iscsiadm {
     }
 }
 
-/// The stable name udev gives a logged-in LUN: never a guessed `sdX`.
-pub fn by_path(target: &IscsiName, portal: &Portal, lun: u32) -> PathBuf {
-    PathBuf::from(format!("/dev/disk/by-path/ip-{}-iscsi-{}-lun-{lun}", portal.address(), target))
+/// Where udev puts the stable names of block devices.
+pub const BY_PATH_DIR: &str = "/dev/disk/by-path";
+
+/// The stable name udev gives a logged-in LUN (in `by_path_dir`, normally
+/// [`BY_PATH_DIR`]): never a guessed `sdX`.
+pub fn by_path(by_path_dir: &Path, target: &IscsiName, portal: &Portal, lun: u32) -> PathBuf {
+    by_path_dir.join(format!("ip-{}-iscsi-{}-lun-{lun}", portal.address(), target))
 }
 
 fn append_secret(file: &Path, secret: &str) -> Result<()> {
@@ -111,7 +117,7 @@ mod tests {
     fn luns_are_found_by_their_stable_path() {
         let t = IscsiName::parse("iqn.2024-01.io.limiquantix:tgt1").unwrap();
         let p = Portal::parse("10.0.0.30").unwrap();
-        assert_eq!(by_path(&t, &p, 3), PathBuf::from("/dev/disk/by-path/ip-10.0.0.30:3260-iscsi-iqn.2024-01.io.limiquantix:tgt1-lun-3"));
+        assert_eq!(by_path(Path::new(BY_PATH_DIR), &t, &p, 3), PathBuf::from("/dev/disk/by-path/ip-10.0.0.30:3260-iscsi-iqn.2024-01.io.limiquantix:tgt1-lun-3"));
         let adm = Iscsiadm::default();
         assert_eq!(adm.record_file(&t, &p), PathBuf::from("/etc/iscsi/nodes/iqn.2024-01.io.limiquantix:tgt1/10.0.0.30,3260"));
     }

@@ -87,6 +87,11 @@ impl Lvm {
         self.command("pvcreate").arg("--").arg(&self.device).run().await.map(drop).map_err(|e| self.error(e))
     }
 
+    /// Wipes the LVM label pvcreate wrote (the undo of a failed group create).
+    pub async fn pvremove(&self) -> Result<()> {
+        self.command("pvremove").args(["-y", "--"]).arg(&self.device).run().await.map(drop).map_err(|e| self.error(e))
+    }
+
     pub async fn vgcreate(&self, vg: &str) -> Result<()> {
         check_vg_name(vg)?;
         self.command("vgcreate").args(["--", vg]).arg(&self.device).run().await.map(drop).map_err(|e| self.error(e))
@@ -165,6 +170,29 @@ impl Lvm {
         check_vg_name(vg)?;
         check_vg_name(lv)?;
         self.command("lvremove").args(["-y", "--"]).arg(Self::lv(vg, lv)).run().await.map(drop).map_err(|e| self.error(e))
+    }
+
+    pub async fn lvrename(&self, vg: &str, from: &str, to: &str) -> Result<()> {
+        check_vg_name(vg)?;
+        check_vg_name(from)?;
+        check_vg_name(to)?;
+        self.command("lvrename").args(["--", vg, from, to]).run().await.map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Activates the volume (its device-mapper device appears at its path)
+    /// after reloading the group's metadata, which another node may have
+    /// changed; or deactivates it.
+    pub async fn lvchange_active(&self, vg: &str, lv: &str, active: bool) -> Result<()> {
+        check_vg_name(vg)?;
+        check_vg_name(lv)?;
+        let flag = if active { "-ay" } else { "-an" };
+        self.command("lvchange").args([flag, "--"]).arg(Self::lv(vg, lv)).run().await.map_err(|e| self.error(e))?;
+        if active {
+            // An LV already active here keeps its old table until refreshed
+            // (another node may have grown it).
+            self.command("lvchange").args(["--refresh", "--"]).arg(Self::lv(vg, lv)).run().await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// What an LVM failure means: a full group is out of space.

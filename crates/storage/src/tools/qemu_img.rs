@@ -83,6 +83,8 @@ pub struct ConvertOptions<'a> {
     pub target: &'a Path,
     pub target_format: ImageFormat,
     pub preallocation: Preallocation,
+    /// The target exists (a block device of the final size): fill it, create nothing.
+    pub target_exists: bool,
 }
 
 /// Where an import writes: a target made beforehand, which qemu-img only
@@ -324,7 +326,9 @@ impl QemuImg {
         if let Some(snap) = opts.snapshot {
             cmd = cmd.arg("-l").arg(format!("snapshot.name={snap}"));
         }
-        if opts.preallocation != Preallocation::Off {
+        if opts.target_exists {
+            cmd = cmd.arg("-n");
+        } else if opts.preallocation != Preallocation::Off {
             cmd = cmd.arg("-o").arg(format!("preallocation={}", opts.preallocation.as_str()));
         }
         Self::run_convert(cmd.arg("--").arg(opts.source).arg(opts.target), on_progress).await

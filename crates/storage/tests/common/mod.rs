@@ -25,6 +25,7 @@ pub fn engine_config(root: &Path) -> EngineConfig {
         import_dirs: vec![root.join("images")],
         timeouts: ToolTimeouts::default(),
         ceph_timeouts: Default::default(),
+        iscsi: Default::default(),
         copy_bytes_per_sec: None,
     }
 }
@@ -51,7 +52,7 @@ impl Fixture {
     }
 
     pub async fn create(&self, size: u64, format: VolumeFormat) -> VolumeInfo {
-        self.create_spec(VolumeSpec { size_bytes: Some(size), format: Some(format), provisioning: Provisioning::Thin })
+        self.create_spec(VolumeSpec { size_bytes: Some(size), format: Some(format), provisioning: Some(Provisioning::Thin) })
             .await
     }
 

@@ -1,11 +1,40 @@
 //! iSCSI pools. Direct mode (direct.rs): each disk LUN of a target is a
 //! volume, reached through libiscsi by the node (client.rs) and by QEMU,
 //! with CHAP from memory and a libvirt secret, never on a command line.
-//! LVM mode is not built yet.
+//! LVM mode (lvm.rs): one LUN, logged in on the host, holds a volume group
+//! whose logical volumes are the volumes.
 
 pub mod client;
 pub mod config;
 pub mod direct;
+pub mod lvm;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::tools::iscsiadm::{self, Iscsiadm};
+
+/// What LVM mode needs of the host: iscsiadm and its node database, where
+/// udev puts the stable names of logged-in LUNs, and whether device-mapper
+/// exists (logical volumes can be opened).
+#[derive(Debug, Clone)]
+pub struct IscsiHost {
+    pub iscsiadm: Iscsiadm,
+    pub by_path_dir: PathBuf,
+    pub device_mapper: bool,
+    pub lvm_timeout: Duration,
+}
+
+impl Default for IscsiHost {
+    fn default() -> Self {
+        Self {
+            iscsiadm: Iscsiadm::default(),
+            by_path_dir: PathBuf::from(iscsiadm::BY_PATH_DIR),
+            device_mapper: std::path::Path::new("/dev/mapper/control").exists(),
+            lvm_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 use std::sync::Arc;
 
@@ -16,7 +45,7 @@ use crate::ids::PoolId;
 use crate::model::{IscsiMode, IscsiPoolConfig};
 
 /// The backend for a pool's config.
-pub fn open(pool: PoolId, config: &IscsiPoolConfig, _ctx: &EngineContext) -> Result<Arc<dyn Backend>> {
+pub fn open(pool: PoolId, config: &IscsiPoolConfig, ctx: &EngineContext) -> Result<Arc<dyn Backend>> {
     let portal = config::Portal::parse(&config.portal)?;
     let target = config::IscsiName::parse(&config.target_iqn)?;
     let initiator = if config.initiator_iqn.is_empty() { node_initiator()? } else { config::IscsiName::parse(&config.initiator_iqn)? };
@@ -27,7 +56,19 @@ pub fn open(pool: PoolId, config: &IscsiPoolConfig, _ctx: &EngineContext) -> Res
     };
     match config.mode {
         IscsiMode::Direct => Ok(Arc::new(direct::DirectBackend::new(pool, portal, target, initiator, chap))),
-        IscsiMode::Lvm => Err(StorageError::Unimplemented("iscsi pools in LVM mode are not supported by this node yet; use the direct mode".into())),
+        IscsiMode::Lvm => {
+            let p = lvm::LvmPool {
+                pool,
+                portal,
+                target,
+                initiator,
+                chap,
+                lun: config.lun,
+                volume_group: &config.volume_group,
+                create_volume_group: config.create_volume_group,
+            };
+            Ok(Arc::new(lvm::LvmBackend::new(p, ctx)?))
+        }
     }
 }
 
@@ -47,4 +88,12 @@ fn node_initiator() -> Result<config::IscsiName> {
 /// The kind's capabilities in the mode this node serves by default.
 pub fn capabilities_of_kind() -> crate::model::Capabilities {
     direct::DirectBackend::capabilities_of_kind()
+}
+
+/// A pool's capabilities, which depend on its mode.
+pub fn capabilities(config: &IscsiPoolConfig) -> crate::model::Capabilities {
+    match config.mode {
+        IscsiMode::Direct => direct::DirectBackend::capabilities_of_kind(),
+        IscsiMode::Lvm => lvm::LvmBackend::capabilities_of_kind(),
+    }
 }

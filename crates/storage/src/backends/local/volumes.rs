@@ -156,6 +156,7 @@ impl LocalBackend {
                         target: partial.path(),
                         target_format: new.format.into(),
                         preallocation,
+                        target_exists: false,
                     };
                     crate::progress::convert(&self.qemu, &opts, source.size_bytes, progress)
                         .await

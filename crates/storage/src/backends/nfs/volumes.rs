@@ -120,6 +120,7 @@ impl NfsBackend {
                     target: &target,
                     target_format: new.format.into(),
                     preallocation: Preallocation::Off,
+                    target_exists: false,
                 };
                 crate::progress::convert(&self.qemu, &opts, source.size_bytes, progress)
                     .await
