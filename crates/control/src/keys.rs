@@ -71,6 +71,11 @@ pub fn join_token(id: &str) -> String {
 pub fn enrolment(node_id: &str) -> String {
     format!("enrolments/{node_id}")
 }
+/// The task that holds a pool's metadata lock (see pool_locks.rs).
+pub fn pool_lock(pool_id: &str) -> String {
+    format!("pool-locks/{pool_id}")
+}
+
 pub fn saga(id: &str) -> String {
     format!("{SAGAS}{id}")
 }

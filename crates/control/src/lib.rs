@@ -14,6 +14,7 @@ pub mod leader;
 pub mod listener;
 pub mod metrics;
 pub mod nodes;
+pub mod pool_locks;
 pub mod pools;
 pub mod private_files;
 pub mod records;

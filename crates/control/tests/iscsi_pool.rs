@@ -104,3 +104,105 @@ fn the_targets_luns_become_volumes_and_change_only_on_the_array() {
         cp.stop_within(Duration::from_secs(5)).await.unwrap();
     });
 }
+
+/// LVM mode through the control plane: a volume group on a logged-in LUN
+/// (iscsiadm's login stood in for, see testkit's iscsi_login), thick raw
+/// volumes, no snapshots; and the pool's metadata changed by one task at a
+/// time: a create waits while another task holds the pool's lock, and takes
+/// over a lock whose task has ended.
+#[test]
+fn lvm_mode_volumes_are_made_one_metadata_change_at_a_time() {
+    use limiquantix_control::{keys, pool_locks, repo::Txn};
+    use limiquantix_testkit::iscsi_login::LoginShim;
+    use limiquantix_testkit::loopdev::LoopDevice;
+
+    let tgt = Tgt::start(&[128]).unwrap();
+    let lun = LoopDevice::over(&tgt.disk_file(1)).unwrap();
+    let shim = LoginShim::new(&[(1, &lun.path)]).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let cp = ControlPlane::start(&common::control_config(root.path())).await.unwrap();
+        let mut c = Clients::connect(&cp.url()).await;
+        let (node, node_id) = common::start_node(root.path(), "n1", &cp.url(), |n| {
+            n.iscsi.iscsiadm = shim.program().display().to_string();
+            n.iscsi.nodes_dir = shim.nodes_dir();
+            n.iscsi.by_path_dir = shim.by_path_dir();
+        })
+        .await;
+        c.wait_node_online(&node_id).await;
+
+        let iscsi = pb::IscsiPoolConfig {
+            portal: tgt.portal(),
+            target_iqn: TARGET.into(),
+            lun: 1,
+            initiator_iqn: "iqn.2024-01.io.limiquantix.test:node1".into(),
+            chap_username: CHAP_USER.into(),
+            chap_password: tgt.chap_secret().into(),
+            mode: pb::IscsiMode::Lvm as i32,
+            volume_group: "lqsan".into(),
+            create_volume_group: true,
+        };
+        let req = pb::CreatePoolRequest { name: "san".into(), config: Some(pb::PoolConfig { backend: Some(pb::pool_config::Backend::Iscsi(iscsi)) }), ..Default::default() };
+        let op = c.pools.create_pool(req).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        let pool = c.pools.get_pool(pb::GetPoolRequest { pool: "san".into() }).await.unwrap().into_inner();
+        let caps = pool.capabilities.clone().unwrap();
+        assert!(caps.one_metadata_writer && !caps.array_managed && !caps.snapshots && !caps.thin_provisioning, "{caps:?}");
+        assert!(pool.capacity.as_ref().unwrap().total_bytes > 120 * MIB, "{pool:?}");
+
+        // Thick raw volumes in whole extents; no snapshots on plain LVM.
+        let v = c.create_volume("san", "db", 10 * MIB).await;
+        assert_eq!((v.size_bytes, v.format), (12 * MIB, pb::VolumeFormat::Raw as i32));
+        let snap = pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into() };
+        let refused = c.volumes.create_snapshot(snap).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+        // Another task holds the pool's lock: a create waits, saying for whom.
+        let repo = &cp.app.repo;
+        let holder = "5d1c8f3e-2f4b-4c1e-9a6d-0b1c2d3e4f50";
+        let mut task = pb::Task { id: holder.into(), kind: "volume.create".into(), state: pb::TaskState::Running as i32, ..Default::default() };
+        let mut txn = Txn::new();
+        txn.put(keys::task(holder), &task);
+        txn.commit(repo).await.unwrap();
+        assert_eq!(pool_locks::try_take(repo, &pool.id, holder).await.unwrap(), None);
+        let op = c.volumes.create_volume(create_req("san", "web", 4 * MIB)).await.unwrap().into_inner();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = c.tasks.get_task(pb::GetTaskRequest { task_id: op.task_id.clone() }).await.unwrap().into_inner();
+            assert_eq!(t.state, pb::TaskState::Running as i32, "the create did not wait: {t:?}");
+            if t.step.contains(holder) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the waiting task does not say for whom: {t:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(c.volume(&op.volume.as_ref().unwrap().id).await.unwrap().state, pb::VolumeState::Creating as i32);
+        pool_locks::release(repo, &pool.id, holder).await.unwrap();
+        c.wait_ok(&op.task_id).await;
+
+        // A lock left by a task that ended (a crash while it held it) is taken over.
+        assert_eq!(pool_locks::try_take(repo, &pool.id, holder).await.unwrap(), None);
+        task.state = pb::TaskState::Failed as i32;
+        let mut txn = Txn::new();
+        txn.put(keys::task(holder), &task);
+        txn.commit(repo).await.unwrap();
+        let web = c.volumes.list_volumes(pb::ListVolumesRequest { name_prefix: "web".into(), ..Default::default() }).await.unwrap().into_inner().volumes;
+        let grow = pb::ResizeVolumeRequest { volume_id: web[0].id.clone(), new_size_bytes: 9 * MIB };
+        let op = c.volumes.resize_volume(grow).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        assert_eq!(c.volume(&web[0].id).await.unwrap().size_bytes, 12 * MIB);
+        assert!(repo.get_raw(&keys::pool_lock(&pool.id)).await.unwrap().is_none(), "released after the resize");
+
+        for id in [&v.id, &web[0].id] {
+            let op = c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: id.to_string() }).await.unwrap().into_inner();
+            c.wait_ok(&op.task_id).await;
+        }
+        let op = c.pools.delete_pool(pb::DeletePoolRequest { pool: "san".into() }).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        assert!(shim.links().is_empty(), "logged out: {:?}", shim.links());
+        node.stop().await.unwrap();
+        cp.stop_within(Duration::from_secs(5)).await.unwrap();
+    });
+}

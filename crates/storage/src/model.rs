@@ -191,6 +191,8 @@ pub struct Capabilities {
     pub formats: Vec<VolumeFormat>,
     /// The volumes are a storage array's own (an iSCSI target's LUNs).
     pub array_managed: bool,
+    /// One node at a time may change the pool's metadata (shared LVM).
+    pub one_metadata_writer: bool,
 }
 
 /// Something done to one volume that not every volume of a kind allows

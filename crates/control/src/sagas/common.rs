@@ -64,7 +64,8 @@ pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &
 pub async fn delete_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
     let req = pb::NodeDeleteVolumeRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned() };
-    crate::nodes::call(node_id, "delete the volume", ctx.app.nodes.deadlines.call, client.delete_volume(req)).await.map(drop)
+    let call = crate::nodes::call(node_id, "delete the volume", ctx.app.nodes.deadlines.call, client.delete_volume(req));
+    crate::pool_locks::with_lock(ctx, "delete-on-node", pool_id, call).await.map(drop)
 }
 
 /// Asks the node to delete one snapshot of the volume.

@@ -166,10 +166,13 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
             }
         };
         // Dropping the stream on cancel makes the node stop the copy and remove its partial file.
-        let v = tokio::select! {
-            v = run => v?,
-            _ = ctx.cancelled() => return Err(ApiError::cancelled("cancelled on request")),
-        };
+        let v = crate::pool_locks::with_lock(ctx, "create-on-node", &s.pool_id, async {
+            tokio::select! {
+                v = run => v,
+                _ = ctx.cancelled() => Err(ApiError::cancelled("cancelled on request")),
+            }
+        })
+        .await?;
         make_available(ctx, s, &v).await
     })
 }

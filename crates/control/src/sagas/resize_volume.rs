@@ -11,7 +11,6 @@
 use limiquantix_api::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::common::finish_volume;
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
 use crate::keys;
@@ -27,6 +26,9 @@ pub struct ResizeVolume {
     /// The domain it is attached to, if any.
     pub live_domain: String,
     pub previous_state: i32,
+    /// The size the node made: more than asked where storage rounds up (LVM extents).
+    #[serde(default)]
+    pub made_size_bytes: Option<u64>,
 }
 
 impl Saga for ResizeVolume {
@@ -75,12 +77,35 @@ fn resize_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut ResizeVolume) -> StepFuture<'
         };
         // A live resize goes through QEMU: it gets hot-plug's deadline.
         let deadline = if s.live_domain.is_empty() { ctx.app.nodes.deadlines.call } else { ctx.app.nodes.deadlines.attach };
-        crate::nodes::call(&s.node_id, "resize the volume", deadline, client.resize_volume(req)).await?;
+        let call = crate::nodes::call(&s.node_id, "resize the volume", deadline, client.resize_volume(req));
+        let made = crate::pool_locks::with_lock(ctx, "resize-on-node", &s.pool_id, call).await?;
+        s.made_size_bytes = Some(made.size_bytes.max(s.new_size_bytes));
         Ok(())
     })
 }
 
+/// The record takes the size the node made, and the pool counts what
+/// rounding added, in one transaction.
 fn finish<'a>(ctx: &'a SagaCtx, s: &'a mut ResizeVolume) -> StepFuture<'a> {
-    let new_size = s.new_size_bytes;
-    Box::pin(finish_volume(ctx, &s.pool_id, &s.volume_id, s.previous_state, move |v| v.size_bytes = new_size))
+    Box::pin(async move {
+        let made = s.made_size_bytes.unwrap_or(s.new_size_bytes);
+        let repo = &ctx.app.repo;
+        repo.retry(|| async {
+            let (vkey, pkey) = (keys::volume(&s.pool_id, &s.volume_id), keys::pool(&s.pool_id));
+            let v = repo.get::<pb::Volume>(&vkey).await?.ok_or_else(|| ApiError::internal("volume record vanished"))?;
+            if v.value.task_id != ctx.task_id {
+                return Ok(()); // finished already
+            }
+            let p = repo.get::<pb::Pool>(&pkey).await?.ok_or_else(|| ApiError::internal("pool record vanished"))?;
+            let (mut volume, mut pool) = (v.value, p.value);
+            volume.task_id.clear();
+            volume.state = s.previous_state;
+            volume.size_bytes = made;
+            pool.provisioned_bytes += made - s.new_size_bytes;
+            let mut txn = Txn::new();
+            txn.expect(&vkey, v.revision).put(&vkey, &volume).expect(&pkey, p.revision).put(&pkey, &pool);
+            txn.commit(repo).await.map(drop)
+        })
+        .await
+    })
 }

@@ -86,6 +86,7 @@ pub fn capabilities(c: &model::Capabilities) -> pb::PoolCapabilities {
         shared: c.shared,
         live_resize: c.live_resize,
         array_managed: c.array_managed,
+        one_metadata_writer: c.one_metadata_writer,
         formats: c.formats.iter().map(|f| volume_format_out(*f) as i32).collect(),
     }
 }

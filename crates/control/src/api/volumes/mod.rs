@@ -264,6 +264,7 @@ impl VolumeService for VolumeApi {
                     new_size_bytes: r.new_size_bytes,
                     live_domain: v.attachment.as_ref().filter(|_| attached).map(|a| a.vm.clone()).unwrap_or_default(),
                     previous_state: v.state,
+                    made_size_bytes: None,
                 };
                 v.task_id = task_id.clone();
                 v.state = pb::VolumeState::Resizing as i32;

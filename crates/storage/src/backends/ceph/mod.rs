@@ -83,6 +83,7 @@ impl CephBackend {
             shared: true,
             live_resize: true,
             array_managed: false,
+            one_metadata_writer: false,
             formats: vec![VolumeFormat::Raw],
         }
     }

@@ -59,6 +59,7 @@ impl DirectBackend {
             live_resize: false,
             formats: vec![VolumeFormat::Raw],
             array_managed: true,
+            one_metadata_writer: false,
         }
     }
 

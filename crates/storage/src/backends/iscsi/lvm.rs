@@ -74,6 +74,7 @@ impl LvmBackend {
             live_resize: false,
             formats: vec![VolumeFormat::Raw],
             array_managed: false,
+            one_metadata_writer: true,
         }
     }
 

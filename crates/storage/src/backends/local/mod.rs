@@ -46,6 +46,7 @@ impl LocalBackend {
             shared: false,
             live_resize: true,
             array_managed: false,
+            one_metadata_writer: false,
             formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
         }
     }

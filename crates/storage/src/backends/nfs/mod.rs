@@ -48,6 +48,7 @@ impl NfsBackend {
             shared: true,
             live_resize: true,
             array_managed: false,
+            one_metadata_writer: false,
             formats: vec![VolumeFormat::Qcow2, VolumeFormat::Raw],
         }
     }
