@@ -18,10 +18,10 @@ use crate::model::{Capabilities, PoolCapacity, PoolKind, ProgressSink, Secret, S
 use crate::xml::{DiskAuth, DiskDriver, DiskSource, NetHost, SecretRef};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a LUN's facts serve listings before they are asked again. The
-/// set of LUNs is asked every time (one REPORT LUNS); a lookup of one volume
-/// (attach, any change) always asks afresh, so a renumbered LUN is never
-/// taken for another.
+/// How long the target's answers (which LUNs, and each LUN's facts) serve
+/// listings before they are asked again; a lookup of one volume (attach,
+/// any change) always asks afresh, so a renumbered LUN is never taken for
+/// another.
 const LUN_FACTS_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
@@ -39,8 +39,12 @@ pub struct DirectBackend {
 #[derive(Debug, Default)]
 struct SessionState {
     session: Option<IscsiSession>,
-    luns: std::collections::HashMap<u32, (LunInfo, std::time::Instant)>,
+    luns: LunFacts,
+    /// The last REPORT LUNS answer, and when.
+    reported: Option<(Vec<u32>, std::time::Instant)>,
 }
+
+type LunFacts = std::collections::HashMap<u32, (LunInfo, std::time::Instant)>;
 
 /// A disk LUN as a volume.
 #[derive(Debug, Clone)]
@@ -71,7 +75,7 @@ impl DirectBackend {
     /// off the async runtime.
     async fn with_session<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut IscsiSession, &mut std::collections::HashMap<u32, (LunInfo, std::time::Instant)>) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut IscsiSession, &mut LunFacts, &mut Option<(Vec<u32>, std::time::Instant)>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (state, portal, target, initiator, chap) =
             (self.state.clone(), self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone());
@@ -82,8 +86,9 @@ impl DirectBackend {
                 let login = Login { portal: &portal, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: TIMEOUT };
                 state.session = Some(IscsiSession::login(&login)?);
                 state.luns.clear();
+                state.reported = None;
             }
-            let result = work(state.session.as_mut().expect("logged in above"), &mut state.luns);
+            let result = work(state.session.as_mut().expect("logged in above"), &mut state.luns, &mut state.reported);
             if matches!(result, Err(StorageError::Unavailable(_) | StorageError::Internal(_))) {
                 state.session = None;
             }
@@ -98,8 +103,15 @@ impl DirectBackend {
     async fn lun_volumes(&self, fresh: bool) -> Result<Vec<LunVolume>> {
         let namespace = *self.pool.as_uuid();
         let target = self.target.to_string();
-        self.with_session(move |s, known| {
-            let luns = s.report_luns()?;
+        self.with_session(move |s, known, reported| {
+            let luns = match reported {
+                Some((luns, at)) if !fresh && at.elapsed() < LUN_FACTS_TTL => luns.clone(),
+                _ => {
+                    let luns = s.report_luns()?;
+                    *reported = Some((luns.clone(), std::time::Instant::now()));
+                    luns
+                }
+            };
             known.retain(|lun, _| luns.contains(lun));
             let mut volumes = Vec::new();
             for lun in luns {
@@ -169,7 +181,7 @@ impl Backend for DirectBackend {
     }
 
     async fn activate(&self) -> Result<()> {
-        self.with_session(|s, _| s.report_luns().map(drop)).await
+        self.with_session(|s, _, _| s.report_luns().map(drop)).await
     }
 
     async fn deactivate(&self) -> Result<()> {
