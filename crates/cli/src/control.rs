@@ -200,11 +200,18 @@ pub enum VolumeCommand {
     /// Import a disk image that is on a node, under its import directory.
     Import {
         /// The pool (name or id) to import into.
-        #[arg(long)]
-        pool: String,
+        #[arg(long, required_unless_present = "onto")]
+        pool: Option<String>,
         /// The new volume's name.
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "onto")]
+        name: Option<String>,
+        /// Instead of a new volume: write the image over this volume of a
+        /// storage array (a direct-mode iSCSI LUN), replacing all it holds.
+        #[arg(long, conflicts_with_all = ["pool", "name", "format", "size", "id"], requires = "overwrite")]
+        onto: Option<String>,
+        /// With --onto: confirms that everything on that volume is replaced.
+        #[arg(long, requires = "onto")]
+        overwrite: bool,
         /// Path of the image on the node.
         #[arg(long)]
         file: PathBuf,
@@ -261,6 +268,8 @@ pub enum State {
     Resizing,
     Deleting,
     Error,
+    /// An image is being written over it.
+    Writing,
 }
 
 #[derive(Debug, Subcommand)]
@@ -645,16 +654,22 @@ impl Clients {
                 let op = self.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id }).await?.into_inner();
                 self.finish_volume(op).await?;
             }
-            VolumeCommand::Import { pool, name, file, image_format, node, format, size, id } => {
+            VolumeCommand::Import { pool, name, onto, overwrite, file, image_format, node, format, size, id } => {
+                let (onto_volume_id, spec) = match onto {
+                    Some(volume) => (self.volume_id(&volume).await?, None),
+                    None => (String::new(), Some(volume_spec(size, format, pb::Provisioning::Unspecified))),
+                };
                 let req = pb::ImportVolumeRequest {
                     volume_id: id.unwrap_or_default(),
-                    pool,
-                    name,
+                    pool: pool.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
                     labels: HashMap::new(),
                     node_id: node.unwrap_or_default(),
                     path: file.display().to_string(),
                     format: image_format_pb(image_format),
-                    spec: Some(volume_spec(size, format, pb::Provisioning::Unspecified)),
+                    spec,
+                    onto_volume_id,
+                    overwrite,
                 };
                 let op = self.volumes.import_volume(req).await?.into_inner();
                 self.finish_volume(op).await?;
@@ -829,5 +844,6 @@ fn state_pb(s: State) -> pb::VolumeState {
         State::Resizing => pb::VolumeState::Resizing,
         State::Deleting => pb::VolumeState::Deleting,
         State::Error => pb::VolumeState::Error,
+        State::Writing => pb::VolumeState::Writing,
     }
 }

@@ -1,8 +1,9 @@
 //! An iSCSI pool in direct mode through the control plane, against a real
 //! tgt: the target's LUNs become volumes by themselves (adopted by the pool
-//! refresh, named from their world-wide names), keep their ids when the
-//! array renumbers its LUNs, go to error when the array stops presenting
-//! them, cannot be made, grown or removed here, and leave with the pool.
+//! refresh, named from their world-wide names), take an image written over
+//! them once the caller confirms it, keep their ids when the array
+//! renumbers its LUNs, go to error when the array stops presenting them,
+//! cannot be made, grown or removed here, and leave with the pool.
 
 mod common;
 
@@ -16,6 +17,11 @@ use limiquantix_testkit::tgt::{CHAP_USER, TARGET};
 use tonic::Code;
 
 const MIB: u64 = 1 << 20;
+
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
 
 async fn volumes(c: &mut Clients) -> Vec<pb::Volume> {
     let req = pb::ListVolumesRequest { pool: "san".into(), ..Default::default() };
@@ -81,6 +87,63 @@ fn the_targets_luns_become_volumes_and_change_only_on_the_array() {
         assert_eq!(c.volumes.resize_volume(grow).await.unwrap_err().code(), Code::FailedPrecondition);
         let del = c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: big.id.clone() }).await.unwrap_err();
         assert_eq!(del.code(), Code::FailedPrecondition);
+
+        // An image written over an unused LUN, once the caller confirms it;
+        // zeros in the image overwrite what the LUN held.
+        let small = found[0].clone();
+        let images = root.path().join("n1/node/images");
+        let image = images.join("disk.qcow2");
+        run(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&image).arg("16M"));
+        run(std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", "write -P 0xab 0 4M", "-c", "write -P 0xcd 12M 1M"]).arg(&image));
+        let too_big = images.join("big.qcow2");
+        run(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&too_big).arg("48M"));
+        std::fs::write(tgt.disk_file(2), vec![0xff; 8 << 20]).unwrap();
+        std::fs::File::options().write(true).open(tgt.disk_file(2)).unwrap().set_len(32 * MIB).unwrap();
+        let onto = |path: &std::path::Path, overwrite: bool| pb::ImportVolumeRequest {
+            onto_volume_id: small.id.clone(),
+            overwrite,
+            node_id: node_id.clone(),
+            path: path.display().to_string(),
+            format: pb::ImageFormat::Qcow2 as i32,
+            ..Default::default()
+        };
+        let unconfirmed = c.volumes.import_volume(onto(&image, false)).await.unwrap_err();
+        assert_eq!(unconfirmed.code(), Code::FailedPrecondition, "{unconfirmed:?}");
+        assert!(unconfirmed.message().contains("replaces everything"), "{unconfirmed:?}");
+        let bigger = c.volumes.import_volume(onto(&too_big, true)).await.unwrap_err();
+        assert_eq!(bigger.code(), Code::InvalidArgument, "{bigger:?}");
+        assert_eq!(c.volume(&small.id).await.unwrap().state, pb::VolumeState::Available as i32, "refusals change nothing");
+        let watch = limiquantix_testkit::argv_watch::ArgvWatch::start(tgt.chap_secret());
+        let op = c.volumes.import_volume(onto(&image, true)).await.unwrap().into_inner();
+        assert_eq!(op.volume.as_ref().unwrap().state, pb::VolumeState::Writing as i32);
+        c.wait_ok(&op.task_id).await;
+        let (leaks, programs) = watch.finish();
+        assert!(leaks.is_empty(), "the CHAP secret on a command line: {leaks:?}");
+        assert!(programs.contains("qemu-img"), "the watch saw the copy run: {programs:?}");
+        let written = c.volume(&small.id).await.unwrap();
+        assert_eq!((written.state, written.size_bytes), (pb::VolumeState::Available as i32, 32 * MIB));
+        let compare = std::process::Command::new("qemu-img")
+            .args(["compare", "-f", "qcow2", "-F", "raw"])
+            .arg(&image)
+            .arg(tgt.disk_file(2))
+            .output()
+            .unwrap();
+        assert!(compare.status.success(), "the LUN holds the image: {}", String::from_utf8_lossy(&compare.stdout));
+        let local = c.pools.create_pool(pb::CreatePoolRequest {
+            name: "local".into(),
+            node_ids: vec![node_id.clone()],
+            config: Some(pb::PoolConfig { backend: Some(pb::pool_config::Backend::Local(pb::LocalPoolConfig { path: root.path().join("n1/node/pools/l").display().to_string() })) }),
+            ..Default::default()
+        });
+        let op = local.await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        let mine = c.create_volume("local", "mine", MIB).await;
+        let not_a_lun = c.volumes.import_volume(pb::ImportVolumeRequest { onto_volume_id: mine.id.clone(), ..onto(&image, true) }).await.unwrap_err();
+        assert_eq!(not_a_lun.code(), Code::FailedPrecondition, "{not_a_lun:?}");
+        let op = c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: mine.id.clone() }).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
+        let op = c.pools.delete_pool(pb::DeletePoolRequest { pool: "local".into() }).await.unwrap().into_inner();
+        c.wait_ok(&op.task_id).await;
 
         // Renumbered on the array: the same volumes, the same sizes.
         tgt.swap_luns(1, 2).unwrap();

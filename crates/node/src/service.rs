@@ -244,6 +244,19 @@ impl NodeStorage for NodeService {
         })))
     }
 
+    type WriteImageStream = EventStream;
+
+    async fn write_image(&self, req: Request<pb::NodeWriteImageRequest>) -> Rpc<EventStream> {
+        let req = req.into_inner();
+        let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        let format = convert::image_format(req.format).map_err(to_status)?;
+        let path = std::path::PathBuf::from(req.path);
+        Ok(Response::new(self.stream_operation(pool, move |m, progress| {
+            Box::pin(async move { m.write_image(pool, id, &path, format, progress).await })
+        })))
+    }
+
     type FlattenVolumeStream = EventStream;
 
     async fn flatten_volume(&self, req: Request<pb::NodeFlattenVolumeRequest>) -> Rpc<EventStream> {

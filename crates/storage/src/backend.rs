@@ -102,6 +102,17 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Writes an image over an existing volume's content (a storage array's
+    /// LUN, which this node cannot make): the manager has checked the image
+    /// and that it fits. Kinds that make their volumes refuse: an import
+    /// makes a new volume there.
+    async fn write_image(&self, _volume: &VolumeInfo, _image: &InspectedImage, _progress: ProgressSink<'_>) -> Result<()> {
+        Err(crate::error::StorageError::precondition(format!(
+            "{} pools import an image as a new volume; only a storage array's LUNs are written over",
+            self.kind()
+        )))
+    }
+
     /// Makes a linked clone independent of its base (copies the base's data
     /// in). The manager calls it only for a volume that has a base.
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo>;

@@ -5,6 +5,7 @@
 //! pool): each child is tied to the thread that spawned it (PR_SET_PDEATHSIG),
 //! so a test process that dies does not leave servers behind.
 
+pub mod argv_watch;
 pub mod ceph;
 pub mod etcd;
 pub mod fuse;

@@ -19,6 +19,7 @@ pub mod delete_volume;
 pub mod detach_volume;
 pub mod resize_volume;
 pub mod snapshot;
+pub mod write_image;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,6 +143,7 @@ macro_rules! for_kind {
             detach_volume::DetachVolume::KIND => $run::<detach_volume::DetachVolume>($($arg),*),
             create_pool::CreatePool::KIND => $run::<create_pool::CreatePool>($($arg),*),
             delete_pool::DeletePool::KIND => $run::<delete_pool::DeletePool>($($arg),*),
+            write_image::WriteImage::KIND => $run::<write_image::WriteImage>($($arg),*),
             other => Err(ApiError::internal(format!("unknown saga kind {other}"))),
         }
     };

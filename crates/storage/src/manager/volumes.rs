@@ -283,6 +283,32 @@ impl StorageManager {
     }
 
     /// Inspects an image to import, as an import would, without copying it.
+    /// Writes an image over an existing volume (a storage array's LUN),
+    /// replacing all it held; the caller has had the user confirm that.
+    pub async fn write_image(
+        &self,
+        pool: PoolId,
+        id: VolumeId,
+        path: &std::path::Path,
+        format: crate::model::ImageFormat,
+        progress: ProgressSink<'_>,
+    ) -> Result<VolumeInfo> {
+        let backend = self.backend(pool).await?;
+        let _guard = self.locks.exclusive(pool, id, "an image write")?;
+        let volume = self.volume(backend.as_ref(), id).await?;
+        let path = image::resolve_import_path(path, &self.ctx.import_dirs)?;
+        progress(crate::model::Progress { phase: "inspecting", done_bytes: 0, total_bytes: 0 });
+        let image = image::inspect_untrusted(&self.ctx.qemu_img, &path, format).await?;
+        if image.virtual_size > volume.size_bytes {
+            return Err(StorageError::invalid(format!(
+                "the image is {} bytes, more than volume {id} holds ({} bytes)",
+                image.virtual_size, volume.size_bytes
+            )));
+        }
+        backend.write_image(&volume, &image, progress).await?;
+        self.volume(backend.as_ref(), id).await
+    }
+
     pub async fn inspect_image(&self, path: &std::path::Path, format: crate::model::ImageFormat) -> Result<image::InspectedImage> {
         let path = image::resolve_import_path(path, &self.ctx.import_dirs)?;
         image::inspect_untrusted(&self.ctx.qemu_img, &path, format).await

@@ -91,8 +91,16 @@ pub struct ConvertOptions<'a> {
 /// fills (`convert -n`), so the confined copy needs no directory access.
 #[derive(Debug, Clone, Copy)]
 pub enum ImportTarget<'a> {
-    /// An open file (read-write) of the final size and format.
+    /// An open file (read-write) of the final size and format, new (reads as zeros).
     File(&'a std::fs::File),
+    /// An open block device (an LVM volume) of at least the image's size,
+    /// whose old content is overwritten.
+    Device(&'a std::fs::File),
+    /// An existing iSCSI LUN (its old content overwritten), as a QEMU option
+    /// string (`driver=raw,file.driver=iscsi,…`) whose CHAP secret, if any,
+    /// is the secret object [`ISCSI_SECRET_ID`] read from `secret_file`
+    /// (0600): never on the command line.
+    Iscsi { image_opts: &'a str, secret_file: Option<&'a Path> },
     /// An RBD image of the final size, reached through a Ceph conf file and
     /// a client id: the key stays in the keyring, never on the command line.
     Rbd { pool: &'a str, namespace: &'a str, image: &'a str, conf: &'a Path, keyring: &'a Path, client_id: &'a str },
@@ -100,6 +108,9 @@ pub enum ImportTarget<'a> {
     /// opened on this host, so the confinement grants nothing more).
     Nfs { url: &'a Path },
 }
+
+/// The id of the secret object an iSCSI target's option string refers to.
+pub const ISCSI_SECRET_ID: &str = "lqchap";
 
 /// `qemu-img info --output=json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -268,15 +279,29 @@ impl QemuImg {
         target_format: ImageFormat,
         on_progress: impl FnMut(f64),
     ) -> Result<(), ToolError> {
-        let cmd = self
-            .convert_command(format, target_format)
-            // The target exists and reads as zeros: fill it, create nothing,
-            // write no zeros (which could also unmap a thick target's space).
-            .args(["-n", "--target-is-zero"])
-            .arg("--")
-            .arg(image.child_path());
+        // The target exists: fill it, create nothing (`-n`). A new one reads
+        // as zeros: writing no zeros keeps it sparse (and a thick target's
+        // space mapped). A device or LUN holds old data: zeros are written.
+        let mut cmd = match target {
+            // An option string names the target's format itself.
+            ImportTarget::Iscsi { .. } => self.convert_base(format),
+            _ => self.convert_command(format, target_format),
+        }
+        .arg("-n");
+        if !matches!(target, ImportTarget::Device(_) | ImportTarget::Iscsi { .. }) {
+            cmd = cmd.arg("--target-is-zero");
+        }
+        if let ImportTarget::Iscsi { secret_file: Some(file), .. } = target {
+            // Commas are doubled in QEMU option values.
+            let path = file.to_string_lossy().replace(',', ",,");
+            cmd = cmd.arg("--object").arg(format!("secret,id={ISCSI_SECRET_ID},file={path}"));
+        }
+        if let ImportTarget::Iscsi { .. } = target {
+            cmd = cmd.arg("--target-image-opts");
+        }
+        let cmd = cmd.arg("--").arg(image.child_path());
         let (cmd, confinement) = match target {
-            ImportTarget::File(file) => {
+            ImportTarget::File(file) | ImportTarget::Device(file) => {
                 use std::os::fd::AsRawFd;
                 let fd = file.as_raw_fd();
                 (cmd.arg(format!("/proc/self/fd/{fd}")).inherit_fd(fd), Confinement::new().write_fd(fd))
@@ -286,6 +311,13 @@ impl QemuImg {
                 Confinement::new().read_path(conf).read_path(keyring),
             ),
             ImportTarget::Nfs { url } => (cmd.arg(url), Confinement::new()),
+            ImportTarget::Iscsi { image_opts, secret_file } => {
+                let confinement = match secret_file {
+                    Some(file) => Confinement::new().read_path(file),
+                    None => Confinement::new(),
+                };
+                (cmd.arg(image_opts), confinement)
+            }
         };
         let limits = ResourceLimits { address_space_bytes: UNTRUSTED_LIMITS.address_space_bytes, cpu_seconds: self.timeouts.copy.as_secs() };
         Self::run_convert(Self::untrusted(cmd, image, confinement, limits), on_progress).await
@@ -294,14 +326,17 @@ impl QemuImg {
     /// `qemu-img convert` with progress, out-of-order writes and the copy
     /// bandwidth limit; source and target follow.
     fn convert_command(&self, source_format: ImageFormat, target_format: ImageFormat) -> ToolCommand {
+        self.convert_base(source_format).args(["-O", target_format.as_str()])
+    }
+
+    /// `convert` without a target format (a target option string names it).
+    fn convert_base(&self, source_format: ImageFormat) -> ToolCommand {
         let mut cmd = self.command(self.timeouts.copy).args([
             "convert",
             "-p",
             "-W", // out-of-order writes: faster, and fine for a new target
             "-f",
             source_format.as_str(),
-            "-O",
-            target_format.as_str(),
         ]);
         if let Some(rate) = self.copy_rate {
             cmd = cmd.arg("-r").arg(rate.to_string());

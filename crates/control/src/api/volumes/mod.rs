@@ -25,6 +25,7 @@ use crate::tasks::now;
 mod attach;
 mod create;
 mod rules;
+mod write_image;
 
 use create::NewVolume;
 use rules::{Change, refuse_change, require_available, require_feature};
@@ -153,6 +154,9 @@ impl VolumeService for VolumeApi {
         let format: pb::ImageFormat = known("image format", r.format)?;
         if format == pb::ImageFormat::Unspecified {
             return Err(ApiError::invalid("say the image's format: qcow2, raw, vmdk, vhdx or vdi").into());
+        }
+        if !r.onto_volume_id.is_empty() {
+            return Ok(Response::new(self.write_image_onto(r, format).await?));
         }
         let source = pb::VolumeSource {
             source: Some(pb::volume_source::Source::Image(pb::ImageSource { path: r.path, format: r.format })),

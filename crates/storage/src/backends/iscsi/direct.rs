@@ -11,7 +11,13 @@ use async_trait::async_trait;
 
 use super::client::{IscsiSession, LunInfo, Login};
 use super::config::{Chap, IscsiName, Portal};
+use std::path::PathBuf;
+
 use crate::backend::{Backend, LibvirtSecret, NewVolume, SecretUsage};
+use crate::backends::EngineContext;
+use crate::image::InspectedImage;
+use crate::tools::QemuImg;
+use crate::tools::qemu_img::{ISCSI_SECRET_ID, ImportTarget};
 use crate::error::{Result, StorageError};
 use crate::ids::{Name, PoolId, VolumeId};
 use crate::model::{Capabilities, PoolCapacity, PoolKind, ProgressSink, Secret, SnapshotInfo, VolumeFormat, VolumeInfo};
@@ -31,6 +37,9 @@ pub struct DirectBackend {
     target: IscsiName,
     initiator: IscsiName,
     chap: Option<Chap>,
+    /// For imports onto a LUN: qemu-img, and where its CHAP secret file lives.
+    qemu: QemuImg,
+    secret_dir: PathBuf,
     /// One session, reused (a session that failed is dropped and made
     /// again), and what its LUNs said recently.
     state: Arc<Mutex<SessionState>>,
@@ -67,8 +76,44 @@ impl DirectBackend {
         }
     }
 
-    pub fn new(pool: PoolId, portal: Portal, target: IscsiName, initiator: IscsiName, chap: Option<Chap>) -> Self {
-        Self { pool, portal, target, initiator, chap, state: Arc::new(Mutex::new(SessionState::default())) }
+    pub fn new(pool: PoolId, portal: Portal, target: IscsiName, initiator: IscsiName, chap: Option<Chap>, ctx: &EngineContext) -> Self {
+        Self {
+            pool,
+            portal,
+            target,
+            initiator,
+            chap,
+            qemu: ctx.qemu_img.clone(),
+            secret_dir: ctx.state_dir.join("iscsi-secrets"),
+            state: Arc::new(Mutex::new(SessionState::default())),
+        }
+    }
+
+    /// The LUN a volume is at (from its location, as a fresh lookup found it).
+    fn lun_of(volume: &VolumeInfo) -> Result<u32> {
+        volume
+            .location
+            .rsplit('/')
+            .next()
+            .and_then(|l| l.parse::<u32>().ok())
+            .ok_or_else(|| StorageError::Internal(format!("volume {} has no LUN in {}", volume.id, volume.location)))
+    }
+
+    /// The LUN as qemu-img opens it; the CHAP secret is the secret object
+    /// [`ISCSI_SECRET_ID`], never in the string. Every value is checked
+    /// (names, portal); commas are doubled all the same.
+    fn qemu_target(&self, lun: u32) -> String {
+        let q = |v: &str| v.replace(',', ",,");
+        let mut opts = format!(
+            "driver=raw,file.driver=iscsi,file.transport=tcp,file.portal={},file.target={},file.lun={lun},file.initiator-name={}",
+            q(&self.portal.address()),
+            q(self.target.as_str()),
+            q(self.initiator.as_str())
+        );
+        if let Some(chap) = &self.chap {
+            opts.push_str(&format!(",file.user={},file.password-secret={ISCSI_SECRET_ID}", q(&chap.username)));
+        }
+        opts
     }
 
     /// Runs `work` with a logged-in session (and the LUN facts it keeps),
@@ -158,6 +203,27 @@ impl DirectBackend {
 
     fn secret_usage(&self) -> String {
         format!("limiquantix pool {} iscsi {}", self.pool, self.target)
+    }
+}
+
+/// A CHAP secret in a file of its own (0600, in a 0700 directory) for one
+/// qemu-img run, removed when dropped.
+struct SecretFile {
+    path: PathBuf,
+}
+
+impl SecretFile {
+    fn write(dir: &std::path::Path, secret: &str) -> Result<Self> {
+        crate::fsutil::ensure_private_dir(dir)?;
+        let path = dir.join(format!("{}.secret", VolumeId::new_random()));
+        crate::fsutil::atomic_write(&path, secret.as_bytes(), 0o600)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -251,13 +317,18 @@ impl Backend for DirectBackend {
         Err(self.on_the_array("flatten"))
     }
 
+    async fn write_image(&self, volume: &VolumeInfo, image: &InspectedImage, progress: ProgressSink<'_>) -> Result<()> {
+        let lun = Self::lun_of(volume)?;
+        let secret = match &self.chap {
+            Some(chap) => Some(SecretFile::write(&self.secret_dir, chap.secret())?),
+            None => None,
+        };
+        let target = ImportTarget::Iscsi { image_opts: &self.qemu_target(lun), secret_file: secret.as_ref().map(|s| s.path.as_path()) };
+        crate::progress::import(&self.qemu, image, target, crate::model::ImageFormat::Raw, progress).await.map_err(StorageError::Tool)
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
-        let lun = volume
-            .location
-            .rsplit('/')
-            .next()
-            .and_then(|l| l.parse::<u32>().ok())
-            .ok_or_else(|| StorageError::Internal(format!("volume {} has no LUN in {}", volume.id, volume.location)))?;
+        let lun = Self::lun_of(volume)?;
         let source = DiskSource::Iscsi {
             host: NetHost { name: self.portal.host.clone(), port: Some(self.portal.port) },
             iqn: self.target.to_string(),

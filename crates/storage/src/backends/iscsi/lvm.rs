@@ -234,7 +234,7 @@ impl LvmBackend {
                     .write(true)
                     .open(&target)
                     .map_err(|e| StorageError::io(format!("cannot open {}", target.display()), e))?;
-                crate::progress::import(&self.qemu, image, ImportTarget::File(&file), VolumeFormat::Raw.into(), progress)
+                crate::progress::import(&self.qemu, image, ImportTarget::Device(&file), VolumeFormat::Raw.into(), progress)
                     .await
                     .map_err(StorageError::Tool)
             }

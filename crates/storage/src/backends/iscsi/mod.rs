@@ -55,7 +55,7 @@ pub fn open(pool: PoolId, config: &IscsiPoolConfig, ctx: &EngineContext) -> Resu
         _ => return Err(StorageError::invalid("give both the CHAP user and its secret, or neither")),
     };
     match config.mode {
-        IscsiMode::Direct => Ok(Arc::new(direct::DirectBackend::new(pool, portal, target, initiator, chap))),
+        IscsiMode::Direct => Ok(Arc::new(direct::DirectBackend::new(pool, portal, target, initiator, chap, ctx))),
         IscsiMode::Lvm => {
             let p = lvm::LvmPool {
                 pool,
