@@ -25,8 +25,13 @@ fn new_id() -> String {
 
 impl BenchNode {
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
+        Self::start_with(root, |_| {}).await
+    }
+
+    pub async fn start_with(root: &Path, adjust: impl FnOnce(&mut NodeConfig)) -> anyhow::Result<Self> {
         let mut cfg = NodeConfig::default().without_tls().with_data_dir(root);
         cfg.listen = "127.0.0.1:0".parse()?;
+        adjust(&mut cfg);
         cfg.create_dirs()?;
         let node = RunningNode::start(&cfg).await?;
         let client = NodeStorageClient::connect(node.url()).await?;
@@ -62,10 +67,14 @@ impl BenchNode {
     }
 
     pub async fn create(&mut self, pool: &str, size: u64) -> anyhow::Result<pb::VolumeInfo> {
+        self.create_as(pool, size, pb::VolumeFormat::Qcow2).await
+    }
+
+    pub async fn create_as(&mut self, pool: &str, size: u64, format: pb::VolumeFormat) -> anyhow::Result<pb::VolumeInfo> {
         let req = pb::NodeCreateVolumeRequest {
             pool_id: pool.into(),
             volume_id: new_id(),
-            spec: Some(pb::VolumeSpec { size_bytes: size, format: pb::VolumeFormat::Qcow2 as i32, provisioning: 0 }),
+            spec: Some(pb::VolumeSpec { size_bytes: size, format: format as i32, provisioning: 0 }),
             source: None,
         };
         let stream = self.client.create_volume(req).await?.into_inner();

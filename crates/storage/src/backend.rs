@@ -82,6 +82,14 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether creating an empty volume itself refuses a taken id
+    /// (AlreadyExists) and a volume that does not fit (ResourceExhausted), so
+    /// the manager need not ask first: for kinds where asking costs as much
+    /// as creating (LVM runs a command each time).
+    fn create_checks_itself(&self) -> bool {
+        false
+    }
+
     /// The size the storage makes for `size_bytes` (LVM rounds up to whole
     /// extents); what a create is asked for is rounded the same way.
     fn round_size(&self, size_bytes: u64) -> u64 {

@@ -26,6 +26,8 @@ fn a_volume_group_on_one_device_and_its_volumes() {
 
         let lv = "lq-0b7c3a52-5bb4-4e69-8a43-0c1a3e0f7d11";
         lvm.lvcreate("lqvg", lv, 10 * MIB).await.unwrap();
+        let taken = lvm.lvcreate("lqvg", lv, 10 * MIB).await.unwrap_err();
+        assert!(matches!(taken, StorageError::AlreadyExists(_)), "{taken}");
         let listed = lvm.lvs("lqvg").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].name.as_str(), listed[0].size_bytes), (lv, 12 * MIB), "rounded up to whole extents");
@@ -43,6 +45,7 @@ fn a_volume_group_on_one_device_and_its_volumes() {
 
         lvm.lvremove("lqvg", lv).await.unwrap();
         assert!(lvm.lvs("lqvg").await.unwrap().is_empty());
+        assert!(matches!(lvm.lvremove("lqvg", lv).await, Err(StorageError::NotFound(_))));
         lvm.vgremove("lqvg").await.unwrap();
         assert_eq!(lvm.vgs("lqvg").await.unwrap(), None);
     });

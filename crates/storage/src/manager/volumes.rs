@@ -86,12 +86,21 @@ impl StorageManager {
                 let size = spec.size_bytes.ok_or_else(|| StorageError::invalid("an empty volume needs a size"))?;
                 let format = spec.format.unwrap_or(default_format);
                 let expected = Expected { format: Some(format), size_bytes: Some(size), backing: None };
-                if let Some(v) = self.existing(backend.as_ref(), id, &expected).await? {
-                    return Ok(v);
+                let looks_first = !backend.create_checks_itself();
+                if looks_first {
+                    if let Some(v) = self.existing(backend.as_ref(), id, &expected).await? {
+                        return Ok(v);
+                    }
+                    self.ensure_space(backend.as_ref(), provisioning, size).await?;
                 }
-                self.ensure_space(backend.as_ref(), provisioning, size).await?;
                 let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Empty };
-                backend.create_volume(&new, progress).await
+                match backend.create_volume(&new, progress).await {
+                    // A retried create: the same spec is the volume it made.
+                    Err(StorageError::AlreadyExists(why)) if !looks_first => {
+                        self.existing(backend.as_ref(), id, &expected).await?.ok_or(StorageError::AlreadyExists(why))
+                    }
+                    other => other,
+                }
             }
             VolumeSource::Clone { source, mode } => {
                 if source == id {

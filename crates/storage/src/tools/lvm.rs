@@ -195,10 +195,15 @@ impl Lvm {
         Ok(())
     }
 
-    /// What an LVM failure means: a full group is out of space.
+    /// What an LVM failure means: a full group is out of space; a name in
+    /// use already exists; a volume that is not there is not found.
     fn error(&self, err: ToolError) -> StorageError {
         let stderr = err.stderr();
-        if stderr.contains("insufficient free space") {
+        if stderr.contains("already exists in volume group") {
+            StorageError::AlreadyExists(last_line(&stderr))
+        } else if stderr.contains("Failed to find logical volume") {
+            StorageError::NotFound(last_line(&stderr))
+        } else if stderr.contains("insufficient free space") {
             StorageError::ResourceExhausted(format!(
                 "the volume group on {} is full: {}",
                 self.device.display(),
@@ -208,6 +213,10 @@ impl Lvm {
             StorageError::Tool(err)
         }
     }
+}
+
+fn last_line(stderr: &str) -> String {
+    stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned()
 }
 
 #[derive(Deserialize)]

@@ -49,8 +49,8 @@ pub struct LvmBackend {
     qemu: QemuImg,
     /// The node's private LVM config for this pool.
     config_dir: PathBuf,
-    /// Set once activation found the group.
-    lvm: OnceLock<Lvm>,
+    /// Set once activation found the group: its LVM, and its extent size.
+    lvm: OnceLock<(Lvm, u64)>,
 }
 
 pub struct LvmPool<'a> {
@@ -99,7 +99,7 @@ impl LvmBackend {
     }
 
     fn lvm(&self) -> Result<&Lvm> {
-        self.lvm.get().ok_or_else(|| StorageError::Unavailable(format!("volume group {} is not active on this node", self.vg)))
+        self.lvm.get().map(|(lvm, _)| lvm).ok_or_else(|| StorageError::Unavailable(format!("volume group {} is not active on this node", self.vg)))
     }
 
     fn adm(&self) -> &Iscsiadm {
@@ -132,7 +132,7 @@ impl LvmBackend {
     }
 
     /// The steps of activation; each registers its undo in `revert`.
-    async fn bring_up(&self, revert: &mut AsyncRevert) -> Result<Lvm> {
+    async fn bring_up(&self, revert: &mut AsyncRevert) -> Result<(Lvm, u64)> {
         self.check_lun().await?;
         let link = self.device_link();
         if !link.exists() {
@@ -146,8 +146,8 @@ impl LvmBackend {
         }
         let device = wait_for_device(&link).await?;
         let lvm = Lvm::new(&self.config_dir, &device, self.host.device_mapper, self.host.lvm_timeout)?;
-        if lvm.vgs(&self.vg).await?.is_some() {
-            return Ok(lvm);
+        if let Some(vg) = lvm.vgs(&self.vg).await? {
+            return Ok((lvm, vg.extent_bytes));
         }
         if !self.create_vg {
             return Err(StorageError::precondition(format!(
@@ -165,7 +165,8 @@ impl LvmBackend {
         lvm.vgcreate(&self.vg).await?;
         let (l, vg) = (lvm.clone(), self.vg.clone());
         revert.add("volume group", async move { l.vgremove(&vg).await.map_err(|e| e.to_string()) });
-        Ok(lvm)
+        let made = lvm.vgs(&self.vg).await?.ok_or_else(|| StorageError::Internal(format!("volume group {} vanished after its create", self.vg)))?;
+        Ok((lvm, made.extent_bytes))
     }
 
     fn lv_name(id: VolumeId) -> String {
@@ -285,9 +286,9 @@ impl Backend for LvmBackend {
         }
         let mut revert = AsyncRevert::new("iSCSI LVM pool activation");
         match self.bring_up(&mut revert).await {
-            Ok(lvm) => {
+            Ok(up) => {
                 revert.success();
-                let _ = self.lvm.set(lvm);
+                let _ = self.lvm.set(up);
                 Ok(())
             }
             Err(e) => {
@@ -325,10 +326,14 @@ impl Backend for LvmBackend {
     }
 
     fn round_size(&self, size_bytes: u64) -> u64 {
-        // LVM's default extent; a group made elsewhere with larger extents
-        // rounds further, and the volume reports what LVM made.
-        const EXTENT: u64 = 4 << 20;
-        size_bytes.div_ceil(EXTENT) * EXTENT
+        // The group's extent (LVM's default before activation found it).
+        let extent = self.lvm.get().map_or(4 << 20, |(_, e)| *e).max(1);
+        size_bytes.div_ceil(extent) * extent
+    }
+
+    /// lvcreate itself says when the name is taken or the group is full.
+    fn create_checks_itself(&self) -> bool {
+        true
     }
 
     async fn create_volume(&self, new: &NewVolume<'_>, progress: ProgressSink<'_>) -> Result<VolumeInfo> {
@@ -340,10 +345,13 @@ impl Backend for LvmBackend {
         }
         let lvm = self.lvm()?;
         let (partial, name) = (Self::partial_name(new.id), Self::lv_name(new.id));
-        let copies = !matches!(new.content, NewVolumeContent::Empty);
-        if copies {
-            self.needs_device_mapper("filled by a copy or an import")?;
+        if let NewVolumeContent::Empty = new.content {
+            // Complete when lvcreate returns (one metadata commit): no partial name.
+            lvm.lvcreate(&self.vg, &name, new.size_bytes).await?;
+            let size = self.round_size(new.size_bytes);
+            return Ok(self.volume_of(&LvInfo { name: name.clone(), size_bytes: size, path: self.lv_path(&name) }).expect("an lq- name"));
         }
+        self.needs_device_mapper("filled by a copy or an import")?;
         // A leftover of an interrupted copy of this volume is never taken for it.
         if lvm.lvs(&self.vg).await?.iter().any(|lv| lv.name == partial) {
             lvm.lvremove(&self.vg, &partial).await?;
@@ -353,11 +361,9 @@ impl Backend for LvmBackend {
         let (l, vg, p) = (lvm.clone(), self.vg.clone(), partial.clone());
         revert.add("partial volume", async move { l.lvremove(&vg, &p).await.map_err(|e| e.to_string()) });
         let filled = async {
-            if copies {
-                lvm.lvchange_active(&self.vg, &partial, true).await?;
-                self.fill(new, &partial, progress).await?;
-                lvm.lvchange_active(&self.vg, &partial, false).await?;
-            }
+            lvm.lvchange_active(&self.vg, &partial, true).await?;
+            self.fill(new, &partial, progress).await?;
+            lvm.lvchange_active(&self.vg, &partial, false).await?;
             lvm.lvrename(&self.vg, &partial, &name).await
         }
         .await;
@@ -370,12 +376,10 @@ impl Backend for LvmBackend {
     }
 
     async fn delete_volume(&self, id: VolumeId) -> Result<()> {
-        let name = Self::lv_name(id);
-        let lvm = self.lvm()?;
-        if lvm.lvs(&self.vg).await?.iter().any(|lv| lv.name == name) {
-            lvm.lvremove(&self.vg, &name).await?;
+        match self.lvm()?.lvremove(&self.vg, &Self::lv_name(id)).await {
+            Err(StorageError::NotFound(_)) => Ok(()),
+            other => other,
         }
-        Ok(())
     }
 
     async fn resize_volume(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<VolumeInfo> {
