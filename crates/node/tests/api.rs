@@ -36,25 +36,26 @@ async fn node_info_names_the_kinds_it_serves() {
 }
 
 #[tokio::test]
-async fn kinds_without_a_backend_answer_unimplemented_and_ceph_checks_its_config() {
+async fn bad_pool_configs_are_invalid_arguments_that_never_echo_secrets() {
     let root = tempfile::tempdir().unwrap();
     let mut node = TestNode::start(root.path()).await;
     use pb::pool_config::Backend as B;
-    let configs = [
-        ("iscsi pools in LVM mode", B::Iscsi(pb::IscsiPoolConfig {
+    let lvm = |volume_group: &str| {
+        B::Iscsi(pb::IscsiPoolConfig {
             portal: "127.0.0.1:3260".into(),
             target_iqn: "iqn.2024-01.io.x:t".into(),
             chap_username: "lquser".into(),
             chap_password: "pw-long-enough-12".into(),
             mode: pb::IscsiMode::Lvm as i32,
+            volume_group: volume_group.into(),
             ..Default::default()
-        })),
-    ];
-    for (kind, backend) in configs {
+        })
+    };
+    for (why, backend) in [("volume group", lvm("")), ("volume group name", lvm("vg;rm -rf")), ("volume group name", lvm("-vg"))] {
         let req = pb::InitStoragePoolRequest { pool_id: new_id(), config: Some(pb::PoolConfig { backend: Some(backend) }) };
         let err = node.client.init_storage_pool(req).await.unwrap_err();
-        assert_eq!(err.code(), Code::Unimplemented, "{kind}: {err:?}");
-        assert!(err.message().contains(&format!("{kind} are not supported")), "{err:?}");
+        assert_eq!(err.code(), Code::InvalidArgument, "{why}: {err:?}");
+        assert!(err.message().contains("volume group"), "{why}: {err:?}");
         assert!(!err.message().contains("pw-long"), "no secret in errors");
     }
     // Ceph is served: a bad key is bad input, and is not echoed.
