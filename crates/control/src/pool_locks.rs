@@ -36,7 +36,10 @@ pub async fn with_lock<T>(ctx: &SagaCtx, step: &str, pool_id: &str, work: impl F
     while let Some(holder) = try_take(repo, pool_id, &ctx.task_id).await? {
         if shown.as_ref() != Some(&holder) {
             let shown_step = format!("{step}: {}", waiting_message(pool_id, &holder));
-            let _ = repo.update::<pb::Task>(&keys::task(&ctx.task_id), |t| Ok(tasks::show_step(t, &shown_step, None))).await;
+            let _ = repo.update::<pb::Task>(&keys::task(&ctx.task_id), |t| {
+                tasks::show_step(t, &shown_step, None);
+                Ok(())
+            }).await;
             shown = Some(holder);
         }
         tokio::select! {

@@ -200,9 +200,9 @@ impl Lvm {
     fn error(&self, err: ToolError) -> StorageError {
         let stderr = err.stderr();
         if stderr.contains("already exists in volume group") {
-            StorageError::AlreadyExists(last_line(&stderr))
+            StorageError::AlreadyExists(last_line(stderr))
         } else if stderr.contains("Failed to find logical volume") {
-            StorageError::NotFound(last_line(&stderr))
+            StorageError::NotFound(last_line(stderr))
         } else if stderr.contains("insufficient free space") {
             StorageError::ResourceExhausted(format!(
                 "the volume group on {} is full: {}",
