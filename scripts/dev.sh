@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh run
+# The web UI first: the control plane embeds it.
+scripts/build-ui.sh
 cargo build --bins
 
 cat <<EOT
 Starting limiquantix-controlplane --dev (control plane on 127.0.0.1:7700, node on 127.0.0.1:7701).
+The web console is at https://127.0.0.1:7700/ (sign in with the token in
+lq-data/lqctl.toml; the certificate is the cluster CA's, lq-data/control/pki/ca.crt).
 When it says it is running, try in another terminal (from this directory:
 lqctl finds its admin credentials in lq-data/lqctl.toml):
   export PATH=$PWD/target/debug:\$PATH

@@ -31,8 +31,10 @@ candidate_version() {
 # libfuse3 headers: testkit builds a FUSE daemon that stands in for a hung
 # NFS mount (testkit is a workspace member, built with the rest).
 plain_packages=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev librados-dev librbd-dev libnfs-dev libiscsi-dev libclang-dev libfuse3-dev)
-# Programs that must be on PATH afterwards (sbin included).
-programs=(qemu-img pkg-config protoc)
+# Programs that must be on PATH afterwards (sbin included). The web UI (ui/)
+# is built with Node 20 and npm, which the machine image provides (Debian
+# 12's own nodejs is 18, too old for Vite 8): checked, not installed.
+programs=(qemu-img pkg-config protoc node npm)
 if [ "$profile" = test ]; then
   # libvirt-daemon-system creates the libvirt-qemu user tests run QEMU as;
   # libvirt-clients gives virsh and virt-xml-validate, which runs xmllint
@@ -49,6 +51,9 @@ if [ "$profile" = test ]; then
   # LVM and open-iscsi's iscsiadm (iSCSI pools in LVM mode): LVM on a loop
   # device with a private config, iscsiadm's node database in a private dir.
   plain_packages+=(lvm2 open-iscsi)
+  # The web UI's tests drive Debian's Chromium through Playwright (these
+  # machines cannot download Playwright's own browser builds).
+  plain_packages+=(chromium)
   # The test guest (testkit's guest.rs) is built from the host's files: Debian's
   # kernel and modules, static busybox, qemu-ga (a qemu package, pinned below),
   # packed with cpio and gzip; modprobe orders the modules, xz unpacks the
@@ -57,7 +62,7 @@ if [ "$profile" = test ]; then
   # unshare (private libvirtd's mount namespace) and timeout come with the base system.
   programs+=(qemu-io qemu-system-x86_64 libvirtd virsh virt-xml-validate xmllint etcd etcdctl
     ceph ceph-mon ceph-mgr ceph-osd ceph-authtool monmaptool rbd unshare timeout
-    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls tgtd tgtadm iscsi-ls lvcreate losetup iscsiadm)
+    busybox qemu-ga cpio gzip modprobe mkfs.ext4 xz ldd ganesha.nfsd rpcbind nfs-ls tgtd tgtadm iscsi-ls lvcreate losetup iscsiadm chromium)
 fi
 
 # QEMU: every qemu package at ONE version. A newer qemu-utils (e.g. from

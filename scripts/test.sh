@@ -12,6 +12,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# The web UI first: the control plane embeds what it built.
+scripts/build-ui.sh
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
   # nextest does not run doc tests.
@@ -19,3 +22,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# The web UI in Chromium against a real --dev control plane, with the
+# binaries built from this tree.
+cargo build --bins
+(cd ui && LQ_BIN_DIR=../target/debug npx playwright test)

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -29,6 +29,14 @@ struct Args {
     /// With --dev: where everything is kept.
     #[arg(long, default_value = "lq-data")]
     data_dir: PathBuf,
+    /// With --dev: the embedded node daemon's listen address.
+    #[arg(long, default_value = "127.0.0.1:7701", requires = "dev")]
+    node_listen: SocketAddr,
+    /// With --dev: the embedded node's settings (a limiquantix-node TOML
+    /// file, e.g. [limits] copy_mib_per_sec); its listen address and
+    /// directories are --dev's.
+    #[arg(long, requires = "dev")]
+    node_config: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -43,7 +51,11 @@ async fn main() -> anyhow::Result<()> {
         config.listen = listen;
     }
     if args.dev {
-        return dev(config, &args.data_dir).await;
+        let node = match &args.node_config {
+            Some(path) => NodeConfig::load(path)?,
+            None => NodeConfig::default(),
+        };
+        return dev(config, &args.data_dir, args.node_listen, node).await;
     }
     let cp = ControlPlane::start(&config).await?;
     tracing::info!(listen = %cp.addr, store = cp.app.repo.store().kind(), "limiquantix-controlplane serving");
@@ -52,9 +64,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    if !config.listen.ip().is_loopback() {
-        bail!("--dev only listens on 127.0.0.1; {} is not a loopback address", config.listen);
+async fn dev(mut config: ControlConfig, data_dir: &std::path::Path, node_listen: SocketAddr, node_config: NodeConfig) -> anyhow::Result<()> {
+    for listen in [config.listen, node_listen] {
+        if !listen.ip().is_loopback() {
+            bail!("--dev only listens on 127.0.0.1; {listen} is not a loopback address");
+        }
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
@@ -64,8 +78,8 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
     let cp = ControlPlane::start(&config).await?;
 
     // The node enrols like any other: with a join token, over TLS.
-    let mut node_config = NodeConfig::default().with_data_dir(&data_dir.join("node"));
-    node_config.listen = "127.0.0.1:7701".parse()?;
+    let mut node_config = node_config.with_data_dir(&data_dir.join("node"));
+    node_config.listen = node_listen;
     node_config.control_plane = Some(cp.url());
     node_config.create_dirs()?;
     if limiquantix_node::enrolment::load(&node_config.state_dir, &node_config.tls.control_plane_name)?.is_none() {
@@ -81,6 +95,7 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
     ensure_dev_pool(&cp, &node_id, &pool_path).await?;
     eprintln!(
         "\nLimiQuantix (dev) is running: control plane {} (redb in {}), node {} ({}), pool \"default\" in {}.\n\
+         Web UI: {}/ (sign in with the token in {}).\n\
          lqctl finds its admin credentials in {} when run from {} (elsewhere: export LQCTL_CREDENTIALS={}).\n\
          Try: lqctl pool list; lqctl volume create --pool default --name disk1 --size 10G\n",
         cp.url(),
@@ -88,6 +103,8 @@ async fn dev(mut config: ControlConfig, data_dir: &std::path::Path) -> anyhow::R
         node.url(),
         node_id,
         pool_path.display(),
+        cp.url(),
+        data_dir.join("lqctl.toml").display(),
         limiquantix_identity::credentials::DEV_PATH,
         data_dir.parent().unwrap_or(&data_dir).display(),
         data_dir.join("lqctl.toml").display(),

@@ -45,13 +45,18 @@ pub async fn router(app: Arc<App>) -> anyhow::Result<Router> {
         .add_service(NodeServiceServer::new(NodeApi::new(app.clone())))
         .add_service(TaskServiceServer::new(TaskApi::new(app.clone())))
         .add_service(AccessServiceServer::new(AccessApi::new(app.clone())))
-        .into_axum_router();
+        .into_axum_router()
+        // Browsers speak gRPC-Web: the web UI calls the same API on this port.
+        .layer(tonic_web::GrpcWebLayer::new());
     let http = Router::new()
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        .route("/status", get(status))
         .with_state(app.clone());
     Ok(grpc
         .merge(http)
+        // Every other path is the web UI's (an unknown gRPC method still
+        // gets UNIMPLEMENTED, see ui::serve).
+        .fallback(crate::ui::serve)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .layer(middleware::from_fn_with_state(app, count_rpcs)))
 }
@@ -106,7 +111,7 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
 }
 
-async fn index(State(app): State<Arc<App>>) -> Html<String> {
+async fn status(State(app): State<Arc<App>>) -> Html<String> {
     let leader = if app.runner.is_leader() { "leading" } else { "standing by" };
     Html(format!(
         "<!doctype html><title>LimiQuantix storage</title><h1>LimiQuantix storage control plane</h1>\

@@ -66,6 +66,11 @@ fn need(path: &str, metrics_need_token: bool) -> Need {
     if path.starts_with("/grpc.health.v1.Health/") || path == "/" {
         return Need::Open;
     }
+    // The web UI's files (public, like any web page's; the API calls they
+    // make carry the user's token).
+    if !path.starts_with("/limiquantix.") && !path.starts_with("/grpc.") && path != "/metrics" {
+        return Need::Open;
+    }
     if path == "/metrics" {
         return if metrics_need_token { Need::Read } else { Need::Open };
     }
@@ -218,6 +223,10 @@ mod tests {
             ("/limiquantix.storage.v1.NodeService/RemoveNode", Need::Write),
             ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Need::Read),
             ("/metrics", Need::Open),
+            // The web UI's own files.
+            ("/", Need::Open),
+            ("/assets/index-3f2a.js", Need::Open),
+            ("/volumes", Need::Open),
         ];
         for (path, expected) in cases {
             assert_eq!(need(path, false), expected, "{path}");

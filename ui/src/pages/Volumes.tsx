@@ -1,0 +1,322 @@
+import { useCallback, useEffect, useState } from 'react';
+import {
+  Button,
+  Dropdown,
+  DropdownItem,
+  DropdownList,
+  FormGroup,
+  FormSelect,
+  FormSelectOption,
+  MenuToggle,
+  Pagination,
+  Radio,
+  TextInput,
+  Toolbar,
+  ToolbarContent,
+  ToolbarItem,
+} from '@patternfly/react-core';
+import { Table, Tbody, Td, Th, Thead, Tr } from '@patternfly/react-table';
+import type { Pool, Volume } from '../gen/limiquantix/storage/v1/control_pb';
+import { VolumeState } from '../gen/limiquantix/storage/v1/control_pb';
+import { CloneMode, Provisioning, VolumeFormat } from '../gen/limiquantix/storage/v1/types_pb';
+import { formatBytes, volumeFormat, volumeState } from '../api';
+import { useSession } from '../session';
+import { Empty, LoadError, Loading, useLoad } from '../components/common';
+import { OperationModal } from '../components/OperationModal';
+import { SizeInput } from '../components/SizeInput';
+import { Snapshots } from './Snapshots';
+import { nameError } from '../validate';
+
+const PAGE_SIZE = 20;
+
+function hashParam(name: string): string {
+  const q = window.location.hash.split('?')[1] ?? '';
+  return new URLSearchParams(q).get(name) ?? '';
+}
+
+type Action = { kind: 'create' } | { kind: 'clone' | 'resize' | 'delete' | 'snapshots'; volume: Volume };
+
+export function Volumes() {
+  const { api, canWrite } = useSession();
+  const [pool, setPool] = useState(hashParam('pool'));
+  const [state, setState] = useState<VolumeState>(VolumeState.UNSPECIFIED);
+  const [prefix, setPrefix] = useState('');
+  // Server-side paging: the token of each page seen, to go back.
+  const [tokens, setTokens] = useState<string[]>(['']);
+  const [page, setPage] = useState(0);
+  const [action, setAction] = useState<Action | null>(null);
+  const pools = useLoad(useCallback(async () => (await api.pools.listPools({})).pools, [api]), 10000);
+
+  useEffect(() => {
+    setTokens(['']);
+    setPage(0);
+  }, [pool, state, prefix]);
+
+  const load = useCallback(
+    () => api.volumes.listVolumes({ pool, state, namePrefix: prefix, pageSize: PAGE_SIZE, pageToken: tokens[page] ?? '' }),
+    [api, pool, state, prefix, tokens, page],
+  );
+  const { data, error, reload } = useLoad(load);
+  const poolName = (id: string) => pools.data?.find((p) => p.id === id)?.name ?? id;
+  const done = () => {
+    setAction(null);
+    reload();
+  };
+
+  const next = data?.nextPageToken ?? '';
+  const count = page * PAGE_SIZE + (data?.volumes.length ?? 0) + (next ? 1 : 0);
+  return (
+    <>
+      <Toolbar>
+        <ToolbarContent>
+          <ToolbarItem>
+            <FormSelect aria-label="Pool filter" id="filter-pool" value={pool} onChange={(_e, v) => setPool(v)}>
+              <FormSelectOption value="" label="All pools" />
+              {pools.data?.map((p) => <FormSelectOption key={p.id} value={p.name} label={p.name} />)}
+            </FormSelect>
+          </ToolbarItem>
+          <ToolbarItem>
+            <FormSelect aria-label="State filter" id="filter-state" value={state} onChange={(_e, v) => setState(Number(v))}>
+              <FormSelectOption value={VolumeState.UNSPECIFIED} label="Any state" />
+              {Object.values(VolumeState)
+                .filter((v): v is VolumeState => typeof v === 'number' && v !== VolumeState.UNSPECIFIED)
+                .map((v) => <FormSelectOption key={v} value={v} label={volumeState(v)} />)}
+            </FormSelect>
+          </ToolbarItem>
+          <ToolbarItem>
+            <TextInput aria-label="Name filter" id="filter-name" placeholder="Name starts with" value={prefix} onChange={(_e, v) => setPrefix(v)} />
+          </ToolbarItem>
+          {canWrite && (
+            <ToolbarItem>
+              <Button onClick={() => setAction({ kind: 'create' })}>Create volume</Button>
+            </ToolbarItem>
+          )}
+          <ToolbarItem variant="pagination" align={{ default: 'alignEnd' }}>
+            <Pagination
+              itemCount={count}
+              perPage={PAGE_SIZE}
+              page={page + 1}
+              perPageOptions={[{ title: String(PAGE_SIZE), value: PAGE_SIZE }]}
+              toggleTemplate={() => <>page {page + 1}</>}
+              onSetPage={(_e, p) => {
+                const want = p - 1;
+                if (want === page + 1 && next) {
+                  setTokens((t) => [...t.slice(0, page + 1), next]);
+                  setPage(want);
+                } else if (want < page) {
+                  setPage(want);
+                }
+              }}
+            />
+          </ToolbarItem>
+        </ToolbarContent>
+      </Toolbar>
+      {error && !data && <LoadError error={error} />}
+      {!data ? (
+        !error && <Loading />
+      ) : data.volumes.length === 0 ? (
+        <Empty title="No volumes">{pool || prefix || state ? 'Nothing matches the filters.' : 'Create one, clone one or import an image.'}</Empty>
+      ) : (
+        <Table aria-label="Volumes" variant="compact">
+          <Thead>
+            <Tr>
+              <Th>Name</Th>
+              <Th>Pool</Th>
+              <Th>State</Th>
+              <Th>Size</Th>
+              <Th>Format</Th>
+              <Th>Based on</Th>
+              <Th>Attached to</Th>
+              <Th>Snapshots</Th>
+              {canWrite && <Th screenReaderText="Actions" />}
+            </Tr>
+          </Thead>
+          <Tbody>
+            {data.volumes.map((v) => (
+              <Tr key={v.id} data-testid={`volume-${v.name}`}>
+                <Td dataLabel="Name">
+                  {v.name}
+                  {v.template && ' (template)'}
+                </Td>
+                <Td dataLabel="Pool">{poolName(v.poolId)}</Td>
+                <Td dataLabel="State">
+                  {volumeState(v.state)}
+                  {v.message && <div className="pf-v6-u-font-size-sm">{v.message}</div>}
+                </Td>
+                <Td dataLabel="Size">{formatBytes(v.sizeBytes)}</Td>
+                <Td dataLabel="Format">{volumeFormat(v.format)}</Td>
+                <Td dataLabel="Based on">{v.backingVolumeId ? data.volumes.find((b) => b.id === v.backingVolumeId)?.name ?? v.backingVolumeId : ''}</Td>
+                <Td dataLabel="Attached to">{v.attachment?.vm ?? ''}</Td>
+                <Td dataLabel="Snapshots">{String(v.snapshotCount)}</Td>
+                {canWrite && (
+                  <Td dataLabel="Actions" isActionCell>
+                    <VolumeActions volume={v} onAction={setAction} />
+                  </Td>
+                )}
+              </Tr>
+            ))}
+          </Tbody>
+        </Table>
+      )}
+      {action?.kind === 'create' && <CreateVolume pools={pools.data ?? []} defaultPool={pool} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'clone' && <CloneVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'resize' && <ResizeVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'delete' && <DeleteVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'snapshots' && <Snapshots volume={action.volume} onClose={done} />}
+    </>
+  );
+}
+
+function VolumeActions({ volume, onAction }: { volume: Volume; onAction: (a: Action) => void }) {
+  const [open, setOpen] = useState(false);
+  const pick = (kind: 'clone' | 'resize' | 'delete' | 'snapshots') => () => {
+    setOpen(false);
+    onAction({ kind, volume });
+  };
+  return (
+    <Dropdown
+      isOpen={open}
+      onOpenChange={setOpen}
+      popperProps={{ position: 'right' }}
+      toggle={(ref) => (
+        <MenuToggle ref={ref} variant="plain" aria-label={`Actions for ${volume.name}`} onClick={() => setOpen(!open)}>
+          ⋮
+        </MenuToggle>
+      )}
+    >
+      <DropdownList>
+        <DropdownItem onClick={pick('clone')}>Clone</DropdownItem>
+        <DropdownItem onClick={pick('resize')}>Resize</DropdownItem>
+        <DropdownItem onClick={pick('snapshots')}>Snapshots</DropdownItem>
+        <DropdownItem onClick={pick('delete')}>Delete</DropdownItem>
+      </DropdownList>
+    </Dropdown>
+  );
+}
+
+function CreateVolume({ pools, defaultPool, onDone, onClose }: { pools: Pool[]; defaultPool: string; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const [pool, setPool] = useState(defaultPool || pools[0]?.name || '');
+  const [name, setName] = useState('');
+  const [size, setSize] = useState<bigint | null>(null);
+  const [format, setFormat] = useState(VolumeFormat.UNSPECIFIED);
+  const [thick, setThick] = useState(false);
+  const [fromSnapshot, setFromSnapshot] = useState('');
+  const nameErr = name ? nameError('volume', name) : '';
+  const snapshotSource = fromSnapshot.includes('@') ? fromSnapshot.split('@') : null;
+  const valid = !!pool && !!name && !nameErr && (size !== null || !!snapshotSource) && (!fromSnapshot || !!snapshotSource);
+  return (
+    <OperationModal
+      title="Create volume"
+      submitLabel="Create"
+      isValid={valid}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => {
+        let source = undefined;
+        if (snapshotSource) {
+          const [vol, snap] = snapshotSource;
+          const found = (await api.volumes.listVolumes({ namePrefix: vol, pageSize: 1000 })).volumes.find((v) => v.name === vol || v.id === vol);
+          source = { source: { case: 'snapshot' as const, value: { volumeId: found?.id ?? vol, snapshotName: snap } } };
+        }
+        const op = await api.volumes.createVolume({
+          pool,
+          name,
+          spec: { sizeBytes: size ?? 0n, format, provisioning: thick ? Provisioning.THICK : Provisioning.UNSPECIFIED },
+          source,
+        });
+        return op.taskId;
+      }}
+    >
+      <FormGroup label="Pool" fieldId="create-pool">
+        <FormSelect id="create-pool" value={pool} onChange={(_e, v) => setPool(v)}>
+          {pools.map((p) => <FormSelectOption key={p.id} value={p.name} label={p.name} />)}
+        </FormSelect>
+      </FormGroup>
+      <FormGroup label="Name" fieldId="create-name">
+        <TextInput id="create-name" value={name} onChange={(_e, v) => setName(v)} validated={nameErr ? 'error' : 'default'} />
+        {nameErr && <div className="pf-v6-u-danger-color-100">{nameErr}</div>}
+      </FormGroup>
+      <SizeInput id="create-size" label="Size" onChange={setSize} />
+      <FormGroup label="Format" fieldId="create-format">
+        <FormSelect id="create-format" value={format} onChange={(_e, v) => setFormat(Number(v))}>
+          <FormSelectOption value={VolumeFormat.UNSPECIFIED} label="The pool's default" />
+          <FormSelectOption value={VolumeFormat.QCOW2} label="qcow2" />
+          <FormSelectOption value={VolumeFormat.RAW} label="raw" />
+        </FormSelect>
+      </FormGroup>
+      <FormGroup label="Provisioning" role="radiogroup" fieldId="create-thin" isInline>
+        <Radio id="create-thin" name="prov" label="Thin (the pool's default)" isChecked={!thick} onChange={() => setThick(false)} />
+        <Radio id="create-thick" name="prov" label="Thick" isChecked={thick} onChange={() => setThick(true)} />
+      </FormGroup>
+      <FormGroup label="From a snapshot (VOLUME@SNAPSHOT, optional)" fieldId="create-from">
+        <TextInput id="create-from" value={fromSnapshot} onChange={(_e, v) => setFromSnapshot(v)} />
+      </FormGroup>
+    </OperationModal>
+  );
+}
+
+function CloneVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const [name, setName] = useState(`${volume.name}-clone`);
+  const [full, setFull] = useState(false);
+  const nameErr = nameError('volume', name);
+  return (
+    <OperationModal
+      title={`Clone ${volume.name}`}
+      submitLabel="Clone"
+      isValid={!nameErr}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.cloneVolume({ sourceVolumeId: volume.id, name, mode: full ? CloneMode.FULL : CloneMode.LINKED })).taskId}
+    >
+      <FormGroup label="Name" fieldId="clone-name">
+        <TextInput id="clone-name" value={name} onChange={(_e, v) => setName(v)} validated={nameErr ? 'error' : 'default'} />
+      </FormGroup>
+      <FormGroup label="Kind of clone" role="radiogroup" fieldId="clone-linked" isStack>
+        <Radio id="clone-linked" name="mode" label="Linked (copy-on-write, instant; the source becomes its base)" isChecked={!full} onChange={() => setFull(false)} />
+        <Radio id="clone-full" name="mode" label="Full (an independent copy of every byte)" isChecked={full} onChange={() => setFull(true)} />
+      </FormGroup>
+    </OperationModal>
+  );
+}
+
+function ResizeVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const [size, setSize] = useState<bigint | null>(null);
+  const grows = size !== null && size > volume.sizeBytes;
+  return (
+    <OperationModal
+      title={`Resize ${volume.name}`}
+      submitLabel="Grow"
+      isValid={grows}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.resizeVolume({ volumeId: volume.id, newSizeBytes: size! })).taskId}
+    >
+      <p>Now {formatBytes(volume.sizeBytes)}. Volumes only grow.</p>
+      <SizeInput id="resize-size" label="New size" min={volume.sizeBytes + 1n} onChange={setSize} />
+    </OperationModal>
+  );
+}
+
+function DeleteVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  return (
+    <OperationModal
+      title={`Delete ${volume.name}?`}
+      submitLabel="Delete"
+      danger
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.deleteVolume({ volumeId: volume.id })).taskId}
+    >
+      <p>
+        The volume and its {String(volume.snapshotCount)} snapshot(s) are deleted. A volume that linked clones depend on is refused, naming
+        them.
+      </p>
+    </OperationModal>
+  );
+}
+
+
