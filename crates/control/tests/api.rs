@@ -412,8 +412,12 @@ async fn health_and_reflection_are_served_next_to_the_api() {
     for want in ["StoragePoolService", "VolumeService", "NodeService", "TaskService"] {
         assert!(names.contains(&format!("limiquantix.storage.v1.{want}").as_str()), "{names:?}");
     }
-    let page = common::http_get(&format!("{url}/")).await.unwrap();
+    let page = common::http_get(&format!("{url}/status")).await.unwrap();
     assert!(page.contains("200 OK") && page.contains("leading"), "{page}");
+    // Every other path is the web console (embedded when ui/ was built), or a
+    // page saying how to build it; an unknown gRPC method is still UNIMPLEMENTED.
+    let console = common::http_get(&format!("{url}/volumes")).await.unwrap();
+    assert!(console.contains("<title>LimiQuantix storage</title>"), "{console}");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use limiquantix_testkit::Etcd;
 use limiquantix_testkit::free_port;
 
 async fn leading(url: &str) -> bool {
-    http_get(&format!("{url}/")).await.is_ok_and(|page| page.contains("This replica is leading"))
+    http_get(&format!("{url}/status")).await.is_ok_and(|page| page.contains("This replica is leading"))
 }
 
 async fn wait_leading(url: &str, within: Duration) {
