@@ -195,3 +195,30 @@ test('a viewer sees no way to change anything, and the API refuses it anyway', a
   expect(lqctlError(['volume', 'create', '--pool', 'default', '--name', 'sneaky', '--size', '1G'], credentials)).toContain('PermissionDenied');
   expect(volumeNames()).not.toContain('sneaky');
 });
+
+test('an image is imported from the node; an attach that cannot proceed says why and is cancelled', async ({ page }) => {
+  const image = join(cluster().dataDir, 'node', 'images', 'seed.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '96M']);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 8M', image], { stdio: 'ignore' });
+  await signIn(page, cluster().adminToken);
+  await goTo(page, 'Volumes');
+  await page.getByRole('button', { name: 'Import image' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('seeded');
+  await page.getByLabel(/^Image file on the node/).fill(image);
+  await page.getByRole('dialog').getByRole('button', { name: 'Import' }).click();
+  await expect(page.getByTestId('volume-seeded')).toContainText('available');
+  expect(volume('seeded').size_bytes).toBe(96 * 1024 * 1024);
+
+  await volumeAction(page, 'seeded', 'Attach to a VM');
+  await page.getByLabel(/^VM/).fill('no-such-vm');
+  await page.getByRole('dialog').getByRole('button', { name: 'Attach' }).click();
+  // This node has no libvirtd: the task says why it is retrying while it runs.
+  await expect(page.getByTestId('operation-step')).toContainText('libvirt');
+  await shot(page, 'attach-retrying');
+  const task = lqctl(['task', 'list', '--running']).find((t: any) => t.kind === 'volume.attach');
+  lqctl(['task', 'cancel', task.id]);
+  await expect(page.getByTestId('operation-error')).toContainText('cancelled');
+  await shot(page, 'attach-cancelled');
+  expect(volume('seeded').attached_to ?? null).toBeNull();
+  expect(volume('seeded').state).toBe('available');
+});

@@ -5,9 +5,10 @@ import { TaskState } from './gen/limiquantix/storage/v1/control_pb';
 
 /** Follows a task through WatchTask (pushed, no polling) until it ends; a
  * failed or cancelled task is thrown as its message. */
-export async function followTask(api: Api, taskId: string, onProgress?: (p: Progress) => void): Promise<Task> {
+export async function followTask(api: Api, taskId: string, onProgress?: (p: Progress) => void, onNews?: (t: Task) => void): Promise<Task> {
   for await (const t of api.tasks.watchTask({ taskId })) {
     if (t.progress && onProgress) onProgress(t.progress);
+    onNews?.(t);
     if (t.state === TaskState.RUNNING) continue;
     if (t.state === TaskState.SUCCEEDED) return t;
     throw new TaskFailed(t);

@@ -23,12 +23,13 @@ export function OperationModal(p: {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState<TaskProgress | null>(null);
+  const [step, setStep] = useState('');
   const submit = async () => {
     setBusy(true);
     setError('');
     try {
       const taskId = await p.start();
-      if (taskId) await followTask(api, taskId, setProgress);
+      if (taskId) await followTask(api, taskId, setProgress, (t) => setStep(t.step));
       p.onDone();
     } catch (e) {
       setError(e instanceof TaskFailed ? e.message : errorText(e));
@@ -49,6 +50,7 @@ export function OperationModal(p: {
         >
           {p.children}
         </Form>
+        {busy && step && <div data-testid="operation-step">Working: {step}</div>}
         {busy && pct !== null && <Progress value={pct} title={progress?.phase || 'working'} aria-label="operation progress" />}
         {error && (
           <Alert variant="danger" isInline title="Refused" data-testid="operation-error">

@@ -18,14 +18,14 @@ import {
 import { Table, Tbody, Td, Th, Thead, Tr } from '@patternfly/react-table';
 import type { Pool, Volume } from '../gen/limiquantix/storage/v1/control_pb';
 import { VolumeState } from '../gen/limiquantix/storage/v1/control_pb';
-import { CloneMode, Provisioning, VolumeFormat } from '../gen/limiquantix/storage/v1/types_pb';
+import { CloneMode, ImageFormat, Provisioning, VolumeFormat } from '../gen/limiquantix/storage/v1/types_pb';
 import { formatBytes, volumeFormat, volumeState } from '../api';
 import { useSession } from '../session';
 import { Empty, LoadError, Loading, useLoad } from '../components/common';
 import { OperationModal } from '../components/OperationModal';
 import { SizeInput } from '../components/SizeInput';
 import { Snapshots } from './Snapshots';
-import { nameError } from '../validate';
+import { absolutePathError, nameError } from '../validate';
 
 const PAGE_SIZE = 20;
 
@@ -34,7 +34,8 @@ function hashParam(name: string): string {
   return new URLSearchParams(q).get(name) ?? '';
 }
 
-type Action = { kind: 'create' } | { kind: 'clone' | 'resize' | 'delete' | 'snapshots'; volume: Volume };
+type VolumeActionKind = 'clone' | 'resize' | 'delete' | 'snapshots' | 'attach' | 'detach';
+type Action = { kind: 'create' | 'import' } | { kind: VolumeActionKind; volume: Volume };
 
 export function Volumes() {
   const { api, canWrite } = useSession();
@@ -88,7 +89,10 @@ export function Volumes() {
           </ToolbarItem>
           {canWrite && (
             <ToolbarItem>
-              <Button onClick={() => setAction({ kind: 'create' })}>Create volume</Button>
+              <Button onClick={() => setAction({ kind: 'create' })}>Create volume</Button>{' '}
+              <Button variant="secondary" onClick={() => setAction({ kind: 'import' })}>
+                Import image
+              </Button>
             </ToolbarItem>
           )}
           <ToolbarItem variant="pagination" align={{ default: 'alignEnd' }}>
@@ -163,13 +167,16 @@ export function Volumes() {
       {action?.kind === 'resize' && <ResizeVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'delete' && <DeleteVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'snapshots' && <Snapshots volume={action.volume} onClose={done} />}
+      {action?.kind === 'attach' && <AttachVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'detach' && <DetachVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'import' && <ImportVolume pools={pools.data ?? []} defaultPool={pool} onDone={done} onClose={() => setAction(null)} />}
     </>
   );
 }
 
 function VolumeActions({ volume, onAction }: { volume: Volume; onAction: (a: Action) => void }) {
   const [open, setOpen] = useState(false);
-  const pick = (kind: 'clone' | 'resize' | 'delete' | 'snapshots') => () => {
+  const pick = (kind: VolumeActionKind) => () => {
     setOpen(false);
     onAction({ kind, volume });
   };
@@ -188,6 +195,11 @@ function VolumeActions({ volume, onAction }: { volume: Volume; onAction: (a: Act
         <DropdownItem onClick={pick('clone')}>Clone</DropdownItem>
         <DropdownItem onClick={pick('resize')}>Resize</DropdownItem>
         <DropdownItem onClick={pick('snapshots')}>Snapshots</DropdownItem>
+        {volume.attachment ? (
+          <DropdownItem onClick={pick('detach')}>Detach from {volume.attachment.vm}</DropdownItem>
+        ) : (
+          <DropdownItem onClick={pick('attach')}>Attach to a VM</DropdownItem>
+        )}
         <DropdownItem onClick={pick('delete')}>Delete</DropdownItem>
       </DropdownList>
     </Dropdown>
@@ -320,3 +332,88 @@ function DeleteVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () 
 }
 
 
+
+function AttachVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const [vm, setVm] = useState('');
+  const [readOnly, setReadOnly] = useState(volume.template);
+  return (
+    <OperationModal
+      title={`Attach ${volume.name} to a VM`}
+      submitLabel="Attach"
+      isValid={vm.trim() !== ''}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.attachVolume({ volumeId: volume.id, vm: vm.trim(), readOnly })).taskId}
+    >
+      <FormGroup label="VM (its libvirt domain name, running)" fieldId="attach-vm">
+        <TextInput id="attach-vm" value={vm} onChange={(_e, v) => setVm(v)} />
+      </FormGroup>
+      <FormGroup label="Access" role="radiogroup" fieldId="attach-rw" isInline>
+        <Radio id="attach-rw" name="access" label="Read-write" isChecked={!readOnly} onChange={() => setReadOnly(false)} />
+        <Radio id="attach-ro" name="access" label="Read-only" isChecked={readOnly} onChange={() => setReadOnly(true)} />
+      </FormGroup>
+    </OperationModal>
+  );
+}
+
+function DetachVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  return (
+    <OperationModal
+      title={`Detach ${volume.name} from ${volume.attachment?.vm ?? 'its VM'}?`}
+      submitLabel="Detach"
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.detachVolume({ volumeId: volume.id })).taskId}
+    >
+      <p>The guest is asked to release the disk; the volume stays.</p>
+    </OperationModal>
+  );
+}
+
+const IMAGE_FORMATS: [ImageFormat, string][] = [
+  [ImageFormat.QCOW2, 'qcow2'],
+  [ImageFormat.RAW, 'raw'],
+  [ImageFormat.VMDK, 'vmdk'],
+  [ImageFormat.VHDX, 'vhdx'],
+  [ImageFormat.VDI, 'vdi'],
+];
+
+function ImportVolume({ pools, defaultPool, onDone, onClose }: { pools: Pool[]; defaultPool: string; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const [pool, setPool] = useState(defaultPool || pools[0]?.name || '');
+  const [name, setName] = useState('');
+  const [path, setPath] = useState('');
+  const [format, setFormat] = useState(ImageFormat.QCOW2);
+  const nameErr = name ? nameError('volume', name) : '';
+  const pathErr = path ? absolutePathError(path) : '';
+  const node = pools.find((p) => p.name === pool)?.nodeIds[0] ?? '';
+  return (
+    <OperationModal
+      title="Import an image"
+      submitLabel="Import"
+      isValid={!!pool && !!name && !nameErr && !!path && !pathErr}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.importVolume({ pool, name, path, format, nodeId: node })).taskId}
+    >
+      <FormGroup label="Pool" fieldId="import-pool">
+        <FormSelect id="import-pool" value={pool} onChange={(_e, v) => setPool(v)}>
+          {pools.map((p) => <FormSelectOption key={p.id} value={p.name} label={p.name} />)}
+        </FormSelect>
+      </FormGroup>
+      <FormGroup label="Name" fieldId="import-name">
+        <TextInput id="import-name" value={name} onChange={(_e, v) => setName(v)} validated={nameErr ? 'error' : 'default'} />
+      </FormGroup>
+      <FormGroup label="Image file on the node (in its import directory)" fieldId="import-path">
+        <TextInput id="import-path" value={path} onChange={(_e, v) => setPath(v)} validated={pathErr ? 'error' : 'default'} />
+      </FormGroup>
+      <FormGroup label="Image format (checked against its content)" fieldId="import-format">
+        <FormSelect id="import-format" value={format} onChange={(_e, v) => setFormat(Number(v))}>
+          {IMAGE_FORMATS.map(([f, label]) => <FormSelectOption key={f} value={f} label={label} />)}
+        </FormSelect>
+      </FormGroup>
+    </OperationModal>
+  );
+}
