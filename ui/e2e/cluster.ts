@@ -15,6 +15,8 @@ export interface Cluster {
   adminToken: string;
   viewerToken: string;
   pid: number;
+  /** A Ceph cluster for pools of kind ceph: a monitor, an RBD pool and a user limited to it. */
+  ceph: { monitor: string; pool: string; user: string; key: string };
 }
 
 export const STATE_FILE = join(HERE, '..', 'test-results', 'cluster.json');

@@ -116,6 +116,7 @@ test('volumes: create, clone linked and full, resize, snapshot, revert and delet
   await page.getByRole('button', { name: 'Grow' }).click();
   await expect(page.getByTestId('volume-web1-full')).toContainText('2.0 GiB');
   expect(volume('web1-full').size_bytes).toBe(2 * GIB);
+  await shot(page, 'volumes-with-clones');
 
   // A snapshot, then a revert confirmed by the user.
   await volumeAction(page, 'web1-full', 'Snapshots');
@@ -221,4 +222,40 @@ test('an image is imported from the node; an attach that cannot proceed says why
   await shot(page, 'attach-cancelled');
   expect(volume('seeded').attached_to ?? null).toBeNull();
   expect(volume('seeded').state).toBe('available');
+});
+
+test('a Ceph pool through the wizard, with its key write-only, and a volume in it', async ({ page }) => {
+  const ceph = cluster().ceph;
+  await signIn(page, cluster().adminToken);
+  await goTo(page, 'Pools');
+  await page.getByRole('button', { name: 'Create pool' }).click();
+  await page.getByLabel('ceph').check();
+  await page.getByLabel('Name', { exact: true }).fill('rbd1');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await page.getByLabel('Monitors', { exact: true }).fill('not a monitor');
+  await expect(page.getByText('host or host:port')).toBeVisible();
+  await page.getByLabel('Monitors', { exact: true }).fill(ceph.monitor);
+  await page.getByLabel('Ceph pool', { exact: true }).fill(ceph.pool);
+  await page.getByLabel('Ceph user', { exact: true }).fill(ceph.user);
+  await page.getByLabel('Key', { exact: true }).fill(ceph.key);
+  await expect(page.getByLabel('Key', { exact: true })).toHaveAttribute('type', 'password');
+  await page.getByRole('button', { name: 'Next' }).click();
+  await expect(page.getByRole('dialog')).not.toContainText(ceph.key);
+  await shot(page, 'create-ceph-pool-review');
+  await page.getByRole('button', { name: 'Create' }).click();
+  await expect(page.getByTestId('pool-rbd1')).toContainText('1/1 ready', { timeout: 60_000 });
+  expect(await page.content()).not.toContain(ceph.key);
+  const pool = lqctl(['pool', 'get', 'rbd1']);
+  expect([pool.kind, pool.state]).toEqual(['ceph', 'ready']);
+  await shot(page, 'pools-with-ceph');
+
+  await goTo(page, 'Volumes');
+  await page.getByRole('button', { name: 'Create volume' }).click();
+  await page.getByLabel('Pool', { exact: true }).selectOption('rbd1');
+  await page.getByLabel('Name', { exact: true }).fill('rbd-disk');
+  await page.getByLabel('Size amount').fill('2');
+  await page.getByRole('dialog').getByRole('button', { name: 'Create' }).click();
+  await expect(page.getByTestId('volume-rbd-disk')).toContainText('available');
+  const v = volume('rbd-disk');
+  expect([v.pool_id, v.size_bytes, v.format]).toEqual([pool.id, 2 * GIB, 'raw']);
 });

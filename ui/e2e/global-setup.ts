@@ -1,7 +1,7 @@
 // Starts `limiquantix-controlplane --dev` on free loopback ports in a temp
 // dir (its embedded node copies at 16 MiB/s, so a full clone can be watched
 // and cancelled), waits for its pool, makes a viewer token.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,26 @@ function freePort(): Promise<number> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A throwaway Ceph cluster (testkit's, through its lq-test-ceph program),
+ * stopped when its stdin closes. */
+async function startCeph(binDir: string, log: number): Promise<{ child: ChildProcess; info: Cluster['ceph'] }> {
+  const child = spawn(join(binDir, 'lq-test-ceph'), ['ui'], { stdio: ['pipe', 'pipe', log] });
+  const info = await new Promise<Cluster['ceph']>((ok, fail) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error('the test Ceph cluster did not start in 240 s; see test-results/ceph.log')), 240_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const line = out.split('\n')[0];
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        ok(JSON.parse(line));
+      }
+    });
+    child.on('exit', (code) => fail(new Error(`lq-test-ceph exited (${code}); see test-results/ceph.log`)));
+  });
+  return { child, info };
+}
 
 export default async function globalSetup() {
   const binDir = resolve(process.env.LQ_BIN_DIR || join(HERE, '..', '..', 'target', 'debug'));
@@ -59,7 +79,13 @@ export default async function globalSetup() {
   const viewer = JSON.parse(lqctl(['token', 'create', 'ui-viewer', '--role', 'viewer']));
   const viewerToken: string = viewer.secret;
   if (!viewerToken) throw new Error(`no viewer token in ${JSON.stringify(viewer)}`);
-  const state: Cluster = { url: `https://127.0.0.1:${port}`, dataDir: join(dataDir, 'lq-data'), binDir, adminToken, viewerToken, pid: child.pid! };
+  const ceph = await startCeph(binDir, openSync(join(dirname(STATE_FILE), 'ceph.log'), 'w'));
+  const state: Cluster = { url: `https://127.0.0.1:${port}`, dataDir: join(dataDir, 'lq-data'), binDir, adminToken, viewerToken, pid: child.pid!, ceph: ceph.info };
   writeFileSync(STATE_FILE, JSON.stringify(state));
   child.unref();
+  // Teardown of what only this process holds: Ceph stops when its stdin closes.
+  return async () => {
+    ceph.child.stdin!.end();
+    await new Promise((r) => ceph.child.once('exit', r));
+  };
 }
