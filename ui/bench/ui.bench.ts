@@ -37,7 +37,8 @@ test('volumes page and dashboard with 1,000 volumes', async ({ page }) => {
   const volumes: number[] = [];
   const dashboard: number[] = [];
   for (let i = 0; i < SAMPLES; i++) {
-    volumes.push(await timed(page, 'volumes', () => expect(page.getByTestId('volume-v0000')).toBeVisible()));
+    // The first page (20 rows; the API orders by id).
+    volumes.push(await timed(page, 'volumes', () => expect(page.locator('[data-testid^="volume-"]')).toHaveCount(20)));
     dashboard.push(await timed(page, 'overview', () => expect(page.getByTestId('capacity-default')).toContainText('ready')));
   }
   const assets = join(HERE, '..', 'dist', 'assets');
