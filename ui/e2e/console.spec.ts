@@ -40,6 +40,13 @@ test('sign-in, overview, pools, nodes and tasks show the dev cluster', async ({ 
   await expect(row).toContainText('local');
   await expect(row).toContainText('1/1 ready');
   await shot(page, 'pools');
+  await row.getByRole('button', { name: 'default' }).click();
+  const detail = page.getByRole('dialog', { name: 'Pool default' });
+  await expect(detail.getByTestId('pool-capabilities')).toContainText('linked clones: yes');
+  await expect(detail.getByRole('row', { name: /ready/ })).toHaveCount(1);
+  await expect(detail.getByTestId('pool-volume-count')).toContainText(`${lqctl(['volume', 'list', '--pool', 'default']).length} volume(s)`);
+  await shot(page, 'pool-detail');
+  await detail.getByRole('button', { name: 'Close' }).click();
 
   await goTo(page, 'Nodes');
   await expect(page.getByText('local, ceph, nfs, iscsi')).toBeVisible();

@@ -31,6 +31,7 @@ export function Pools() {
   const { data, error, reload } = useLoad(load);
   const [creating, setCreating] = useState(false);
   const [deleting, setDeleting] = useState<Pool | null>(null);
+  const [detail, setDetail] = useState<Pool | null>(null);
   if (error && !data) return <LoadError error={error} />;
   if (!data) return <Loading />;
   return (
@@ -69,7 +70,9 @@ export function Pools() {
               return (
                 <Tr key={p.id} data-testid={`pool-${p.name}`}>
                   <Td dataLabel="Name">
-                    <a href={`#/volumes?pool=${encodeURIComponent(p.name)}`}>{p.name}</a>
+                    <Button variant="link" isInline onClick={() => setDetail(p)}>
+                      {p.name}
+                    </Button>
                   </Td>
                   <Td dataLabel="Kind">{poolKind(p.kind)}</Td>
                   <Td dataLabel="Location">{location(p)}</Td>
@@ -117,6 +120,7 @@ export function Pools() {
           }}
         />
       )}
+      {detail && <PoolDetail pool={detail} onClose={() => setDetail(null)} />}
       {deleting && (
         <DeletePool
           pool={deleting}
@@ -162,6 +166,64 @@ function DeletePool({ pool, onClose }: { pool: Pool; onClose: () => void }) {
           Cancel
         </Button>
       </ModalFooter>
+    </Modal>
+  );
+}
+
+/** One pool: what it can do, each node's view of it, capacity and volumes by state. */
+function PoolDetail({ pool, onClose }: { pool: Pool; onClose: () => void }) {
+  const { api } = useSession();
+  const load = useCallback(() => api.pools.getPoolMetrics({ pool: pool.id }), [api, pool.id]);
+  const { data, error } = useLoad(load);
+  const caps = pool.capabilities;
+  const yes = (b: boolean | undefined) => (b ? 'yes' : 'no');
+  return (
+    <Modal isOpen onClose={onClose} variant="large" aria-label={`Pool ${pool.name}`}>
+      <ModalHeader title={`Pool ${pool.name}`} description={`${poolKind(pool.kind)}, ${location(pool)}`} />
+      <ModalBody>
+        {error && <LoadError error={error} />}
+        {!data ? (
+          !error && <Loading />
+        ) : (
+          <>
+            {data.capacity && (
+              <CapacityBar label="Used on its storage" used={data.capacity.totalBytes - data.capacity.freeBytes} total={data.capacity.totalBytes} />
+            )}
+            <CapacityBar label={`Provisioned, of the limit (overcommit ${pool.overcommitRatio || 1}×)`} used={data.provisionedBytes} total={data.provisioningLimitBytes} />
+            <p data-testid="pool-volume-count">
+              {String(data.volumeCount)} volume(s)
+              {Object.entries(data.volumesByState).map(([state, n]) => `, ${String(n)} ${state.toLowerCase().replace('volume_state_', '')}`)}
+              {' — '}
+              <a href={`#/volumes?pool=${encodeURIComponent(pool.name)}`} onClick={onClose}>
+                show them
+              </a>
+            </p>
+            <p data-testid="pool-capabilities">
+              Shared: {yes(caps?.shared)}; thin: {yes(caps?.thinProvisioning)}; linked clones: {yes(caps?.linkedClone)}; snapshots: {yes(caps?.snapshots)}; grows live:{' '}
+              {yes(caps?.liveResize)}
+              {caps?.arrayManaged && '; volumes are the storage array\'s own'}
+            </p>
+            <Table aria-label="Nodes of the pool" variant="compact">
+              <Thead>
+                <Tr>
+                  <Th>Node</Th>
+                  <Th>Phase</Th>
+                  <Th>Message</Th>
+                </Tr>
+              </Thead>
+              <Tbody>
+                {data.nodes.map((n) => (
+                  <Tr key={n.nodeId} data-testid={`pool-node-${n.nodeId}`}>
+                    <Td>{n.nodeId}</Td>
+                    <Td>{poolPhase(n.phase)}</Td>
+                    <Td>{n.message}</Td>
+                  </Tr>
+                ))}
+              </Tbody>
+            </Table>
+          </>
+        )}
+      </ModalBody>
     </Modal>
   );
 }
