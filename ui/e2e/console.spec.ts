@@ -9,6 +9,19 @@ import { cluster, goTo, lqctl, lqctlError, shot, signIn } from './cluster';
 
 const GIB = 1 << 30;
 
+// No page may log an error or throw: collected for each test, checked after it.
+let pageErrors: string[] = [];
+test.beforeEach(({ page }) => {
+  pageErrors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => pageErrors.push(`uncaught: ${e.message}`));
+});
+test.afterEach(() => {
+  expect(pageErrors).toEqual([]);
+});
+
 function volume(name: string): any {
   return lqctl(['volume', 'get', name]);
 }
