@@ -279,3 +279,27 @@ test('a Ceph pool through the wizard, with its key write-only, and a volume in i
   const v = volume('rbd-disk');
   expect([v.pool_id, v.size_bytes, v.format]).toEqual([pool.id, 2 * GIB, 'raw']);
 });
+
+test('the console works from the keyboard', async ({ page }) => {
+  await page.goto(cluster().url + '/');
+  await page.getByLabel('API token').focus();
+  await page.keyboard.type(cluster().adminToken);
+  await page.keyboard.press('Enter');
+  await expect(page.locator('#whoami')).toBeVisible();
+  await page.getByRole('link', { name: 'Volumes', exact: true }).focus();
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('heading', { level: 2, name: 'Volumes' })).toBeVisible();
+  await page.getByRole('button', { name: 'Create volume' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByLabel('Name', { exact: true }).focus();
+  await page.keyboard.type('typed');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('1');
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('volume-typed')).toContainText('available');
+  expect(volume('typed').size_bytes).toBe(GIB);
+  await volumeAction(page, 'typed', 'Delete');
+  await page.keyboard.press('Escape');
+  await expect(page.getByRole('dialog')).toHaveCount(0);
+  expect(volumeNames()).toContain('typed');
+});
