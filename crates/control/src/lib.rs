@@ -156,18 +156,30 @@ impl ControlPlane {
     }
 
     pub async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + grace;
         for b in self.background.drain(..) {
             b.abort();
+            // An aborted task ends at its next poll, not at abort().
+            let _ = b.await;
         }
+        self.app.runner.stop_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match tokio::time::timeout(grace, &mut self.server).await {
-            Ok(result) => result.context("control-plane server task")?,
+        let served = match tokio::time::timeout_at(deadline, &mut self.server).await {
+            Ok(result) => result.context("control-plane server task"),
             Err(_) => {
                 self.server.abort();
-                Ok(())
+                Ok(Ok(()))
             }
+        };
+        // The store (a redb file lock) is let go with the last holder of the
+        // app (sagas, watches and connections that are still ending) and
+        // the last commit still running: a control plane started next on
+        // the same file must find it free.
+        while (Arc::strong_count(&self.app) > 1 || self.app.repo.store().busy()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        served?
     }
 }

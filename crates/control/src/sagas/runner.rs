@@ -31,7 +31,8 @@ impl SagaRunner {
         *self.leader.borrow()
     }
 
-    fn stop_all(&self) {
+    /// Aborts every saga this replica runs (they resume from the store).
+    pub fn stop_all(&self) {
         for (_, handle) in self.running.lock().expect("runner lock").drain() {
             handle.abort();
         }

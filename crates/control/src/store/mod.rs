@@ -54,6 +54,13 @@ pub trait Store: Send + Sync + 'static {
     /// "redb" or "etcd".
     fn kind(&self) -> &'static str;
 
+    /// Whether work still runs on the store's own resources (a redb commit
+    /// finishing on a blocking thread after its caller was dropped): the
+    /// file stays locked until it ends.
+    fn busy(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
 
     /// Entries whose key starts with `prefix`, in key order, strictly after

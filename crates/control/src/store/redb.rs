@@ -139,6 +139,10 @@ impl RedbStore {
 
 #[async_trait]
 impl Store for RedbStore {
+    fn busy(&self) -> bool {
+        Arc::strong_count(&self.db) > 1
+    }
+
     fn kind(&self) -> &'static str {
         "redb"
     }
