@@ -281,6 +281,7 @@ test('a Ceph pool through the wizard, with its key write-only, and a volume in i
 });
 
 test('the console works from the keyboard', async ({ page }) => {
+  const name = `typed${test.info().repeatEachIndex}`;
   await page.goto(cluster().url + '/');
   await page.getByLabel('API token').focus();
   await page.keyboard.type(cluster().adminToken);
@@ -292,14 +293,14 @@ test('the console works from the keyboard', async ({ page }) => {
   await page.getByRole('button', { name: 'Create volume' }).focus();
   await page.keyboard.press('Enter');
   await page.getByLabel('Name', { exact: true }).focus();
-  await page.keyboard.type('typed');
+  await page.keyboard.type(name);
   await page.keyboard.press('Tab');
   await page.keyboard.type('1');
   await page.keyboard.press('Enter');
-  await expect(page.getByTestId('volume-typed')).toContainText('available');
-  expect(volume('typed').size_bytes).toBe(GIB);
-  await volumeAction(page, 'typed', 'Delete');
+  await expect(page.getByTestId(`volume-${name}`)).toContainText('available');
+  expect(volume(name).size_bytes).toBe(GIB);
+  await volumeAction(page, name, 'Delete');
   await page.keyboard.press('Escape');
   await expect(page.getByRole('dialog')).toHaveCount(0);
-  expect(volumeNames()).toContain('typed');
+  expect(volumeNames()).toContain(name);
 });
