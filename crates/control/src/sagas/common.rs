@@ -7,6 +7,35 @@ use crate::error::ApiResult;
 use crate::keys;
 use crate::repo::Txn;
 
+/// Follows a node's operation stream (progress, then the volume) until it
+/// ends; `what` names the operation in errors. The node reports at least
+/// every 10 s while it works: silence means it hung. Cancelling the task
+/// drops the stream, which makes the node stop and remove what it began.
+pub async fn follow_node_operation(
+    ctx: &SagaCtx,
+    node: &str,
+    what: &str,
+    start: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<pb::VolumeOperationEvent>>, tonic::Status>>,
+) -> ApiResult<pb::VolumeInfo> {
+    let run = async {
+        let silence = ctx.app.nodes.deadlines.silence;
+        let mut stream = crate::nodes::call(node, &format!("start {what}"), ctx.app.nodes.deadlines.call, start).await?;
+        loop {
+            let next = tokio::time::timeout(silence, stream.message()).await.map_err(|_| crate::nodes::silent(node, what, silence))?;
+            match next.map_err(|e| crate::nodes::node_error(node, e))? {
+                Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Progress(p)) }) => ctx.progress(p).await,
+                Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Volume(v)) }) => return Ok(v),
+                Some(_) => {}
+                None => return Err(crate::error::ApiError::unavailable(format!("node {node} ended {what} without a result"))),
+            }
+        }
+    };
+    tokio::select! {
+        v = run => v,
+        _ = ctx.cancelled() => Err(crate::error::ApiError::cancelled("cancelled on request")),
+    }
+}
+
 /// Edits the volume record (compare-and-swap, retried).
 pub async fn update_volume(
     ctx: &SagaCtx,

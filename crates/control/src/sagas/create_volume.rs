@@ -27,7 +27,6 @@ use super::common;
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::{ApiError, ApiResult};
 use crate::keys;
-use crate::nodes::node_error;
 use crate::repo::Txn;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,33 +145,9 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateVolume) -> StepFuture<'
         let req = pb::NodeCreateVolumeRequest::decode(s.node_request.as_slice())
             .map_err(|e| ApiError::internal(format!("saga request: {e}")))?;
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
-        let node = s.node_id.clone();
-        let run = async {
-            let silence = ctx.app.nodes.deadlines.silence;
-            let mut stream = crate::nodes::call(&node, "start the create", ctx.app.nodes.deadlines.call, client.create_volume(req)).await?;
-            loop {
-                // The node reports at least every 10 s while it works: silence means it hung.
-                let next = tokio::time::timeout(silence, stream.message()).await.map_err(|_| crate::nodes::silent(&node, "the create", silence))?;
-                match next.map_err(|e| node_error(&node, e))? {
-                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Progress(p)) }) => {
-                        ctx.progress(p).await;
-                    }
-                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Volume(v)) }) => {
-                        return Ok(v);
-                    }
-                    Some(_) => {}
-                    None => return Err(ApiError::unavailable(format!("node {node} ended the create without a result"))),
-                }
-            }
-        };
-        // Dropping the stream on cancel makes the node stop the copy and remove its partial file.
-        let v = crate::pool_locks::with_lock(ctx, "create-on-node", &s.pool_id, async {
-            tokio::select! {
-                v = run => v,
-                _ = ctx.cancelled() => Err(ApiError::cancelled("cancelled on request")),
-            }
-        })
-        .await?;
+        let start = client.create_volume(req);
+        let v = crate::pool_locks::with_lock(ctx, "create-on-node", &s.pool_id, common::follow_node_operation(ctx, &s.node_id, "the create", start))
+            .await?;
         make_available(ctx, s, &v).await
     })
 }

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::common::{self, release_volume};
 use super::{Saga, SagaCtx, Step, StepFuture};
 use crate::error::ApiError;
-use crate::nodes::node_error;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteImage {
@@ -75,25 +74,7 @@ fn write_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut WriteImage) -> StepFuture<'a> 
             path: s.path.clone(),
             format: s.format,
         };
-        let node = s.node_id.clone();
-        let run = async {
-            let silence = ctx.app.nodes.deadlines.silence;
-            let mut stream = crate::nodes::call(&node, "start writing the image", ctx.app.nodes.deadlines.call, client.write_image(req)).await?;
-            loop {
-                let next = tokio::time::timeout(silence, stream.message()).await.map_err(|_| crate::nodes::silent(&node, "the image write", silence))?;
-                match next.map_err(|e| node_error(&node, e))? {
-                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Progress(p)) }) => ctx.progress(p).await,
-                    Some(pb::VolumeOperationEvent { event: Some(pb::volume_operation_event::Event::Volume(_)) }) => return Ok(()),
-                    Some(_) => {}
-                    None => return Err(ApiError::unavailable(format!("node {node} ended the image write without a result"))),
-                }
-            }
-        };
-        // Dropping the stream on cancel makes the node stop writing.
-        tokio::select! {
-            done = run => done,
-            _ = ctx.cancelled() => Err(ApiError::cancelled("cancelled on request")),
-        }
+        common::follow_node_operation(ctx, &s.node_id, "the image write", client.write_image(req)).await.map(drop)
     })
 }
 
