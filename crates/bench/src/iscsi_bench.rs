@@ -7,6 +7,7 @@
 
 use anyhow::{Context, ensure};
 use limiquantix_api::v1 as pb;
+use limiquantix_api::v1::node_storage_client::NodeStorageClient;
 use limiquantix_testkit::Tgt;
 use limiquantix_testkit::iscsi_login::LoginShim;
 use limiquantix_testkit::loopdev::LoopDevice;
@@ -59,10 +60,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ensure!(listed.as_array().is_some_and(|a| a.len() == args.luns), "lqctl listed {listed}");
     ensure!(theirs()?.matches("DIRECT_ACCESS").count() == args.luns, "iscsi-ls did not list every LUN");
 
-    let (mut lq, mut ls) = (Stats::default(), Stats::default());
+    // Where lqctl's time goes: starting the process, and one call on a new connection.
+    let start_only = || -> anyhow::Result<()> {
+        let out = std::process::Command::new(&lqctl).arg("--version").output()?;
+        ensure!(out.status.success(), "lqctl --version failed");
+        Ok(())
+    };
+    let one_call = || -> anyhow::Result<()> {
+        rt.block_on(async {
+            let mut client = NodeStorageClient::connect(format!("http://{}", node.addr)).await?;
+            let req = pb::NodeListVolumesRequest { pool_id: pool.clone(), ..Default::default() };
+            ensure!(client.list_volumes(req).await?.into_inner().volumes.len() == args.luns);
+            Ok(())
+        })
+    };
+    let (mut lq, mut ls, mut start, mut call) = (Stats::default(), Stats::default(), Stats::default(), Stats::default());
     for _ in 0..args.samples {
         lq.push(time_once(|| ours().map(drop))?);
         ls.push(time_once(|| theirs().map(drop))?);
+        start.push(time_once(start_only)?);
+        call.push(time_once(one_call)?);
     }
     rt.block_on(node.stop())?;
 
@@ -70,6 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("{:<46} median / p99 (ms, n)", "operation");
     eprintln!("{:<46} {}", format!("list {} LUNs: lqctl node volume list", args.luns), lq.summary());
     eprintln!("{:<46} {}", "list: iscsi-ls -s", ls.summary());
+    eprintln!("{:<46} {}", "  of which: lqctl --version (process start)", start.summary());
+    eprintln!("{:<46} {}", "  of which: connect + list, in process", call.summary());
     eprintln!("{:<46} {}", "LVM mode: create 4 MiB through gRPC", lvm_ours.summary());
     eprintln!("{:<46} {}", "LVM mode: bare lvcreate, same group", lvm_bare.summary());
     println!(
@@ -78,6 +97,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "iscsi_list_speedup_vs_iscsi_ls": round(ls.median_ms() / lq.median_ms()),
             "iscsi_list_ms": round(lq.median_ms()),
             "iscsi_ls_ms": round(ls.median_ms()),
+            "lqctl_start_ms": round(start.median_ms()),
+            "list_call_ms": round(call.median_ms()),
             "luns": args.luns,
             "lvm_create_ratio_vs_lvcreate": round(lvm_ours.median_ms() / lvm_bare.median_ms()),
             "lvm_create_ms": round(lvm_ours.median_ms()),

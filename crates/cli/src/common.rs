@@ -126,7 +126,8 @@ pub enum IscsiModeArg {
     Lvm,
 }
 
-/// What a pool is made of: exactly one of the backends.
+// What a pool is made of: exactly one of the backends. (A plain comment:
+// a doc comment would become the help text of every command that flattens it.)
 #[derive(Debug, Args)]
 pub struct PoolConfigArgs {
     /// Local pool: the directory on the node.
@@ -275,7 +276,7 @@ impl PoolConfigArgs {
     }
 }
 
-/// Paging of a listing.
+// Paging of a listing (plain comment: see PoolConfigArgs).
 #[derive(Debug, Args)]
 pub struct PageArgs {
     /// Items per page.

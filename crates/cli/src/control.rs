@@ -24,7 +24,8 @@ use crate::output::{
 use crate::session::{Conn, Session};
 use crate::units::{parse_duration, parse_size};
 
-/// How a command reaches the control plane, and whether it waits.
+// How a command reaches the control plane, and whether it waits (plain
+// comment: see PoolConfigArgs).
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// The control plane's address [default: the credentials file's, else
@@ -41,6 +42,7 @@ fn label(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PoolCommand {
     /// Create a pool (a datastore) on its node(s).
     Create(Box<CreatePool>),
@@ -114,6 +116,7 @@ pub struct CreatePool {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume: empty, or a copy of a snapshot.
     Create {
@@ -273,6 +276,7 @@ pub enum State {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SnapshotCommand {
     /// Take a snapshot of a volume.
     Create {
@@ -303,6 +307,7 @@ pub enum SnapshotCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum TaskCommand {
     /// One task: its state, step, progress and error.
     Get {
@@ -332,9 +337,10 @@ pub enum TaskCommand {
     },
 }
 
-/// The node commands the control plane answers. `Target` is in each (not
-/// on `lqctl node`) so the direct node commands do not offer `--server`.
+// The node commands the control plane answers. `Target` is in each (not
+// on `lqctl node`) so the direct node commands do not offer `--server`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ClusterNodeCommand {
     /// The nodes registered with the control plane.
     List {
@@ -375,6 +381,7 @@ pub enum ClusterNodeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum JoinTokenCommand {
     /// A token for one node: start limiquantix-node with it (LQ_JOIN_TOKEN
     /// or `join_token` in its config). Printed once.
@@ -399,8 +406,9 @@ impl ClusterNodeCommand {
     }
 }
 
-/// API tokens: who may use the API, as admin or viewer.
+// API tokens: who may use the API, as admin or viewer.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum TokenCommand {
     /// A new token; its secret is printed once. Give it to lqctl in a
     /// credentials file (`token = "..."`) or as a bearer token.

@@ -32,6 +32,7 @@ pub struct NodeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum NodeCommand {
     #[command(flatten)]
     Cluster(ClusterNodeCommand),
@@ -49,6 +50,7 @@ enum NodeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum PoolCommand {
     /// Initialise a pool on the node (idempotent for the same id and config).
     Init {
@@ -83,6 +85,7 @@ struct PoolArg {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum VolumeCommand {
     /// Create an empty volume.
     Create {
@@ -204,6 +207,7 @@ enum VolumeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum SnapshotCommand {
     /// Take a snapshot of a volume.
     Create {
