@@ -30,13 +30,17 @@ pub mod v1 {
     impl std::fmt::Debug for IscsiPoolConfig {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("IscsiPoolConfig")
-                .field("portal", &self.portal)
+                .field("portals", &self.portals)
                 .field("target_iqn", &self.target_iqn)
                 .field("lun", &self.lun)
                 .field("initiator_iqn", &self.initiator_iqn)
                 .field("chap_username", &self.chap_username)
                 .field("chap_password", &redacted(&self.chap_password))
                 .field("mode", &self.mode)
+                .field("volume_group", &self.volume_group)
+                .field("create_volume_group", &self.create_volume_group)
+                .field("mutual_chap_username", &self.mutual_chap_username)
+                .field("mutual_chap_password", &redacted(&self.mutual_chap_password))
                 .finish()
         }
     }
@@ -67,7 +71,7 @@ pub mod v1 {
 
     impl SecretFields for IscsiPoolConfig {
         fn secret_fields(&mut self) -> Vec<(&'static str, &mut String)> {
-            vec![("chap_password", &mut self.chap_password)]
+            vec![("chap_password", &mut self.chap_password), ("mutual_chap_password", &mut self.mutual_chap_password)]
         }
     }
 
@@ -152,7 +156,10 @@ mod tests {
     #[test]
     fn debug_output_never_shows_a_secret() {
         let ceph = v1::CephPoolConfig { key: "AQBsupersecretkey==".into(), ceph_pool: "rbd".into(), ..Default::default() };
-        let iscsi = v1::IscsiPoolConfig { chap_password: "chapsecret12".into(), portal: "10.0.0.9:3260".into(), ..Default::default() };
+        let iscsi = v1::IscsiPoolConfig {
+            chap_password: "chapsecret12".into(),
+            mutual_chap_password: "chapsecret-mutual".into(),
+            portals: vec!["10.0.0.9:3260".into()], ..Default::default() };
         let config = v1::PoolConfig { backend: Some(v1::pool_config::Backend::Ceph(ceph.clone())) };
         let join = v1::JoinToken { token: "lqjoin.a.supersecret.b".into(), ..Default::default() };
         let enrol = v1::EnrollNodeRequest { token: "lqjoin.a.supersecret.b".into(), ..Default::default() };

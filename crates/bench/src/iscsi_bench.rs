@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut node = rt.block_on(BenchNode::start(root.path()))?;
     let pool = rt.block_on(node.init_pool_with(pb::pool_config::Backend::Iscsi(pb::IscsiPoolConfig {
-        portal: tgt.portal(),
+        portals: vec![tgt.portal()],
         target_iqn: TARGET.into(),
         initiator_iqn: "iqn.2024-01.io.limiquantix.bench:node1".into(),
         chap_username: CHAP_USER.into(),
@@ -119,7 +119,7 @@ fn lvm_creates(tgt: &Tgt, rt: &tokio::runtime::Runtime, samples: usize) -> anyho
         n.iscsi.by_path_dir = shim.by_path_dir();
     }))?;
     let pool = rt.block_on(node.init_pool_with(pb::pool_config::Backend::Iscsi(pb::IscsiPoolConfig {
-        portal: tgt.portal(),
+        portals: vec![tgt.portal()],
         target_iqn: TARGET.into(),
         lun: 1,
         initiator_iqn: "iqn.2024-01.io.limiquantix.bench:node1".into(),
@@ -128,6 +128,7 @@ fn lvm_creates(tgt: &Tgt, rt: &tokio::runtime::Runtime, samples: usize) -> anyho
         mode: pb::IscsiMode::Lvm as i32,
         volume_group: "lqbench".into(),
         create_volume_group: true,
+        ..Default::default()
     })))?;
     // The node's own LVM config for the pool: the same single device, the same locks.
     let lvm_dir = root.path().join("state/iscsi-lvm").join(&pool);

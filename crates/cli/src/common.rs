@@ -179,9 +179,10 @@ pub struct PoolConfigArgs {
     /// Create the Ceph pool (application rbd) if it does not exist.
     #[arg(long)]
     ceph_create_pool: bool,
-    /// iSCSI pool: the target portal host:port.
+    /// iSCSI pool: the target portal host[:port]; repeat it for more portals
+    /// of the same target, tried in order.
     #[arg(long, group = "backend", requires = "iscsi_target")]
-    iscsi_portal: Option<String>,
+    iscsi_portal: Vec<String>,
     /// iSCSI pool: the target's IQN.
     #[arg(long)]
     iscsi_target: Option<String>,
@@ -207,6 +208,12 @@ pub struct PoolConfigArgs {
     /// A file holding the CHAP secret.
     #[arg(long)]
     chap_password_file: Option<PathBuf>,
+    /// Mutual CHAP (LVM mode): the target's own CHAP user name.
+    #[arg(long, requires = "mutual_chap_password_file")]
+    mutual_chap_user: Option<String>,
+    /// Mutual CHAP: a file holding the target's secret (not the CHAP secret).
+    #[arg(long, requires = "mutual_chap_user")]
+    mutual_chap_password_file: Option<PathBuf>,
 }
 
 /// The text of a file named on the command line.
@@ -253,9 +260,9 @@ impl PoolConfigArgs {
                 rados_namespace: self.ceph_namespace.clone().unwrap_or_default(),
                 create_if_missing: self.ceph_create_pool,
             })
-        } else if let Some(portal) = &self.iscsi_portal {
+        } else if !self.iscsi_portal.is_empty() {
             B::Iscsi(pb::IscsiPoolConfig {
-                portal: portal.clone(),
+                portals: self.iscsi_portal.clone(),
                 target_iqn: self.iscsi_target.clone().unwrap_or_default(),
                 lun: self.iscsi_lun,
                 initiator_iqn: self.iscsi_initiator.clone().unwrap_or_default(),
@@ -268,6 +275,8 @@ impl PoolConfigArgs {
                 } as i32,
                 volume_group: self.iscsi_volume_group.clone().unwrap_or_default(),
                 create_volume_group: self.iscsi_create_volume_group,
+                mutual_chap_username: self.mutual_chap_user.clone().unwrap_or_default(),
+                mutual_chap_password: read_secret(&self.mutual_chap_password_file)?,
             })
         } else {
             return Err(Status::invalid_argument("say what the pool is: --local-path, --nfs-server, --ceph-pool or --iscsi-portal"));

@@ -382,7 +382,7 @@ fn location(config: Option<&pb::PoolConfig>) -> String {
         Some(B::Local(l)) => l.path.clone(),
         Some(B::Nfs(n)) => format!("{}:{}", n.server, n.export_path),
         Some(B::Ceph(c)) => format!("ceph pool {}", c.ceph_pool),
-        Some(B::Iscsi(i)) => format!("{} {}", i.portal, i.target_iqn),
+        Some(B::Iscsi(i)) => format!("{} {}", i.portals.join(","), i.target_iqn),
         None => String::new(),
     }
 }

@@ -242,9 +242,15 @@ fn an_iscsi_datastore_from_lqctl() {
     // The CHAP secret from a file, never the command line.
     let secret = root.path().join("chap.secret");
     std::fs::write(&secret, format!("{}\n", tgt.chap_secret())).unwrap();
-    let create = ["pool", "create", "san", "--iscsi-portal", &tgt.portal(), "--iscsi-target", TARGET, "--chap-user", CHAP_USER, "--chap-password-file", secret.to_str().unwrap()];
+    // Two portals, the first dead: the second is used.
+    let dead = format!("127.0.0.1:{}", limiquantix_testkit::free_port().unwrap());
+    let create = [
+        "pool", "create", "san", "--iscsi-portal", &dead, "--iscsi-portal", &tgt.portal(), "--iscsi-target", TARGET, "--chap-user", CHAP_USER,
+        "--chap-password-file", secret.to_str().unwrap(),
+    ];
     let pool = json(&server, &create);
     assert_eq!((pool["state"].as_str(), pool["kind"].as_str()), (Some("ready"), Some("iscsi")), "{pool}");
+    assert_eq!(pool["location"].as_str(), Some(format!("{dead},{} {TARGET}", tgt.portal()).as_str()), "{pool}");
     assert_eq!(pool["capabilities"]["array_managed"], true);
 
     // The target's LUNs show up as volumes by themselves.

@@ -56,7 +56,7 @@ fn the_targets_luns_become_volumes_and_change_only_on_the_array() {
         c.wait_node_online(&node_id).await;
 
         let iscsi = pb::IscsiPoolConfig {
-            portal: tgt.portal(),
+            portals: vec![tgt.portal()],
             target_iqn: TARGET.into(),
             initiator_iqn: "iqn.2024-01.io.limiquantix.test:node1".into(),
             chap_username: CHAP_USER.into(),
@@ -195,8 +195,11 @@ fn lvm_mode_volumes_are_made_one_metadata_change_at_a_time() {
         .await;
         c.wait_node_online(&node_id).await;
 
+        // Two portals, the first dead; mutual CHAP: both secrets travel to the node and come back from no API.
+        let mutual = tgt.add_mutual_chap().unwrap();
+        let dead = format!("127.0.0.1:{}", limiquantix_testkit::free_port().unwrap());
         let iscsi = pb::IscsiPoolConfig {
-            portal: tgt.portal(),
+            portals: vec![dead.clone(), tgt.portal()],
             target_iqn: TARGET.into(),
             lun: 1,
             initiator_iqn: "iqn.2024-01.io.limiquantix.test:node1".into(),
@@ -205,11 +208,19 @@ fn lvm_mode_volumes_are_made_one_metadata_change_at_a_time() {
             mode: pb::IscsiMode::Lvm as i32,
             volume_group: "lqsan".into(),
             create_volume_group: true,
+            mutual_chap_username: limiquantix_testkit::tgt::MUTUAL_CHAP_USER.into(),
+            mutual_chap_password: mutual.clone(),
         };
         let req = pb::CreatePoolRequest { name: "san".into(), config: Some(pb::PoolConfig { backend: Some(pb::pool_config::Backend::Iscsi(iscsi)) }), ..Default::default() };
         let op = c.pools.create_pool(req).await.unwrap().into_inner();
         c.wait_ok(&op.task_id).await;
         let pool = c.pools.get_pool(pb::GetPoolRequest { pool: "san".into() }).await.unwrap().into_inner();
+        let Some(pb::pool_config::Backend::Iscsi(shown)) = pool.config.clone().and_then(|c| c.backend) else { panic!("{pool:?}") };
+        assert_eq!(shown.portals, [dead, tgt.portal()]);
+        assert_eq!(shown.mutual_chap_username, limiquantix_testkit::tgt::MUTUAL_CHAP_USER);
+        assert!(shown.chap_password.is_empty() && shown.mutual_chap_password.is_empty(), "secrets are write-only");
+        let record = shim.nodes_dir().join(TARGET).join(tgt.portal().replace(':', ","));
+        assert!(std::fs::read_to_string(&record).unwrap().contains(&format!("node.session.auth.password_in = {mutual}")));
         let caps = pool.capabilities.clone().unwrap();
         assert!(caps.one_metadata_writer && !caps.array_managed && !caps.snapshots && !caps.thin_provisioning, "{caps:?}");
         assert!(pool.capacity.as_ref().unwrap().total_bytes > 120 * MIB, "{pool:?}");

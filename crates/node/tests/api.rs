@@ -42,7 +42,7 @@ async fn bad_pool_configs_are_invalid_arguments_that_never_echo_secrets() {
     use pb::pool_config::Backend as B;
     let lvm = |volume_group: &str| {
         B::Iscsi(pb::IscsiPoolConfig {
-            portal: "127.0.0.1:3260".into(),
+            portals: vec!["127.0.0.1:3260".into()],
             target_iqn: "iqn.2024-01.io.x:t".into(),
             chap_username: "lquser".into(),
             chap_password: "pw-long-enough-12".into(),

@@ -45,7 +45,7 @@ fn qemu_opens_a_lun_through_libiscsi_with_the_nodes_chap_secret() {
         let pool = new_id();
         let config = pb::PoolConfig {
             backend: Some(pb::pool_config::Backend::Iscsi(pb::IscsiPoolConfig {
-                portal: tgt.portal(),
+                portals: vec![tgt.portal()],
                 target_iqn: TARGET.into(),
                 initiator_iqn: "iqn.2024-01.io.limiquantix.test:node1".into(),
                 chap_username: CHAP_USER.into(),

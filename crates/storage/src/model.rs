@@ -50,23 +50,29 @@ impl PoolConfig {
         }
     }
 
-    /// The kind's secret field (Ceph key, CHAP password), if it has one.
-    pub fn secret(&self) -> Option<&Secret> {
+    /// The kind's secret fields (Ceph key; CHAP and mutual CHAP secrets),
+    /// each by a name stable in the node's store.
+    pub fn secrets(&self) -> Vec<(&'static str, &Secret)> {
         match self {
-            Self::Ceph(c) => Some(&c.key),
-            Self::Iscsi(i) => Some(&i.chap_password),
-            Self::Local(_) | Self::Nfs(_) => None,
+            Self::Ceph(c) => vec![(MAIN_SECRET, &c.key)],
+            Self::Iscsi(i) => vec![(MAIN_SECRET, &i.chap_password), (MUTUAL_CHAP_SECRET, &i.mutual_chap_password)],
+            Self::Local(_) | Self::Nfs(_) => Vec::new(),
         }
     }
 
-    pub fn secret_mut(&mut self) -> Option<&mut Secret> {
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
-            Self::Ceph(c) => Some(&mut c.key),
-            Self::Iscsi(i) => Some(&mut i.chap_password),
-            Self::Local(_) | Self::Nfs(_) => None,
+            Self::Ceph(c) => vec![(MAIN_SECRET, &mut c.key)],
+            Self::Iscsi(i) => vec![(MAIN_SECRET, &mut i.chap_password), (MUTUAL_CHAP_SECRET, &mut i.mutual_chap_password)],
+            Self::Local(_) | Self::Nfs(_) => Vec::new(),
         }
     }
 }
+
+/// The names of secret fields (see [`PoolConfig::secrets`]).
+pub const MAIN_SECRET: &str = "secret";
+pub const MUTUAL_CHAP_SECRET: &str = "mutual-chap";
+pub const SECRET_NAMES: [&str; 2] = [MAIN_SECRET, MUTUAL_CHAP_SECRET];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalPoolConfig {
@@ -131,7 +137,10 @@ pub struct CephPoolConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IscsiPoolConfig {
-    pub portal: String,
+    /// Tried in order. Records written before lists were offered hold one
+    /// `portal` string: they read as a list of one.
+    #[serde(alias = "portal", deserialize_with = "one_or_many")]
+    pub portals: Vec<String>,
     pub target_iqn: String,
     pub lun: u32,
     pub initiator_iqn: String,
@@ -146,6 +155,24 @@ pub struct IscsiPoolConfig {
     /// LVM mode: make the group if the LUN holds none (never over other data).
     #[serde(default)]
     pub create_volume_group: bool,
+    /// Mutual CHAP: the target's own user and secret.
+    #[serde(default)]
+    pub mutual_chap_username: String,
+    #[serde(skip)]
+    pub mutual_chap_password: Secret,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StorageError};
 use crate::fsutil::{atomic_write, create_private_dir, fsync_dir};
 use crate::ids::PoolId;
-use crate::model::{PoolConfig, Secret};
+use crate::model::{MAIN_SECRET, PoolConfig, SECRET_NAMES, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredPool {
@@ -32,27 +32,33 @@ impl PoolStore {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// The config's secret (Ceph key, CHAP password), in its own 0600 file:
-    /// the JSON record never holds it.
-    fn secret_path(&self, id: PoolId) -> PathBuf {
-        self.dir.join(format!("{id}.secret"))
+    /// Each of the config's secrets (Ceph key, CHAP secrets) in its own 0600
+    /// file: the JSON record never holds them. The main one keeps the name
+    /// it always had.
+    fn secret_path(&self, id: PoolId, name: &str) -> PathBuf {
+        match name {
+            MAIN_SECRET => self.dir.join(format!("{id}.secret")),
+            other => self.dir.join(format!("{id}.{other}.secret")),
+        }
     }
 
     pub fn save(&self, pool: &StoredPool) -> Result<()> {
-        if let Some(secret) = pool.config.secret().filter(|s| !s.is_empty()) {
-            atomic_write(&self.secret_path(pool.pool_id), secret.expose().as_bytes(), 0o600)?;
+        for (name, secret) in pool.config.secrets() {
+            let path = self.secret_path(pool.pool_id, name);
+            if secret.is_empty() {
+                remove_if_present(&path, pool.pool_id)?;
+            } else {
+                atomic_write(&path, secret.expose().as_bytes(), 0o600)?;
+            }
         }
         let json = serde_json::to_vec_pretty(pool).map_err(|e| StorageError::Internal(e.to_string()))?;
         atomic_write(&self.path(pool.pool_id), &json, 0o600)
     }
 
     pub fn remove(&self, id: PoolId) -> Result<()> {
-        for path in [self.path(id), self.secret_path(id)] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io(format!("cannot remove the record of pool {id}"), e)),
-            }
+        remove_if_present(&self.path(id), id)?;
+        for name in SECRET_NAMES {
+            remove_if_present(&self.secret_path(id, name), id)?;
         }
         fsync_dir(&self.dir)
     }
@@ -73,19 +79,27 @@ impl PoolStore {
             let mut pool: StoredPool = serde_json::from_slice(&bytes).map_err(|e| {
                 StorageError::Internal(format!("pool record {} is damaged: {e}; fix or remove it", path.display()))
             })?;
-            let secret_path = self.secret_path(pool.pool_id);
-            let secret = match std::fs::read_to_string(&secret_path) {
-                Ok(s) => Some(Secret::new(s)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(StorageError::io(format!("cannot read {}", secret_path.display()), e)),
-            };
-            if let (Some(field), Some(secret)) = (pool.config.secret_mut(), secret) {
-                *field = secret;
+            let id = pool.pool_id;
+            for (name, field) in pool.config.secrets_mut() {
+                let secret_path = self.secret_path(id, name);
+                match std::fs::read_to_string(&secret_path) {
+                    Ok(s) => *field = Secret::new(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io(format!("cannot read {}", secret_path.display()), e)),
+                }
             }
             pools.push(pool);
         }
         pools.sort_by_key(|p| p.pool_id);
         Ok(pools)
+    }
+}
+
+fn remove_if_present(path: &Path, id: PoolId) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io(format!("cannot remove the record of pool {id}"), e)),
     }
 }
 
@@ -135,6 +149,41 @@ mod tests {
         assert_eq!(store.load_all().unwrap()[0].config, config);
         store.remove(id).unwrap();
         assert!(!secret.exists());
+    }
+
+    #[test]
+    fn both_chap_secrets_come_back_and_an_old_single_portal_record_still_reads() {
+        use crate::model::{IscsiMode, IscsiPoolConfig};
+        let state = tempfile::tempdir().unwrap();
+        let store = PoolStore::open(state.path()).unwrap();
+        let id = PoolId::new_random();
+        let config = PoolConfig::Iscsi(IscsiPoolConfig {
+            portals: vec!["10.0.0.5:3260".into(), "10.0.1.5:3260".into()],
+            target_iqn: "iqn.2024-01.io.example:array".into(),
+            lun: 1,
+            initiator_iqn: String::new(),
+            chap_username: "node".into(),
+            chap_password: Secret::new("initiator-secret-1".into()),
+            mode: IscsiMode::Lvm,
+            volume_group: "vg0".into(),
+            create_volume_group: false,
+            mutual_chap_username: "array".into(),
+            mutual_chap_password: Secret::new("target-secret-22".into()),
+        });
+        store.save(&StoredPool { pool_id: id, config: config.clone() }).unwrap();
+        let json = std::fs::read_to_string(state.path().join(format!("pools/{id}.json"))).unwrap();
+        assert!(!json.contains("secret-1") && !json.contains("secret-22"), "{json}");
+        assert_eq!(std::fs::read_to_string(state.path().join(format!("pools/{id}.mutual-chap.secret"))).unwrap(), "target-secret-22");
+        assert_eq!(store.load_all().unwrap()[0].config, config);
+
+        // A record from before portal lists: one "portal" string.
+        let old = json.replace("\"portals\": [\n      \"10.0.0.5:3260\",\n      \"10.0.1.5:3260\"\n    ]", "\"portal\": \"10.0.0.5:3260\"");
+        assert_ne!(old, json, "the test rewrote the record");
+        std::fs::write(state.path().join(format!("pools/{id}.json")), old).unwrap();
+        let PoolConfig::Iscsi(read) = &store.load_all().unwrap()[0].config else { panic!("not iscsi") };
+        assert_eq!(read.portals, vec!["10.0.0.5:3260".to_owned()]);
+        store.remove(id).unwrap();
+        assert_eq!(std::fs::read_dir(state.path().join("pools")).unwrap().count(), 0, "every file of the pool is gone");
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn engine(root: &Path, shim: &LoginShim) -> EngineConfig {
 
 fn config(tgt: &Tgt, lun: u32, secret: &str, create: bool) -> PoolConfig {
     PoolConfig::Iscsi(IscsiPoolConfig {
-        portal: tgt.portal(),
+        portals: vec![tgt.portal()],
         target_iqn: limiquantix_testkit::tgt::TARGET.into(),
         lun,
         initiator_iqn: "iqn.2024-01.io.limiquantix.test:node1".into(),
@@ -46,6 +46,8 @@ fn config(tgt: &Tgt, lun: u32, secret: &str, create: bool) -> PoolConfig {
         mode: IscsiMode::Lvm,
         volume_group: "lqsan".into(),
         create_volume_group: create,
+        mutual_chap_username: String::new(),
+        mutual_chap_password: Secret::default(),
     })
 }
 
@@ -175,6 +177,82 @@ fn a_volume_group_on_a_logged_in_lun_holds_the_volumes() {
         assert!(shim.links().is_empty());
         assert!(!record.exists());
         assert!(lvm.vgs("lqsan").await.unwrap().is_some(), "the data on the LUN is never deleted by forgetting the pool");
+    });
+}
+
+#[test]
+fn a_pool_logs_in_through_the_portal_that_answers_with_mutual_chap_from_the_record() {
+    let tgt = Tgt::start(&[64]).unwrap();
+    let lun1 = LoopDevice::over(&tgt.disk_file(1)).unwrap();
+    let shim = LoginShim::new(&[(1, &lun1.path)]).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let secret = tgt.chap_secret().to_owned();
+    let dead = format!("127.0.0.1:{}", limiquantix_testkit::free_port().unwrap());
+    let with = |mutual_secret: &str| {
+        let PoolConfig::Iscsi(mut c) = config(&tgt, 1, &secret, true) else { unreachable!() };
+        c.portals = vec![dead.clone(), tgt.portal()];
+        c.mutual_chap_username = limiquantix_testkit::tgt::MUTUAL_CHAP_USER.into();
+        c.mutual_chap_password = Secret::new(mutual_secret.to_owned());
+        PoolConfig::Iscsi(c)
+    };
+    rt.block_on(async {
+        let m = StorageManager::open(engine(root.path(), &shim)).await.unwrap();
+        // The target has no secret of its own yet: it cannot prove one, and nothing is logged in.
+        let err = m.init_pool(PoolId::new_random(), with("the-arrays-secret")).await.unwrap_err();
+        assert!(matches!(err, StorageError::PermissionDenied(_)) && err.to_string().contains("mutual CHAP"), "{err}");
+        assert!(shim.calls().is_empty(), "{:?}", shim.calls());
+
+        let mutual = tgt.add_mutual_chap().unwrap();
+        let err = m.init_pool(PoolId::new_random(), with("not-the-arrays-secret")).await.unwrap_err();
+        assert!(matches!(err, StorageError::PermissionDenied(_)), "{err}");
+        assert!(shim.calls().is_empty(), "{:?}", shim.calls());
+
+        let pool = PoolId::new_random();
+        m.init_pool(pool, with(&mutual)).await.unwrap();
+        // The first portal is dead: the record and the login are the second's.
+        let record = shim.nodes_dir().join(limiquantix_testkit::tgt::TARGET).join(tgt.portal().replace(':', ","));
+        let text = std::fs::read_to_string(&record).unwrap();
+        assert!(text.contains(&format!("node.session.auth.password_in = {mutual}")), "{text}");
+        assert!(shim.calls().iter().all(|c| !c.contains(&dead)), "{:?}", shim.calls());
+        assert!(shim.calls().iter().any(|c| c.contains("-n node.session.auth.username_in -v lqarray")), "{:?}", shim.calls());
+        for call in shim.calls() {
+            assert!(!call.contains(&secret) && !call.contains(&mutual), "a CHAP secret on a command line: {call}");
+        }
+        assert!(shim.links().iter().any(|l| l.contains(&tgt.portal()) && l.ends_with("-lun-1")), "{:?}", shim.links());
+        let v = m.create_volume(pool, VolumeId::new_random(), empty(4 * MIB), VolumeSource::Empty, &|_| {}).await.unwrap();
+        assert_eq!(v.size_bytes, 4 * MIB);
+
+        // The node keeps both secrets apart from the pool record, and a restart finds the login in place.
+        drop(m);
+        let before = shim.calls().len();
+        let m = StorageManager::open(engine(root.path(), &shim)).await.unwrap();
+        assert_eq!(m.get_volume(pool, v.id).await.unwrap(), v);
+        assert_eq!(shim.calls().len(), before, "no second login");
+        m.destroy_pool(pool).await.unwrap();
+        assert!(shim.links().is_empty() && !record.exists());
+    });
+}
+
+#[test]
+fn direct_mode_refuses_mutual_chap_which_qemu_cannot_check() {
+    let tgt = Tgt::start(&[16]).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let shim = LoginShim::new(&[]).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let m = StorageManager::open(engine(root.path(), &shim)).await.unwrap();
+        let PoolConfig::Iscsi(mut c) = config(&tgt, 0, tgt.chap_secret(), false) else { unreachable!() };
+        c.mode = IscsiMode::Direct;
+        c.mutual_chap_username = "lqarray".into();
+        c.mutual_chap_password = Secret::new("the-arrays-secret".into());
+        let err = m.init_pool(PoolId::new_random(), PoolConfig::Iscsi(c.clone())).await.unwrap_err();
+        assert!(matches!(err, StorageError::InvalidArgument(_)) && err.to_string().contains("LVM mode only"), "{err}");
+        c.mode = IscsiMode::Lvm;
+        c.mutual_chap_password = Secret::new(tgt.chap_secret().to_owned());
+        let err = m.init_pool(PoolId::new_random(), PoolConfig::Iscsi(c)).await.unwrap_err();
+        assert!(err.to_string().contains("must differ"), "{err}");
+        assert!(m.list_pools().await.unwrap().is_empty(), "nothing was kept");
     });
 }
 

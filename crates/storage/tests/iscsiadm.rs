@@ -1,7 +1,8 @@
 //! The typed iscsiadm with a node database of the test's own (a temp dir
 //! bind-mounted on /etc/iscsi in a private mount namespace, and a private
 //! network namespace so no host iscsid can be reached): records made with
-//! CHAP whose secret iscsiadm reads from the record, never from argv; login
+//! CHAP (and mutual CHAP) whose secrets iscsiadm reads from the record, never
+//! from argv; login
 //! needs the kernel initiator this machine lacks (argv level only).
 
 use std::os::unix::fs::PermissionsExt;
@@ -42,6 +43,20 @@ fn node_records_carry_chap_without_argv_and_delete_is_idempotent() {
         for want in ["node.session.auth.authmethod = CHAP", "node.session.auth.username = lquser", "node.session.auth.password = a secret with = and # in it", "node.startup = manual"] {
             assert!(shown.contains(want), "{want} in {shown}");
         }
+
+        // Mutual CHAP: the target's user and secret, read from the record too.
+        let other = IscsiName::parse("iqn.2024-01.io.limiquantix.test:tgt2").unwrap();
+        let mutual = Chap::new("lquser", "the initiator's secret").unwrap().with_mutual(Chap::new("lqarray", "the array's own = secret").unwrap()).unwrap();
+        adm.add_node(&other, &portal, Some(&mutual)).await.unwrap();
+        let shown = run(Command::new("iscsiadm").args(["-m", "node", "-T", other.as_str(), "-p", "127.0.0.1:3260", "-S"]));
+        for want in [
+            "node.session.auth.password = the initiator's secret",
+            "node.session.auth.username_in = lqarray",
+            "node.session.auth.password_in = the array's own = secret",
+        ] {
+            assert!(shown.contains(want), "{want} in {shown}");
+        }
+        adm.delete_node(&other, &portal).await.unwrap();
 
         // This kernel has no iSCSI initiator: login fails, saying which target.
         let err = adm.login(&target, &portal).await.unwrap_err();

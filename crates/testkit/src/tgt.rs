@@ -13,6 +13,8 @@ use crate::process::{ChildGuard, free_port, wait_until};
 
 pub const TARGET: &str = "iqn.2024-01.io.limiquantix.test:tgt1";
 pub const CHAP_USER: &str = "lquser";
+/// The target's own CHAP user, for mutual CHAP (see `add_mutual_chap`).
+pub const MUTUAL_CHAP_USER: &str = "lqarray";
 
 pub struct Tgt {
     dir: tempfile::TempDir,
@@ -55,6 +57,15 @@ impl Tgt {
 
     pub fn chap_secret(&self) -> &str {
         &self.chap_secret
+    }
+
+    /// Makes the target answer mutual CHAP as [`MUTUAL_CHAP_USER`] (tgt's
+    /// outgoing account) and returns its secret.
+    pub fn add_mutual_chap(&self) -> io::Result<String> {
+        let secret = format!("lqm-{}", &crate::process::new_uuid()?.replace('-', "")[..20]);
+        self.tgtadm(&["--mode", "account", "--op", "new", "--user", MUTUAL_CHAP_USER, "--password", &secret])?;
+        self.tgtadm(&["--mode", "account", "--op", "bind", "--tid", "1", "--user", MUTUAL_CHAP_USER, "--outgoing"])?;
+        Ok(secret)
     }
 
     /// The file behind the disk made as number `disk` (1, 2, ...).

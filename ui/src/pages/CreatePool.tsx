@@ -46,6 +46,16 @@ const monitorsError = (s: string) => {
   return list.map((m) => hostPortError(m)).find((e) => e) ?? '';
 };
 
+const commaList = (s: string) => s.split(',').map((m) => m.trim()).filter(Boolean);
+
+const portalsError = (s: string) => {
+  const list = commaList(s);
+  if (list.length === 0) return 'at least one portal (host[:port], comma-separated)';
+  if (list.length > 8) return 'at most 8 portals';
+  if (new Set(list).size !== list.length) return 'a portal is given twice';
+  return list.map((p) => hostPortError(p)).find((e) => e) ?? '';
+};
+
 const FORMS: Partial<Record<PoolKind, KindForm>> = {
   [PoolKind.LOCAL]: {
     local: true,
@@ -74,7 +84,7 @@ const FORMS: Partial<Record<PoolKind, KindForm>> = {
       backend: {
         case: 'ceph',
         value: {
-          monitors: f.monitors.split(',').map((m) => m.trim()).filter(Boolean),
+          monitors: commaList(f.monitors),
           cephPool: f.cephPool,
           clientId: f.clientId,
           key: f.key,
@@ -85,10 +95,12 @@ const FORMS: Partial<Record<PoolKind, KindForm>> = {
   },
   [PoolKind.ISCSI]: {
     fields: [
-      { key: 'portal', label: 'Portal', check: (v) => hostPortError(v), hint: 'host[:port], 3260 by default' },
+      { key: 'portals', label: 'Portals', check: portalsError, hint: 'host[:port], 3260 by default; several comma-separated, tried in order' },
       { key: 'targetIqn', label: 'Target', check: iqnError },
       { key: 'chapUsername', label: 'CHAP user', optional: true },
       { key: 'chapPassword', label: 'CHAP secret', secret: true, optional: true, check: chapSecretError },
+      { key: 'mutualChapUsername', label: "LVM mode, mutual CHAP: the target's user", optional: true },
+      { key: 'mutualChapPassword', label: "LVM mode, mutual CHAP: the target's secret", secret: true, optional: true, check: chapSecretError },
       { key: 'lun', label: 'LVM mode: the LUN holding the volume group', optional: true, check: (v) => (!v || /^\d+$/.test(v) ? '' : 'a LUN number') },
       { key: 'volumeGroup', label: 'LVM mode: volume group', optional: true, check: (v) => (!v || /^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$/.test(v) ? '' : 'letters, digits and + _ . -') },
     ],
@@ -100,10 +112,12 @@ const FORMS: Partial<Record<PoolKind, KindForm>> = {
       backend: {
         case: 'iscsi',
         value: {
-          portal: f.portal,
+          portals: commaList(f.portals),
           targetIqn: f.targetIqn,
           chapUsername: f.chapUsername,
           chapPassword: f.chapPassword,
+          mutualChapUsername: f.mutualChapUsername,
+          mutualChapPassword: f.mutualChapPassword,
           mode: flags.lvm ? IscsiMode.LVM : IscsiMode.DIRECT,
           lun: Number(f.lun || 0),
           volumeGroup: f.volumeGroup,

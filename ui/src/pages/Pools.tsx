@@ -19,7 +19,7 @@ function location(p: Pool): string {
     case 'ceph':
       return `${b.value.cephPool} @ ${b.value.monitors.join(',')}`;
     case 'iscsi':
-      return `${b.value.targetIqn} @ ${b.value.portal}`;
+      return `${b.value.targetIqn} @ ${b.value.portals.join(', ')}`;
     default:
       return '';
   }

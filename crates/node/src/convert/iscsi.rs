@@ -4,7 +4,7 @@ use limiquantix_storage::model::{IscsiMode, IscsiPoolConfig, Secret};
 
 pub fn config_in(i: pb::IscsiPoolConfig) -> Result<IscsiPoolConfig, StorageError> {
     Ok(IscsiPoolConfig {
-        portal: i.portal,
+        portals: i.portals,
         target_iqn: i.target_iqn,
         lun: i.lun,
         initiator_iqn: i.initiator_iqn,
@@ -17,13 +17,15 @@ pub fn config_in(i: pb::IscsiPoolConfig) -> Result<IscsiPoolConfig, StorageError
         },
         volume_group: i.volume_group,
         create_volume_group: i.create_volume_group,
+        mutual_chap_username: i.mutual_chap_username,
+        mutual_chap_password: Secret::new(i.mutual_chap_password),
     })
 }
 
-/// Without the CHAP secret: secrets are never returned.
+/// Without the CHAP secrets: secrets are never returned.
 pub fn config_out(i: &IscsiPoolConfig) -> pb::IscsiPoolConfig {
     pb::IscsiPoolConfig {
-        portal: i.portal.clone(),
+        portals: i.portals.clone(),
         target_iqn: i.target_iqn.clone(),
         lun: i.lun,
         initiator_iqn: i.initiator_iqn.clone(),
@@ -35,5 +37,7 @@ pub fn config_out(i: &IscsiPoolConfig) -> pb::IscsiPoolConfig {
         } as i32,
         volume_group: i.volume_group.clone(),
         create_volume_group: i.create_volume_group,
+        mutual_chap_username: i.mutual_chap_username.clone(),
+        mutual_chap_password: String::new(),
     }
 }

@@ -42,17 +42,24 @@ impl Iscsiadm {
         self.nodes_dir.join(target.as_str()).join(format!("{host},{}", portal.port))
     }
 
-    /// Creates (or replaces) the node record, with CHAP when given.
+    /// Creates (or replaces) the node record, with CHAP (and mutual CHAP) when given.
     pub async fn add_node(&self, target: &IscsiName, portal: &Portal, chap: Option<&Chap>) -> Result<()> {
         self.node(target, portal).args(["-o", "new"]).run().await.map_err(|e| fail("create the node record of", target, e))?;
         let mut update = self.node(target, portal).args(["-o", "update", "-n", "node.startup", "-v", "manual"]);
         if let Some(chap) = chap {
             update = update.args(["-n", "node.session.auth.authmethod", "-v", "CHAP", "-n", "node.session.auth.username", "-v"]).arg(&chap.username);
+            if let Some(mutual) = &chap.mutual {
+                update = update.args(["-n", "node.session.auth.username_in", "-v"]).arg(&mutual.username);
+            }
         }
         update.run().await.map_err(|e| fail("update the node record of", target, e))?;
         if let Some(chap) = chap {
             let file = self.record_file(target, portal);
-            append_secret(&file, chap.secret())?;
+            let mut secrets = vec![("node.session.auth.password", chap.secret())];
+            if let Some(mutual) = &chap.mutual {
+                secrets.push(("node.session.auth.password_in", mutual.secret()));
+            }
+            append_secrets(&file, &secrets)?;
         }
         Ok(())
     }
@@ -89,14 +96,15 @@ pub fn by_path(by_path_dir: &Path, target: &IscsiName, portal: &Portal, lun: u32
     by_path_dir.join(format!("ip-{}-iscsi-{}-lun-{lun}", portal.address(), target))
 }
 
-fn append_secret(file: &Path, secret: &str) -> Result<()> {
+fn append_secrets(file: &Path, secrets: &[(&str, &str)]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .mode(0o600)
         .open(file)
         .map_err(|e| StorageError::io(format!("cannot open the node record {}", file.display()), e))?;
-    writeln!(f, "node.session.auth.password = {secret}")
+    let lines: String = secrets.iter().map(|(key, secret)| format!("{key} = {secret}\n")).collect();
+    f.write_all(lines.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| StorageError::io(format!("cannot write the node record {}", file.display()), e))
 }

@@ -43,10 +43,11 @@ impl LunInfo {
     }
 }
 
-/// What a connection needs: where, which target, as whom.
+/// What a connection needs: where (portals tried in order), which target,
+/// as whom.
 #[derive(Debug, Clone)]
 pub struct Login<'a> {
-    pub portal: &'a Portal,
+    pub portals: &'a [Portal],
     pub target: &'a IscsiName,
     pub initiator: &'a IscsiName,
     pub chap: Option<&'a Chap>,
@@ -56,6 +57,7 @@ pub struct Login<'a> {
 pub struct IscsiSession {
     ctx: NonNull<sys::iscsi_context>,
     target: String,
+    portal: Portal,
     timeout: Duration,
 }
 
@@ -88,7 +90,13 @@ fn last_error(ctx: NonNull<sys::iscsi_context>) -> String {
 
 /// What a failed login or command means for the caller.
 fn login_error(portal: &Portal, target: &str, detail: String, timeout: Duration) -> StorageError {
-    if detail.contains("Authentication failure") || detail.contains("Authorization failure") {
+    // libiscsi's words when the target's own CHAP answer is wrong or missing.
+    let mutual_failed = ["Invalid CHAP_R", "Wrong CHAP targetname", "did not return CHAP_N", "Wrong size of CHAP_R"];
+    if mutual_failed.iter().any(|m| detail.contains(m)) {
+        StorageError::PermissionDenied(format!(
+            "iSCSI target {target} at {portal} did not prove its identity (mutual CHAP): check the mutual CHAP user and secret, and that this is the array you mean ({detail})"
+        ))
+    } else if detail.contains("Authentication failure") || detail.contains("Authorization failure") {
         StorageError::PermissionDenied(format!("iSCSI target {target} at {portal} refused the login: wrong CHAP user or secret ({detail})"))
     } else if detail.contains("Target not found") || detail.contains("Target removed") {
         StorageError::NotFound(format!("iSCSI target {target} is not at {portal}: {detail}"))
@@ -180,12 +188,34 @@ impl Drop for Task {
 }
 
 impl IscsiSession {
-    /// Logs in to the target (normal session), with CHAP when given.
+    /// Logs in to the target (normal session), with CHAP when given, through
+    /// the first portal that answers. A portal that cannot be reached is
+    /// passed over; any other refusal (CHAP, no such target) is the answer.
     pub fn login(login: &Login<'_>) -> Result<Self> {
+        let mut unreachable = Vec::new();
+        for portal in login.portals {
+            match Self::login_at(portal, login) {
+                Err(StorageError::Unavailable(why)) => unreachable.push(why),
+                done => return done,
+            }
+        }
+        Err(StorageError::Unavailable(if unreachable.is_empty() {
+            format!("iSCSI target {} has no portal to log in through", login.target)
+        } else {
+            unreachable.join("; ")
+        }))
+    }
+
+    /// The portal this session went through.
+    pub fn portal(&self) -> &Portal {
+        &self.portal
+    }
+
+    fn login_at(portal: &Portal, login: &Login<'_>) -> Result<Self> {
         let ctx = new_context(login.initiator, login.timeout)?;
-        let session = Self { ctx, target: login.target.to_string(), timeout: login.timeout };
+        let session = Self { ctx, target: login.target.to_string(), portal: portal.clone(), timeout: login.timeout };
         let target = CString::new(login.target.as_str()).expect("checked names have no NUL");
-        let address = CString::new(login.portal.address()).expect("checked portals have no NUL");
+        let address = CString::new(portal.address()).expect("checked portals have no NUL");
         // SAFETY: a live context and NUL-terminated strings; libiscsi copies them.
         unsafe {
             sys::iscsi_set_targetname(ctx.as_ptr(), target.as_ptr());
@@ -197,11 +227,24 @@ impl IscsiSession {
             let secret = CString::new(chap.secret()).expect("checked secrets have no NUL");
             // SAFETY: as above.
             unsafe { sys::iscsi_set_initiator_username_pwd(ctx.as_ptr(), user.as_ptr(), secret.as_ptr()) };
+            if let Some(mutual) = &chap.mutual {
+                let user = CString::new(mutual.username.as_str()).expect("checked names have no NUL");
+                let secret = CString::new(mutual.secret()).expect("checked secrets have no NUL");
+                // SAFETY: as above; libiscsi then checks the target's CHAP_R.
+                unsafe { sys::iscsi_set_target_username_pwd(ctx.as_ptr(), user.as_ptr(), secret.as_ptr()) };
+            }
         }
         // SAFETY: a configured context; -1: log in without a unit-ready check.
         let rc = unsafe { sys::iscsi_full_connect_sync(ctx.as_ptr(), address.as_ptr(), -1) };
         if rc != 0 {
-            return Err(login_error(login.portal, login.target.as_str(), last_error(ctx), login.timeout));
+            let err = login_error(portal, login.target.as_str(), last_error(ctx), login.timeout);
+            return Err(match err {
+                // A target without a secret of its own refuses the whole login.
+                StorageError::PermissionDenied(why) if login.chap.is_some_and(|c| c.mutual.is_some()) && !why.contains("mutual CHAP") => {
+                    StorageError::PermissionDenied(format!("{why}; with mutual CHAP, also check that the target has its own CHAP user and secret set up"))
+                }
+                other => other,
+            });
         }
         Ok(session)
     }

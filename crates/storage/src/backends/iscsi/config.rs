@@ -50,6 +50,28 @@ impl Portal {
     }
 }
 
+/// At most this many portals per pool.
+const MAX_PORTALS: usize = 8;
+
+/// A pool's portals, in the order they are tried: at least one, no repeats.
+pub fn parse_portals(texts: &[String]) -> Result<Vec<Portal>> {
+    if texts.is_empty() {
+        return Err(StorageError::invalid("an iSCSI pool needs the target's portal (host[:port]), or several"));
+    }
+    if texts.len() > MAX_PORTALS {
+        return Err(StorageError::invalid(format!("an iSCSI pool takes at most {MAX_PORTALS} portals, not {}", texts.len())));
+    }
+    let mut portals: Vec<Portal> = Vec::with_capacity(texts.len());
+    for text in texts {
+        let portal = Portal::parse(text)?;
+        if portals.contains(&portal) {
+            return Err(StorageError::invalid(format!("iSCSI portal {portal} is given twice")));
+        }
+        portals.push(portal);
+    }
+    Ok(portals)
+}
+
 impl std::fmt::Display for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.address())
@@ -102,11 +124,13 @@ impl std::fmt::Display for IscsiName {
 }
 
 /// A CHAP user and secret. The secret is printable ASCII of 12 to 255
-/// characters and is never shown (Debug redacts it).
+/// characters and is never shown (Debug redacts it). With mutual CHAP, the
+/// target's own user and secret, which it must prove it knows.
 #[derive(Clone)]
 pub struct Chap {
     pub username: String,
     secret: String,
+    pub mutual: Option<Box<Chap>>,
 }
 
 impl Chap {
@@ -119,7 +143,17 @@ impl Chap {
                 "the CHAP secret must be {CHAP_SECRET_MIN} to {CHAP_SECRET_MAX} printable characters"
             )));
         }
-        Ok(Self { username: username.to_owned(), secret: secret.to_owned() })
+        Ok(Self { username: username.to_owned(), secret: secret.to_owned(), mutual: None })
+    }
+
+    /// Adds mutual CHAP: the target's credentials. RFC 7143 forbids using one
+    /// secret in both directions.
+    pub fn with_mutual(mut self, target: Chap) -> Result<Self> {
+        if target.secret == self.secret {
+            return Err(StorageError::invalid("the mutual CHAP secret must differ from the CHAP secret (RFC 7143)"));
+        }
+        self.mutual = Some(Box::new(target));
+        Ok(self)
     }
 
     pub fn secret(&self) -> &str {
@@ -129,7 +163,7 @@ impl Chap {
 
 impl std::fmt::Debug for Chap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chap").field("username", &self.username).field("secret", &"<redacted>").finish()
+        f.debug_struct("Chap").field("username", &self.username).field("secret", &"<redacted>").field("mutual", &self.mutual).finish()
     }
 }
 
@@ -167,5 +201,20 @@ mod tests {
         assert!(Chap::new("user,x=1", "a-long-enough-secret").is_err());
         let chap = Chap::new("lquser", "a-long-enough-secret").unwrap();
         assert!(!format!("{chap:?}").contains("long-enough"));
+        let same = Chap::new("array", "a-long-enough-secret").unwrap();
+        assert!(chap.clone().with_mutual(same).unwrap_err().to_string().contains("must differ"));
+        let mutual = chap.with_mutual(Chap::new("array", "the-targets-secret").unwrap()).unwrap();
+        assert!(!format!("{mutual:?}").contains("targets-secret"));
+    }
+
+    #[test]
+    fn portal_lists_are_one_to_eight_distinct_portals() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_portals(&list(&["10.0.0.5", "10.0.1.5:3261"])).unwrap().len(), 2);
+        assert!(parse_portals(&[]).is_err());
+        assert!(parse_portals(&list(&["10.0.0.5", "10.0.0.5:3260"])).unwrap_err().to_string().contains("twice"));
+        assert!(parse_portals(&list(&["10.0.0.5", "10.0.0.6;reboot"])).is_err());
+        let nine: Vec<String> = (1..=9).map(|i| format!("10.0.0.{i}")).collect();
+        assert!(parse_portals(&nine).unwrap_err().to_string().contains("at most 8"));
     }
 }

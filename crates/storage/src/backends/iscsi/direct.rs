@@ -33,7 +33,10 @@ const LUN_FACTS_TTL: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct DirectBackend {
     pool: PoolId,
-    portal: Portal,
+    portals: Vec<Portal>,
+    /// The portal the latest session went through (the first until one
+    /// did): where VMs and imports are sent.
+    portal_in_use: Arc<Mutex<Portal>>,
     target: IscsiName,
     initiator: IscsiName,
     chap: Option<Chap>,
@@ -76,10 +79,12 @@ impl DirectBackend {
         }
     }
 
-    pub fn new(pool: PoolId, portal: Portal, target: IscsiName, initiator: IscsiName, chap: Option<Chap>, ctx: &EngineContext) -> Self {
+    pub fn new(pool: PoolId, portals: Vec<Portal>, target: IscsiName, initiator: IscsiName, chap: Option<Chap>, ctx: &EngineContext) -> Self {
+        let first = portals.first().cloned().expect("a pool's portal list is never empty (parse_portals)");
         Self {
             pool,
-            portal,
+            portals,
+            portal_in_use: Arc::new(Mutex::new(first)),
             target,
             initiator,
             chap,
@@ -106,7 +111,7 @@ impl DirectBackend {
         let q = |v: &str| v.replace(',', ",,");
         let mut opts = format!(
             "driver=raw,file.driver=iscsi,file.transport=tcp,file.portal={},file.target={},file.lun={lun},file.initiator-name={}",
-            q(&self.portal.address()),
+            q(&self.portal().address()),
             q(self.target.as_str()),
             q(self.initiator.as_str())
         );
@@ -122,14 +127,22 @@ impl DirectBackend {
         &self,
         work: impl FnOnce(&mut IscsiSession, &mut LunFacts, &mut Option<(Vec<u32>, std::time::Instant)>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (state, portal, target, initiator, chap) =
-            (self.state.clone(), self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone());
+        let (state, portals, in_use, target, initiator, chap) = (
+            self.state.clone(),
+            self.portals.clone(),
+            self.portal_in_use.clone(),
+            self.target.clone(),
+            self.initiator.clone(),
+            self.chap.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let mut state = state.lock().expect("iSCSI session lock");
             let state = &mut *state;
             if state.session.is_none() {
-                let login = Login { portal: &portal, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: TIMEOUT };
-                state.session = Some(IscsiSession::login(&login)?);
+                let login = Login { portals: &portals, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: TIMEOUT };
+                let session = IscsiSession::login(&login)?;
+                session.portal().clone_into(&mut in_use.lock().expect("portal lock"));
+                state.session = Some(session);
                 state.luns.clear();
                 state.reported = None;
             }
@@ -190,7 +203,7 @@ impl DirectBackend {
             allocated_bytes: v.lun.size_bytes,
             backing: None,
             snapshot_count: 0,
-            location: format!("iscsi://{}/{}/{}", self.portal, self.target, v.lun.lun),
+            location: format!("iscsi://{}/{}/{}", self.portal(), self.target, v.lun.lun),
         }
     }
 
@@ -199,6 +212,10 @@ impl DirectBackend {
             "iscsi pools in direct mode are the LUNs of target {}: {what} them on the storage array (volumes appear as its LUNs do)",
             self.target
         ))
+    }
+
+    fn portal(&self) -> Portal {
+        self.portal_in_use.lock().expect("portal lock").clone()
     }
 
     fn secret_usage(&self) -> String {
@@ -243,7 +260,8 @@ impl Backend for DirectBackend {
     }
 
     fn location(&self) -> String {
-        format!("{} {}", self.portal, self.target)
+        let portals: Vec<String> = self.portals.iter().map(Portal::to_string).collect();
+        format!("{} {}", portals.join(","), self.target)
     }
 
     async fn activate(&self) -> Result<()> {
@@ -329,8 +347,10 @@ impl Backend for DirectBackend {
 
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         let lun = Self::lun_of(volume)?;
+        // libvirt takes one host for an iSCSI disk: the portal that answered last.
+        let portal = self.portal();
         let source = DiskSource::Iscsi {
-            host: NetHost { name: self.portal.host.clone(), port: Some(self.portal.port) },
+            host: NetHost { name: portal.host, port: Some(portal.port) },
             iqn: self.target.to_string(),
             lun,
             initiator_iqn: Some(self.initiator.to_string()),

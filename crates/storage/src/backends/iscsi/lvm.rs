@@ -38,7 +38,7 @@ const PARTIAL_SUFFIX: &str = ".partial";
 
 #[derive(Debug)]
 pub struct LvmBackend {
-    portal: Portal,
+    portals: Vec<Portal>,
     target: IscsiName,
     initiator: IscsiName,
     chap: Option<Chap>,
@@ -55,7 +55,7 @@ pub struct LvmBackend {
 
 pub struct LvmPool<'a> {
     pub pool: PoolId,
-    pub portal: Portal,
+    pub portals: Vec<Portal>,
     pub target: IscsiName,
     pub initiator: IscsiName,
     pub chap: Option<Chap>,
@@ -85,7 +85,7 @@ impl LvmBackend {
         check_vg_name(p.volume_group)?;
         Ok(Self {
             config_dir: ctx.state_dir.join("iscsi-lvm").join(p.pool.to_string()),
-            portal: p.portal,
+            portals: p.portals,
             target: p.target,
             initiator: p.initiator,
             chap: p.chap,
@@ -106,18 +106,19 @@ impl LvmBackend {
         &self.host.iscsiadm
     }
 
-    fn device_link(&self) -> PathBuf {
-        iscsiadm::by_path(&self.host.by_path_dir, &self.target, &self.portal, self.lun)
+    fn device_link(&self, portal: &Portal) -> PathBuf {
+        iscsiadm::by_path(&self.host.by_path_dir, &self.target, portal, self.lun)
     }
 
-    /// Asks the target itself (libiscsi, CHAP from memory) before anything
-    /// changes on the host: wrong CHAP, a dead portal or a missing LUN is
-    /// reported as such, and nothing is logged in.
-    async fn check_lun(&self) -> Result<()> {
-        let (portal, target, initiator, chap, lun) =
-            (self.portal.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone(), self.lun);
+    /// Asks the target itself (libiscsi, CHAP and mutual CHAP from memory)
+    /// before anything changes on the host: wrong CHAP, dead portals or a
+    /// missing LUN is reported as such, and nothing is logged in. Answers
+    /// the portal that was reached.
+    async fn check_lun(&self) -> Result<Portal> {
+        let (portals, target, initiator, chap, lun) =
+            (self.portals.clone(), self.target.clone(), self.initiator.clone(), self.chap.clone(), self.lun);
         tokio::task::spawn_blocking(move || {
-            let login = Login { portal: &portal, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: LOGIN_TIMEOUT };
+            let login = Login { portals: &portals, target: &target, initiator: &initiator, chap: chap.as_ref(), timeout: LOGIN_TIMEOUT };
             let mut session = IscsiSession::login(&login)?;
             if !session.report_luns()?.contains(&lun) {
                 return Err(StorageError::NotFound(format!("target {target} has no LUN {lun} to hold the volume group")));
@@ -125,7 +126,7 @@ impl LvmBackend {
             if !session.lun_info(lun)?.is_disk() {
                 return Err(StorageError::invalid(format!("LUN {lun} of target {target} is not a disk")));
             }
-            Ok(())
+            Ok(session.portal().clone())
         })
         .await
         .map_err(|e| StorageError::Internal(format!("iSCSI task failed: {e}")))?
@@ -133,17 +134,21 @@ impl LvmBackend {
 
     /// The steps of activation; each registers its undo in `revert`.
     async fn bring_up(&self, revert: &mut AsyncRevert) -> Result<(Lvm, u64)> {
-        self.check_lun().await?;
-        let link = self.device_link();
-        if !link.exists() {
-            let adm = self.adm().clone();
-            adm.add_node(&self.target, &self.portal, self.chap.as_ref()).await?;
-            let (a, t, p) = (adm.clone(), self.target.clone(), self.portal.clone());
-            revert.add("node record", async move { a.delete_node(&t, &p).await.map_err(|e| e.to_string()) });
-            adm.login(&self.target, &self.portal).await?;
-            let (a, t, p) = (adm.clone(), self.target.clone(), self.portal.clone());
-            revert.add("login", async move { a.logout(&t, &p).await.map_err(|e| e.to_string()) });
-        }
+        let reached = self.check_lun().await?;
+        // Logged in already (a restart) through any of the portals: keep it.
+        let link = match self.portals.iter().map(|p| self.device_link(p)).find(|l| l.exists()) {
+            Some(link) => link,
+            None => {
+                let adm = self.adm().clone();
+                adm.add_node(&self.target, &reached, self.chap.as_ref()).await?;
+                let (a, t, p) = (adm.clone(), self.target.clone(), reached.clone());
+                revert.add("node record", async move { a.delete_node(&t, &p).await.map_err(|e| e.to_string()) });
+                adm.login(&self.target, &reached).await?;
+                let (a, t, p) = (adm.clone(), self.target.clone(), reached.clone());
+                revert.add("login", async move { a.logout(&t, &p).await.map_err(|e| e.to_string()) });
+                self.device_link(&reached)
+            }
+        };
         let device = wait_for_device(&link).await?;
         let lvm = Lvm::new(&self.config_dir, &device, self.host.device_mapper, self.host.lvm_timeout)?;
         if let Some(vg) = lvm.vgs(&self.vg).await? {
@@ -277,7 +282,8 @@ impl Backend for LvmBackend {
     }
 
     fn location(&self) -> String {
-        format!("{} {} lun {}", self.portal, self.target, self.lun)
+        let portals: Vec<String> = self.portals.iter().map(Portal::to_string).collect();
+        format!("{} {} lun {}", portals.join(","), self.target, self.lun)
     }
 
     async fn activate(&self) -> Result<()> {
@@ -298,10 +304,14 @@ impl Backend for LvmBackend {
         }
     }
 
-    /// Logs out; the group and its volumes stay on the LUN.
+    /// Logs out (of whichever portal it went through); the group and its
+    /// volumes stay on the LUN.
     async fn deactivate(&self) -> Result<()> {
-        self.adm().logout(&self.target, &self.portal).await?;
-        self.adm().delete_node(&self.target, &self.portal).await
+        for portal in &self.portals {
+            self.adm().logout(&self.target, portal).await?;
+            self.adm().delete_node(&self.target, portal).await?;
+        }
+        Ok(())
     }
 
     async fn capacity(&self) -> Result<PoolCapacity> {

@@ -46,20 +46,23 @@ use crate::model::{IscsiMode, IscsiPoolConfig};
 
 /// The backend for a pool's config.
 pub fn open(pool: PoolId, config: &IscsiPoolConfig, ctx: &EngineContext) -> Result<Arc<dyn Backend>> {
-    let portal = config::Portal::parse(&config.portal)?;
+    let portals = config::parse_portals(&config.portals)?;
     let target = config::IscsiName::parse(&config.target_iqn)?;
     let initiator = if config.initiator_iqn.is_empty() { node_initiator()? } else { config::IscsiName::parse(&config.initiator_iqn)? };
-    let chap = match (config.chap_username.is_empty(), config.chap_password.expose().is_empty()) {
-        (true, true) => None,
-        (false, false) => Some(config::Chap::new(&config.chap_username, config.chap_password.expose())?),
-        _ => return Err(StorageError::invalid("give both the CHAP user and its secret, or neither")),
-    };
+    let chap = chap_of(config)?;
     match config.mode {
-        IscsiMode::Direct => Ok(Arc::new(direct::DirectBackend::new(pool, portal, target, initiator, chap, ctx))),
+        IscsiMode::Direct => {
+            if chap.as_ref().is_some_and(|c| c.mutual.is_some()) {
+                return Err(StorageError::invalid(
+                    "mutual CHAP is offered in LVM mode only: in direct mode VMs reach the LUNs through QEMU's iSCSI driver, which cannot check the target's secret",
+                ));
+            }
+            Ok(Arc::new(direct::DirectBackend::new(pool, portals, target, initiator, chap, ctx)))
+        }
         IscsiMode::Lvm => {
             let p = lvm::LvmPool {
                 pool,
-                portal,
+                portals,
                 target,
                 initiator,
                 chap,
@@ -69,6 +72,23 @@ pub fn open(pool: PoolId, config: &IscsiPoolConfig, ctx: &EngineContext) -> Resu
             };
             Ok(Arc::new(lvm::LvmBackend::new(p, ctx)?))
         }
+    }
+}
+
+/// CHAP from the config: user and secret both or neither; mutual CHAP only
+/// on top of CHAP.
+fn chap_of(config: &IscsiPoolConfig) -> Result<Option<config::Chap>> {
+    let pair = |user: &str, secret: &str, what: &str| match (user.is_empty(), secret.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => config::Chap::new(user, secret).map(Some),
+        _ => Err(StorageError::invalid(format!("give both the {what} user and its secret, or neither"))),
+    };
+    let chap = pair(&config.chap_username, config.chap_password.expose(), "CHAP")?;
+    let mutual = pair(&config.mutual_chap_username, config.mutual_chap_password.expose(), "mutual CHAP")?;
+    match (chap, mutual) {
+        (chap, None) => Ok(chap),
+        (Some(chap), Some(mutual)) => chap.with_mutual(mutual).map(Some),
+        (None, Some(_)) => Err(StorageError::invalid("mutual CHAP needs CHAP: give the CHAP user and secret too")),
     }
 }
 
