@@ -138,6 +138,21 @@ test('volumes: create, clone linked and full, resize, snapshot, revert and delet
   expect(volume('web1-full').size_bytes).toBe(2 * GIB);
   await shot(page, 'volumes-with-clones');
 
+  // Sorted by the server: by name both ways, then by size, largest first.
+  await page.getByLabel('Name filter').fill('web1');
+  const rows = () => page.locator('tbody tr[data-testid^="volume-"]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-testid')));
+  const sortBy = (column: string) => page.getByRole('columnheader', { name: column }).getByRole('button').click();
+  await sortBy('Name');
+  await expect.poll(rows).toEqual(['volume-web1', 'volume-web1-full', 'volume-web1-linked']);
+  await sortBy('Name');
+  await expect.poll(rows).toEqual(['volume-web1-linked', 'volume-web1-full', 'volume-web1']);
+  await sortBy('Size');
+  await expect.poll(async () => (await rows())[2]).toBe('volume-web1-full');
+  await sortBy('Size');
+  await expect.poll(async () => (await rows())[0]).toBe('volume-web1-full');
+  await shot(page, 'volumes-sorted');
+  await page.getByLabel('Name filter').fill('');
+
   // A snapshot, then a revert confirmed by the user.
   await volumeAction(page, 'web1-full', 'Snapshots');
   await page.getByLabel('New snapshot').fill('before-upgrade');

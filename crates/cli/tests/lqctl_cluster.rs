@@ -110,6 +110,13 @@ fn a_user_session_against_the_control_plane() {
     assert!(!refused.status.success() && err.contains("FailedPrecondition") && err.contains("linked clones depend on it"), "{err}");
     let list = json(&server, &["volume", "list", "--pool", "ssd1"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
+    // Sorted, one row a page: the pages follow the order.
+    let names = |args: &[&str]| -> Vec<String> {
+        let rows = json(&server, args);
+        rows.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(&["volume", "list", "--sort", "name", "--desc", "--all", "--page-size", "1"]), ["db-test", "db"]);
+    assert_eq!(names(&["volume", "list", "--sort", "name", "--all", "--page-size", "1"]), ["db", "db-test"]);
 
     // --no-wait hands back the task; task watch follows it to its end.
     let accepted = json(&server, &["volume", "clone", "db", "--name", "db-copy", "--full", "--no-wait"]);

@@ -73,6 +73,37 @@ async fn volumes_end_to_end_with_records_matching_the_disk() {
     assert_eq!(page2.volumes.len(), 1);
     assert!(page2.next_page_token.is_empty());
 
+    // Sorted listings, a page at a time: every volume once, in order, ties by id.
+    let sorted = |order: pb::VolumeOrder, descending: bool| {
+        let list = &list;
+        async move {
+            let (mut rows, mut token) = (Vec::new(), String::new());
+            loop {
+                let req = pb::ListVolumesRequest { page_size: 3, page_token: token, order_by: order as i32, descending, ..Default::default() };
+                let page = list(req).await;
+                rows.extend(page.volumes);
+                if page.next_page_token.is_empty() {
+                    break rows;
+                }
+                token = page.next_page_token;
+            }
+        }
+    };
+    let mut names: Vec<String> = all.volumes.iter().map(|v| v.name.clone()).collect();
+    names.sort();
+    let by_name = sorted(pb::VolumeOrder::Name, false).await;
+    assert_eq!(by_name.iter().map(|v| v.name.clone()).collect::<Vec<_>>(), names);
+    let by_size = sorted(pb::VolumeOrder::Size, true).await;
+    let mut want: Vec<(u64, String)> = all.volumes.iter().map(|v| (v.size_bytes, v.id.clone())).collect();
+    want.sort_by(|a, b| b.cmp(a));
+    assert_eq!(by_size.iter().map(|v| (v.size_bytes, v.id.clone())).collect::<Vec<_>>(), want);
+    assert_eq!(by_size[0].name, "full", "the grown volume is the largest");
+    // A token is only good for the order that gave it.
+    let first = list(pb::ListVolumesRequest { page_size: 1, order_by: pb::VolumeOrder::Name as i32, ..Default::default() }).await;
+    let other = pb::ListVolumesRequest { page_token: first.next_page_token, order_by: pb::VolumeOrder::Size as i32, ..Default::default() };
+    let err = k.c.volumes.clone().list_volumes(other).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
     // The files on the node are exactly the volumes in the store.
     let mut ids: Vec<String> = all.volumes.iter().map(|v| format!("lq-{}.", v.id)).collect();
     ids.sort();

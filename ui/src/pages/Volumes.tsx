@@ -17,7 +17,7 @@ import {
 } from '@patternfly/react-core';
 import { Table, Tbody, Td, Th, Thead, Tr } from '@patternfly/react-table';
 import type { Pool, Volume } from '../gen/limiquantix/storage/v1/control_pb';
-import { VolumeState } from '../gen/limiquantix/storage/v1/control_pb';
+import { VolumeOrder, VolumeState } from '../gen/limiquantix/storage/v1/control_pb';
 import { CloneMode, ImageFormat, Provisioning, VolumeFormat } from '../gen/limiquantix/storage/v1/types_pb';
 import { formatBytes, volumeFormat, volumeState } from '../api';
 import { useSession } from '../session';
@@ -28,6 +28,14 @@ import { Snapshots } from './Snapshots';
 import { absolutePathError, nameError } from '../validate';
 
 const PAGE_SIZE = 20;
+
+/** The table's sortable columns (by index) and the server-side order of each. */
+const SORTABLE: Partial<Record<number, VolumeOrder>> = {
+  0: VolumeOrder.NAME,
+  1: VolumeOrder.POOL,
+  2: VolumeOrder.STATE,
+  3: VolumeOrder.SIZE,
+};
 
 function hashParam(name: string): string {
   const q = window.location.hash.split('?')[1] ?? '';
@@ -42,6 +50,8 @@ export function Volumes() {
   const [pool, setPool] = useState(hashParam('pool'));
   const [state, setState] = useState<VolumeState>(VolumeState.UNSPECIFIED);
   const [prefix, setPrefix] = useState('');
+  // Server-side sort: a column index of SORTABLE (none: the store's order).
+  const [sortBy, setSortBy] = useState<{ index: number; direction: 'asc' | 'desc' } | null>(null);
   // Server-side paging: the token of each page seen, to go back.
   const [tokens, setTokens] = useState<string[]>(['']);
   const [page, setPage] = useState(0);
@@ -54,9 +64,28 @@ export function Volumes() {
   }, [pool, state, prefix]);
 
   const load = useCallback(
-    () => api.volumes.listVolumes({ pool, state, namePrefix: prefix, pageSize: PAGE_SIZE, pageToken: tokens[page] ?? '' }),
-    [api, pool, state, prefix, tokens, page],
+    () =>
+      api.volumes.listVolumes({
+        pool,
+        state,
+        namePrefix: prefix,
+        pageSize: PAGE_SIZE,
+        pageToken: tokens[page] ?? '',
+        orderBy: sortBy ? SORTABLE[sortBy.index] : VolumeOrder.UNSPECIFIED,
+        descending: sortBy?.direction === 'desc',
+      }),
+    [api, pool, state, prefix, tokens, page, sortBy],
   );
+  const sortable = (index: number) => ({
+    sortBy: sortBy ?? {},
+    // A page token belongs to one order: start again from the first page, in the same render.
+    onSort: (_e: unknown, i: number, direction: 'asc' | 'desc') => {
+      setSortBy({ index: i, direction });
+      setTokens(['']);
+      setPage(0);
+    },
+    columnIndex: index,
+  });
   const { data, error, reload } = useLoad(load);
   const poolName = (id: string) => pools.data?.find((p) => p.id === id)?.name ?? id;
   const done = () => {
@@ -124,10 +153,10 @@ export function Volumes() {
         <Table aria-label="Volumes" variant="compact">
           <Thead>
             <Tr>
-              <Th>Name</Th>
-              <Th>Pool</Th>
-              <Th>State</Th>
-              <Th>Size</Th>
+              <Th sort={sortable(0)}>Name</Th>
+              <Th sort={sortable(1)}>Pool</Th>
+              <Th sort={sortable(2)}>State</Th>
+              <Th sort={sortable(3)}>Size</Th>
               <Th>Format</Th>
               <Th>Based on</Th>
               <Th>Attached to</Th>

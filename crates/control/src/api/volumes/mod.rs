@@ -24,6 +24,7 @@ use crate::tasks::now;
 
 mod attach;
 mod create;
+mod listing;
 mod rules;
 mod write_image;
 
@@ -186,35 +187,14 @@ impl VolumeService for VolumeApi {
             n => n as usize,
         };
         let state: pb::VolumeState = known("state", r.state)?;
+        let order: pb::VolumeOrder = known("order", r.order_by)?;
         let prefix = if r.pool.is_empty() { keys::VOLUMES.to_owned() } else { keys::pool_volumes(&records::pool(repo, &r.pool).await?.value.id) };
-        let mut after = (!r.page_token.is_empty()).then(|| format!("{prefix}{}", r.page_token));
-        let mut volumes = Vec::new();
-        let mut next = String::new();
-        'scan: loop {
-            let batch = repo.list::<pb::Volume>(&prefix, after.as_deref(), page_size * 2).await?;
-            let exhausted = batch.len() < page_size * 2;
-            for (key, v) in batch {
-                let v = v.value;
-                let matches = (state == pb::VolumeState::Unspecified || v.state == state as i32)
-                    && v.name.starts_with(&r.name_prefix)
-                    && r.labels.iter().all(|(k, val)| v.labels.get(k) == Some(val));
-                after = Some(key.clone());
-                if matches {
-                    volumes.push(v);
-                    if volumes.len() == page_size {
-                        next = key.trim_start_matches(&prefix).to_owned();
-                        break 'scan;
-                    }
-                }
-            }
-            if exhausted {
-                break;
-            }
-        }
-        // The last page has no token, even when it is exactly full.
-        if !next.is_empty() && repo.list::<pb::Volume>(&prefix, after.as_deref(), 1).await?.is_empty() {
-            next.clear();
-        }
+        let filter = listing::Filter { state, name_prefix: &r.name_prefix, labels: &r.labels };
+        let (volumes, next) = if order == pb::VolumeOrder::Unspecified && !r.descending {
+            listing::by_id(repo, &prefix, &filter, page_size, &r.page_token).await?
+        } else {
+            listing::sorted(repo, &prefix, &filter, order, r.descending, page_size, &r.page_token).await?
+        };
         Ok(Response::new(pb::ListVolumesResponse { volumes, next_page_token: next }))
     }
 
