@@ -499,6 +499,7 @@ pub struct ClusterVolumeView {
     pub pool_id: String,
     pub state: String,
     pub size_bytes: u64,
+    pub allocated_bytes: u64,
     pub format: String,
     pub backing_volume_id: Option<String>,
     pub node_id: String,
@@ -519,6 +520,7 @@ impl ClusterVolumeView {
             pool_id: v.pool_id.clone(),
             state: enum_name(v.state, pb::VolumeState::as_str_name),
             size_bytes: v.size_bytes,
+            allocated_bytes: v.allocated_bytes,
             format: enum_name(v.format, pb::VolumeFormat::as_str_name),
             backing_volume_id: (!v.backing_volume_id.is_empty()).then(|| v.backing_volume_id.clone()),
             node_id: v.node_id.clone(),
@@ -534,13 +536,14 @@ impl ClusterVolumeView {
 }
 
 impl View for ClusterVolumeView {
-    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "STATE", "SIZE", "FORMAT", "ATTACHED TO", "LINKED TO", "SNAPSHOTS"];
+    const COLUMNS: &'static [&'static str] = &["NAME", "ID", "STATE", "SIZE", "ALLOCATED", "FORMAT", "ATTACHED TO", "LINKED TO", "SNAPSHOTS"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             self.id.clone(),
             if self.template { format!("{} (template)", self.state) } else { self.state.clone() },
             human(self.size_bytes),
+            human(self.allocated_bytes),
             self.format.clone(),
             match (&self.attached_to, &self.target_dev) {
                 (Some(vm), Some(t)) if self.read_only => format!("{vm} ({t}, read-only)"),

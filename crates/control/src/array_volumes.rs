@@ -20,28 +20,20 @@ pub fn adopted_name(volume_id: &str) -> String {
 
 /// Brings the pool's volume records in line with what `node_id` reports.
 pub async fn reconcile(app: &App, pool_id: &str, node_id: &str) -> ApiResult<()> {
-    let mut client = app.nodes.client(&app.repo, node_id).await?;
-    let mut on_array = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let req = pb::NodeListVolumesRequest { pool_id: pool_id.to_owned(), page_size: 1000, page_token: page_token.clone() };
-        let page = crate::nodes::call(node_id, "list the array's volumes", app.nodes.deadlines.refresh, client.list_volumes(req)).await?;
-        on_array.extend(page.volumes);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let on_array = crate::allocations::node_volumes(app, pool_id, node_id).await?;
     let known = app.repo.list::<pb::Volume>(&keys::pool_volumes(pool_id), None, 0).await?;
     for info in &on_array {
         match known.iter().find(|(_, v)| v.value.id == info.volume_id) {
             None => adopt(app, pool_id, info).await?,
             Some((key, v)) => {
-                let stale = v.value.size_bytes != info.size_bytes || v.value.state == pb::VolumeState::Error as i32;
+                let stale = v.value.size_bytes != info.size_bytes
+                    || v.value.allocated_bytes != info.allocated_bytes
+                    || v.value.state == pb::VolumeState::Error as i32;
                 if stale && v.value.task_id.is_empty() {
                     app.repo
                         .update::<pb::Volume>(key, |vol| {
                             vol.size_bytes = info.size_bytes;
+                            vol.allocated_bytes = info.allocated_bytes;
                             if vol.state == pb::VolumeState::Error as i32 {
                                 vol.state = if vol.attachment.is_some() { pb::VolumeState::Attached } else { pb::VolumeState::Available } as i32;
                                 vol.message.clear();
@@ -87,6 +79,7 @@ async fn adopt(app: &App, pool_id: &str, info: &pb::VolumeInfo) -> ApiResult<()>
             pool_id: pool_id.to_owned(),
             state: pb::VolumeState::Available as i32,
             size_bytes: info.size_bytes,
+            allocated_bytes: info.allocated_bytes,
             format: info.format,
             provisioning: pb::Provisioning::Thick as i32,
             created_unix_seconds: crate::tasks::now(),

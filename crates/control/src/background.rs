@@ -10,11 +10,12 @@ use limiquantix_api::v1 as pb;
 use crate::app::App;
 use crate::keys;
 
-pub async fn run(app: Arc<App>, pool_refresh: Duration) {
+pub async fn run(app: Arc<App>, pool_refresh: Duration, allocation_refresh: Duration) {
     // Expired tasks are looked for four times per retention period, at most
     // every 10 minutes.
     let expiry_every = (app.config.task_retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut last_pool_refresh = tokio::time::Instant::now() - pool_refresh;
+    let mut last_allocation_refresh = tokio::time::Instant::now() - allocation_refresh;
     let mut last_expiry = tokio::time::Instant::now() - expiry_every;
     loop {
         if app.runner.is_leader() {
@@ -31,7 +32,11 @@ pub async fn run(app: Arc<App>, pool_refresh: Duration) {
             }
             if last_pool_refresh.elapsed() >= pool_refresh {
                 last_pool_refresh = tokio::time::Instant::now();
-                if let Err(e) = crate::pools::refresh_all(&app).await {
+                let allocations = last_allocation_refresh.elapsed() >= allocation_refresh;
+                if allocations {
+                    last_allocation_refresh = tokio::time::Instant::now();
+                }
+                if let Err(e) = crate::pools::refresh_all(&app, allocations).await {
                     tracing::warn!(error = %e, "pool refresh");
                 }
             }

@@ -31,6 +31,10 @@ pub struct ControlConfig {
     /// to nodes that joined.
     #[serde(default = "default_pool_refresh")]
     pub pool_refresh_secs: u64,
+    /// How often the leader records how much of each volume is written
+    /// (each pool's volumes listed on one node; at a pool refresh).
+    #[serde(default = "default_allocation_refresh")]
+    pub allocation_refresh_secs: u64,
     /// How long finished tasks are kept (running ones always are).
     #[serde(default = "default_task_retention")]
     pub task_retention_secs: u64,
@@ -178,6 +182,9 @@ fn default_saga_retry() -> u64 {
 }
 fn default_pool_refresh() -> u64 {
     10
+}
+fn default_allocation_refresh() -> u64 {
+    60
 }
 fn default_task_retention() -> u64 {
     7 * 24 * 3600

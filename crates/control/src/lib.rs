@@ -5,6 +5,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod allocations;
 pub mod array_volumes;
 pub mod background;
 pub mod config;
@@ -123,7 +124,8 @@ impl ControlPlane {
         });
         background.push(tokio::spawn(sagas::runner::run(app.clone())));
         let pool_refresh = Duration::from_secs(config.pool_refresh_secs.max(1));
-        background.push(tokio::spawn(background::run(app.clone(), pool_refresh)));
+        let allocation_refresh = Duration::from_secs(config.allocation_refresh_secs.max(1));
+        background.push(tokio::spawn(background::run(app.clone(), pool_refresh, allocation_refresh)));
         let listener =
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;

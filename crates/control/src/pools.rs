@@ -78,8 +78,9 @@ struct NodeAnswer {
 /// One pass of the leader's pool watcher: every (pool, node) pair is asked
 /// at once, at most REFRESH_CONCURRENCY together, each within the refresh
 /// deadline: a hung node delays only its own answers, never offline
-/// detection or the other nodes' pools.
-pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
+/// detection or the other nodes' pools. With `allocations`, each pool's
+/// volumes' allocations are recorded too (from one node that answered).
+pub async fn refresh_all(app: &Arc<App>, allocations: bool) -> ApiResult<()> {
     use futures::StreamExt;
     let pools = app.repo.list::<pb::Pool>(keys::POOLS, None, 0).await?;
     let nodes = app.repo.list::<pb::Node>(keys::NODES, None, 0).await?;
@@ -164,10 +165,13 @@ pub async fn refresh_all(app: &Arc<App>) -> ApiResult<()> {
         let array_managed = pools
             .iter()
             .any(|(_, p)| p.value.id == pool_id && p.value.capabilities.as_ref().is_some_and(|c| c.array_managed));
-        if let Some(ready) = answers.iter().find(|a| a.result.is_ok()).filter(|_| array_managed)
-            && let Err(e) = crate::array_volumes::reconcile(app, &pool_id, &ready.node_id).await
-        {
-            tracing::warn!(pool = %pool_id, node = %ready.node_id, error = %e, "cannot take in the storage array's volumes");
+        let Some(ready) = answers.iter().find(|a| a.result.is_ok()) else { continue };
+        if array_managed {
+            if let Err(e) = crate::array_volumes::reconcile(app, &pool_id, &ready.node_id).await {
+                tracing::warn!(pool = %pool_id, node = %ready.node_id, error = %e, "cannot take in the storage array's volumes");
+            }
+        } else if allocations && let Err(e) = crate::allocations::refresh(app, &pool_id, &ready.node_id).await {
+            tracing::warn!(pool = %pool_id, node = %ready.node_id, error = %e, "cannot measure the pool's volumes");
         }
     }
     Ok(())

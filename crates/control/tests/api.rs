@@ -524,3 +524,31 @@ async fn a_watched_volume_task_ends_with_the_volume() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thin_volume_shows_what_its_guest_wrote() {
+    let mut k = Cluster::start_with(
+        |c| {
+            c.pool_refresh_secs = 1;
+            c.allocation_refresh_secs = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let v = k.c.create_volume("p1", "thin", GIB).await;
+    assert!(v.allocated_bytes < 8 << 20, "a new thin volume takes almost nothing: {}", v.allocated_bytes);
+    // What a guest writing 16 MiB does to the file.
+    let file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    let out = std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", "write -P 0x5a 0 16M"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = k.c.volume(&v.id).await.unwrap();
+        if now.allocated_bytes >= 16 << 20 {
+            assert_eq!(now.size_bytes, GIB, "the size stays what was asked");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the allocation was never refreshed: {}", now.allocated_bytes);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

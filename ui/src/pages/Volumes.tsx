@@ -157,6 +157,7 @@ export function Volumes() {
               <Th sort={sortable(1)}>Pool</Th>
               <Th sort={sortable(2)}>State</Th>
               <Th sort={sortable(3)}>Size</Th>
+              <Th>Allocated</Th>
               <Th>Format</Th>
               <Th>Based on</Th>
               <Th>Attached to</Th>
@@ -177,6 +178,7 @@ export function Volumes() {
                   {v.message && <div className="pf-v6-u-font-size-sm">{v.message}</div>}
                 </Td>
                 <Td dataLabel="Size">{formatBytes(v.sizeBytes)}</Td>
+                <Td dataLabel="Allocated">{formatBytes(v.allocatedBytes)}</Td>
                 <Td dataLabel="Format">{volumeFormat(v.format)}</Td>
                 <Td dataLabel="Based on">{v.backingVolumeId ? data.volumes.find((b) => b.id === v.backingVolumeId)?.name ?? v.backingVolumeId : ''}</Td>
                 <Td dataLabel="Attached to">{v.attachment?.vm ?? ''}</Td>

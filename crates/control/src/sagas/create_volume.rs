@@ -176,6 +176,7 @@ async fn make_available(ctx: &SagaCtx, s: &CreateVolume, created: &pb::VolumeInf
             volume.state = pb::VolumeState::Available as i32;
             volume.task_id.clear();
             volume.size_bytes = created.size_bytes;
+            volume.allocated_bytes = created.allocated_bytes;
             volume.format = created.format;
             volume.backing_volume_id = created.backing_volume_id.clone();
             let mut txn = Txn::new();
