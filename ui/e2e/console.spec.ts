@@ -58,6 +58,9 @@ test('sign-in, overview, pools, nodes and tasks show the dev cluster', async ({ 
   await expect(detail.getByTestId('pool-capabilities')).toContainText('linked clones: yes');
   await expect(detail.getByRole('row', { name: /ready/ })).toHaveCount(1);
   await expect(detail.getByTestId('pool-volume-count')).toContainText(`${lqctl(['volume', 'list', '--pool', 'default']).length} volume(s)`);
+  // Capacity over time, from the samples the control plane keeps (one a second here).
+  await expect(detail.getByTestId('capacity-history')).toBeVisible({ timeout: 10_000 });
+  await expect(detail.getByRole('img', { name: /^Capacity over time: .* used and .* provisioned of / })).toBeVisible();
   await shot(page, 'pool-detail');
   await detail.getByRole('button', { name: 'Close' }).click();
 

@@ -49,12 +49,14 @@ export default async function globalSetup() {
   const dataDir = mkdtempSync(join(tmpdir(), 'lq-ui-'));
   const [port, nodePort] = [await freePort(), await freePort()];
   writeFileSync(join(dataDir, 'node.toml'), '[limits]\ncopy_mib_per_sec = 16\n');
+  // Pools refreshed and their capacity sampled every second: the pool detail's chart fills in while the tests run.
+  writeFileSync(join(dataDir, 'control.toml'), 'pool_refresh_secs = 1\ncapacity_history_secs = 1\n');
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   mkdirSync(join(dirname(STATE_FILE), 'shots'), { recursive: true });
   const log = openSync(join(dirname(STATE_FILE), 'controlplane.log'), 'w');
   const child = spawn(
     join(binDir, 'limiquantix-controlplane'),
-    ['--dev', '--data-dir', join(dataDir, 'lq-data'), '--listen', `127.0.0.1:${port}`, '--node-listen', `127.0.0.1:${nodePort}`, '--node-config', join(dataDir, 'node.toml')],
+    ['--dev', '--config', join(dataDir, 'control.toml'), '--data-dir', join(dataDir, 'lq-data'), '--listen', `127.0.0.1:${port}`, '--node-listen', `127.0.0.1:${nodePort}`, '--node-config', join(dataDir, 'node.toml')],
     { stdio: ['ignore', log, log], detached: false },
   );
   const credentials = join(dataDir, 'lq-data', 'lqctl.toml');

@@ -11,6 +11,8 @@ pub struct Settings {
     pub saga_retry: Duration,
     /// How long finished tasks are kept.
     pub task_retention: Duration,
+    /// How often a pool's capacity is sampled into its history.
+    pub capacity_history: Duration,
 }
 
 pub struct App {

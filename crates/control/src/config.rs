@@ -35,6 +35,10 @@ pub struct ControlConfig {
     /// (each pool's volumes listed on one node; at a pool refresh).
     #[serde(default = "default_allocation_refresh")]
     pub allocation_refresh_secs: u64,
+    /// How often a pool's capacity is sampled into its history (a week of
+    /// samples is kept).
+    #[serde(default = "default_capacity_history")]
+    pub capacity_history_secs: u64,
     /// How long finished tasks are kept (running ones always are).
     #[serde(default = "default_task_retention")]
     pub task_retention_secs: u64,
@@ -182,6 +186,9 @@ fn default_saga_retry() -> u64 {
 }
 fn default_pool_refresh() -> u64 {
     10
+}
+fn default_capacity_history() -> u64 {
+    600
 }
 fn default_allocation_refresh() -> u64 {
     60

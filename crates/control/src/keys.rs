@@ -19,6 +19,10 @@ pub fn pool_secret(id: &str) -> String {
     format!("pool-secrets/{id}")
 }
 /// Volumes live under their pool, so listing a pool's volumes is one range read.
+/// A pool's capacity samples (one record).
+pub fn pool_history(pool: &str) -> String {
+    format!("pool-history/{pool}")
+}
 pub fn pool_volumes(pool: &str) -> String {
     format!("{VOLUMES}{pool}/")
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod allocations;
 pub mod array_volumes;
 pub mod background;
+pub mod capacity_history;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -119,7 +120,11 @@ impl ControlPlane {
             nodes: NodeRegistry::new(config.heartbeat_interval(), config.offline_after(), config.node_calls.into(), pki.clone()),
             runner: SagaRunner::new(leader),
             metrics: Metrics::default(),
-            config: Settings { saga_retry: config.saga_retry(), task_retention: Duration::from_secs(config.task_retention_secs) },
+            config: Settings {
+                saga_retry: config.saga_retry(),
+                task_retention: Duration::from_secs(config.task_retention_secs),
+                capacity_history: Duration::from_secs(config.capacity_history_secs.max(1)),
+            },
             access: access::Access::new(config.auth.enabled, pki.clone(), config.auth.metrics_need_token),
         });
         background.push(tokio::spawn(sagas::runner::run(app.clone())));

@@ -153,7 +153,12 @@ pub async fn refresh_all(app: &Arc<App>, allocations: bool) -> ApiResult<()> {
         if updated.as_ref().is_err_and(|e| e.code() == tonic::Code::NotFound) {
             gone.store(true, std::sync::atomic::Ordering::Relaxed);
         } else {
-            updated?;
+            let pool = updated?;
+            if !gone.load(std::sync::atomic::Ordering::Relaxed)
+                && let Err(e) = crate::capacity_history::sample(app, &pool, crate::tasks::now(), app.config.capacity_history).await
+            {
+                tracing::warn!(pool = %pool_id, error = %e, "cannot record the pool's capacity");
+            }
         }
         if gone.into_inner() {
             // A delete raced this pass: a node this pass initialised forgets it again.

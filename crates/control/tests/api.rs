@@ -552,3 +552,53 @@ async fn a_thin_volume_shows_what_its_guest_wrote() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pools_capacity_is_kept_over_time_and_forgotten_with_it() {
+    let mut k = Cluster::start_with(
+        |c| {
+            c.pool_refresh_secs = 1;
+            c.capacity_history_secs = 1;
+        },
+        |_| {},
+    )
+    .await;
+    let history = |k: &mut Cluster| {
+        let mut pools = k.c.pools.clone();
+        async move { pools.get_pool_metrics(pb::GetPoolMetricsRequest { pool: "p1".into() }).await.unwrap().into_inner().history }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let first = loop {
+        let h = history(&mut k).await;
+        if let Some(s) = h.last() {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no sample was taken");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(first.total_bytes > 0 && first.used_bytes > 0 && first.used_bytes <= first.total_bytes, "{first:?}");
+    assert_eq!(first.provisioned_bytes, 0);
+
+    // A volume made now shows in a later sample; samples come in time order.
+    k.c.create_volume("p1", "a", GIB).await;
+    let samples = loop {
+        let h = history(&mut k).await;
+        if h.last().is_some_and(|s| s.provisioned_bytes == GIB) {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "the volume never showed in the history: {h:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(samples.windows(2).all(|w| w[0].unix_seconds < w[1].unix_seconds), "{samples:?}");
+
+    // The history goes with the pool.
+    let a = k.c.volumes.list_volumes(pb::ListVolumesRequest::default()).await.unwrap().into_inner().volumes.remove(0);
+    let op = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: a.id }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let pool_id = k.pool.id.clone();
+    let op = k.c.pools.delete_pool(pb::DeletePoolRequest { pool: "p1".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let repo = &k.cp.as_ref().unwrap().app.repo;
+    assert!(repo.get_raw(&limiquantix_control::keys::pool_history(&pool_id)).await.unwrap().is_none(), "a deleted pool keeps no history");
+}

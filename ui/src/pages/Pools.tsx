@@ -6,6 +6,7 @@ import { PoolPhase } from '../gen/limiquantix/storage/v1/types_pb';
 import { errorText, poolKind, poolPhase, poolState } from '../api';
 import { useSession } from '../session';
 import { CapacityBar, Empty, LoadError, Loading, useLoad } from '../components/common';
+import { CapacityChart } from '../components/CapacityChart';
 import { CreatePoolWizard } from './CreatePool';
 
 /** Where the pool's storage is, from its config. */
@@ -174,7 +175,8 @@ function DeletePool({ pool, onClose }: { pool: Pool; onClose: () => void }) {
 function PoolDetail({ pool, onClose }: { pool: Pool; onClose: () => void }) {
   const { api } = useSession();
   const load = useCallback(() => api.pools.getPoolMetrics({ pool: pool.id }), [api, pool.id]);
-  const { data, error } = useLoad(load);
+  // Kept current while open: capacity and its history move.
+  const { data, error } = useLoad(load, 5000);
   const caps = pool.capabilities;
   const yes = (b: boolean | undefined) => (b ? 'yes' : 'no');
   return (
@@ -190,6 +192,7 @@ function PoolDetail({ pool, onClose }: { pool: Pool; onClose: () => void }) {
               <CapacityBar label="Used on its storage" used={data.capacity.totalBytes - data.capacity.freeBytes} total={data.capacity.totalBytes} />
             )}
             <CapacityBar label={`Provisioned, of the limit (overcommit ${pool.overcommitRatio || 1}×)`} used={data.provisionedBytes} total={data.provisioningLimitBytes} />
+            <CapacityChart samples={data.history} />
             <p data-testid="pool-volume-count">
               {String(data.volumeCount)} volume(s)
               {Object.entries(data.volumesByState).map(([state, n]) => `, ${String(n)} ${state.toLowerCase().replace('volume_state_', '')}`)}

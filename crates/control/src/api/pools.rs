@@ -263,6 +263,7 @@ impl StoragePoolService for PoolApi {
             provisioning_limit_bytes: provisioning_limit(capacity.total_bytes, overcommit_ratio(&pool)),
             volume_count: volumes.len() as u64,
             volumes_by_state: by_state.into_iter().collect(),
+            history: crate::capacity_history::of(&self.app, &pool.id).await?,
             nodes: pool.nodes,
         }))
     }

@@ -116,9 +116,9 @@ pub async fn destroy_pool_on_nodes(ctx: &SagaCtx, pool_id: &str, nodes: &mut Vec
     Ok(())
 }
 
-/// Deletes the pool's records: the pool, its name and its secret.
+/// Deletes the pool's records: the pool, its name, its secret and its history.
 pub async fn forget_pool_records(ctx: &SagaCtx, pool_id: &str, name: &str) -> ApiResult<()> {
     let mut txn = Txn::new();
-    txn.delete(keys::pool(pool_id)).delete(keys::pool_name(name)).delete(keys::pool_secret(pool_id));
+    txn.delete(keys::pool(pool_id)).delete(keys::pool_name(name)).delete(keys::pool_secret(pool_id)).delete(keys::pool_history(pool_id));
     txn.commit(&ctx.app.repo).await.map(drop)
 }
