@@ -571,7 +571,7 @@ async fn a_pools_capacity_is_kept_over_time_and_forgotten_with_it() {
     let first = loop {
         let h = history(&mut k).await;
         if let Some(s) = h.last() {
-            break s.clone();
+            break *s;
         }
         assert!(std::time::Instant::now() < deadline, "no sample was taken");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
