@@ -121,6 +121,12 @@ pub trait Backend: Send + Sync + 'static {
         )))
     }
 
+    /// Where qemu-img reads the volume, for a copy into another pool of this
+    /// node (a move). Kinds whose volumes are not read this way refuse.
+    fn read_location(&self, _volume: &VolumeInfo) -> Result<crate::tools::qemu_img::VolumeLocation> {
+        Err(crate::error::StorageError::precondition(format!("volumes of {} pools cannot be copied into another pool yet", self.kind())))
+    }
+
     /// Makes a linked clone independent of its base (copies the base's data
     /// in). The manager calls it only for a volume that has a base.
     async fn flatten_volume(&self, volume: &VolumeInfo, progress: ProgressSink<'_>) -> Result<VolumeInfo>;

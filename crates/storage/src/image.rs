@@ -57,12 +57,28 @@ impl ImageFile {
     }
 }
 
-/// An image that passed inspection, still open.
+/// What a new volume is filled from: an image from outside that passed
+/// inspection (still open), or another pool's volume on this node.
 #[derive(Debug, Clone)]
 pub struct InspectedImage {
-    pub file: ImageFile,
+    pub source: ImageSource,
     pub format: ImageFormat,
     pub virtual_size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    Outside(ImageFile),
+    Volume(crate::tools::qemu_img::VolumeLocation),
+}
+
+impl ImageSource {
+    pub fn as_import(&self) -> crate::tools::qemu_img::ImportSource<'_> {
+        match self {
+            Self::Outside(file) => crate::tools::qemu_img::ImportSource::Outside(file),
+            Self::Volume(location) => crate::tools::qemu_img::ImportSource::Volume(location),
+        }
+    }
 }
 
 /// Resolves `requested` (absolute) and checks that the file it names lies under
@@ -152,7 +168,7 @@ pub async fn inspect_untrusted(qemu: &QemuImg, path: &Path, declared: ImageForma
             )));
         }
     }
-    Ok(InspectedImage { file, format: declared, virtual_size: info.virtual_size })
+    Ok(InspectedImage { source: ImageSource::Outside(file), format: declared, virtual_size: info.virtual_size })
 }
 
 /// The file other than `own` that qemu-img could not open, from its message

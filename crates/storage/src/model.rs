@@ -377,6 +377,9 @@ pub enum VolumeSource {
     Clone { source: VolumeId, mode: Option<CloneMode> },
     Image { path: PathBuf, format: ImageFormat },
     Snapshot { volume: VolumeId, name: Name },
+    /// A full copy of a volume of another pool of this node (a move; a
+    /// linked clone arrives flattened).
+    OtherPool { pool: crate::ids::PoolId, volume: VolumeId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,7 +84,7 @@ pub(crate) async fn import(
 ) -> std::result::Result<(), ToolError> {
     let total = image.virtual_size;
     progress(Progress { phase: PHASE, done_bytes: 0, total_bytes: total });
-    qemu.import(&image.file, image.format, target, target_format, fractions_of(PHASE, total, progress)).await?;
+    qemu.import(image.source.as_import(), image.format, target, target_format, fractions_of(PHASE, total, progress)).await?;
     progress(Progress { phase: PHASE, done_bytes: total, total_bytes: total });
     Ok(())
 }

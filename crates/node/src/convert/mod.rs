@@ -192,6 +192,7 @@ pub fn volume_source(src: Option<pb::VolumeSource>) -> R<VolumeSource> {
         Some(S::Snapshot(s)) => {
             VolumeSource::Snapshot { volume: volume_id(&s.volume_id)?, name: Name::parse("snapshot", &s.snapshot_name)? }
         }
+        Some(S::OtherPool(o)) => VolumeSource::OtherPool { pool: pool_id(&o.pool_id)?, volume: volume_id(&o.volume_id)? },
     })
 }
 

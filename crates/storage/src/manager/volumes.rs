@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::xml::BackingImage;
+use crate::image::{ImageSource, InspectedImage};
 
 /// What an existing volume must look like for a repeated create to succeed.
 struct Expected {
@@ -164,7 +165,42 @@ impl StorageManager {
                 let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
                 backend.create_volume(&new, progress).await
             }
+            VolumeSource::OtherPool { pool: from, volume } => {
+                if from == pool {
+                    return Err(StorageError::invalid("a copy into another pool needs another pool; clone within one"));
+                }
+                let format = spec.format.unwrap_or(default_format);
+                self.create_from_other_pool(backend.as_ref(), id, from, volume, spec, format, provisioning, progress).await
+            }
         }
+    }
+
+    /// A copy of `volume` of `from` (another pool of this node) into `backend`.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_from_other_pool(
+        &self,
+        backend: &dyn Backend,
+        id: VolumeId,
+        from: PoolId,
+        volume: VolumeId,
+        spec: VolumeSpec,
+        format: VolumeFormat,
+        provisioning: Provisioning,
+        progress: ProgressSink<'_>,
+    ) -> Result<VolumeInfo> {
+        let source_backend = self.backend(from).await?;
+        let _source_guard = self.locks.shared(from, volume, "a copy into another pool")?;
+        let base = self.volume(source_backend.as_ref(), volume).await?;
+        let location = source_backend.read_location(&base)?;
+        let size = backend.round_size(self.size_from_source(spec.size_bytes, base.size_bytes, "source volume")?);
+        let expected = Expected { format: Some(format), size_bytes: Some(size), backing: None };
+        if let Some(v) = self.existing(backend, id, &expected).await? {
+            return Ok(v);
+        }
+        self.ensure_space(backend, provisioning, size).await?;
+        let image = InspectedImage { source: ImageSource::Volume(location), format: base.format.into(), virtual_size: base.size_bytes };
+        let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
+        backend.create_volume(&new, progress).await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -109,6 +109,29 @@ pub enum ImportTarget<'a> {
     Nfs { url: &'a Path },
 }
 
+/// One of this node's own volumes as qemu-img reads it where it lives: the
+/// source of a copy into another pool (a move). Trusted data, but read
+/// under the same confinement as an import, granted only what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeLocation {
+    /// An image file, and the directory of its backing chain (a linked
+    /// clone is read through its base: the copy is flattened).
+    File { path: std::path::PathBuf, chain_dir: std::path::PathBuf },
+    /// An RBD image; the key stays in the keyring.
+    Rbd { pool: String, namespace: String, image: String, conf: std::path::PathBuf, keyring: std::path::PathBuf, client_id: String },
+    /// A file on an NFS export, by its `nfs://` URL.
+    Nfs { url: std::path::PathBuf },
+}
+
+/// What an import reads.
+#[derive(Debug, Clone)]
+pub enum ImportSource<'a> {
+    /// An image from outside, inspected and open.
+    Outside(&'a ImageFile),
+    /// A volume of this node (another pool's).
+    Volume(&'a VolumeLocation),
+}
+
 /// The id of the secret object an iSCSI target's option string refers to.
 pub const ISCSI_SECRET_ID: &str = "lqchap";
 
@@ -268,12 +291,13 @@ impl QemuImg {
         parse_json(cmd.accept_exit_codes(&[0, 2, 3]).run().await?.stdout)
     }
 
-    /// Copies an image from outside into `target` (made beforehand, at least
-    /// the image's size), reporting progress as a fraction in [0, 1]. Under
-    /// the inspection's memory limit; its CPU time bounded by the copy timeout.
+    /// Copies an image from outside, or another pool's volume, into `target`
+    /// (made beforehand, at least the image's size), reporting progress as
+    /// a fraction in [0, 1]. Under the inspection's memory limit; its CPU
+    /// time bounded by the copy timeout.
     pub async fn import(
         &self,
-        image: &ImageFile,
+        source: ImportSource<'_>,
         format: ImageFormat,
         target: ImportTarget<'_>,
         target_format: ImageFormat,
@@ -299,28 +323,41 @@ impl QemuImg {
         if let ImportTarget::Iscsi { .. } = target {
             cmd = cmd.arg("--target-image-opts");
         }
-        let cmd = cmd.arg("--").arg(image.child_path());
-        let (cmd, confinement) = match target {
+        let (cmd, mut confinement) = match source {
+            ImportSource::Outside(image) => (cmd.arg("--").arg(image.child_path()), Confinement::new()),
+            ImportSource::Volume(VolumeLocation::File { path, chain_dir }) => {
+                (cmd.arg("--").arg(path), Confinement::new().read_path(path).read_path(chain_dir))
+            }
+            ImportSource::Volume(VolumeLocation::Rbd { pool, namespace, image, conf, keyring, client_id }) => {
+                (cmd.arg("--").arg(rbd_filename(pool, namespace, image, conf, client_id)), Confinement::new().read_path(conf).read_path(keyring))
+            }
+            ImportSource::Volume(VolumeLocation::Nfs { url }) => (cmd.arg("--").arg(url), Confinement::new()),
+        };
+        let cmd = match target {
             ImportTarget::File(file) | ImportTarget::Device(file) => {
                 use std::os::fd::AsRawFd;
                 let fd = file.as_raw_fd();
-                (cmd.arg(format!("/proc/self/fd/{fd}")).inherit_fd(fd), Confinement::new().write_fd(fd))
+                confinement = confinement.write_fd(fd);
+                cmd.arg(format!("/proc/self/fd/{fd}")).inherit_fd(fd)
             }
-            ImportTarget::Rbd { pool, namespace, image: name, conf, keyring, client_id } => (
-                cmd.arg(rbd_filename(pool, namespace, name, conf, client_id)),
-                Confinement::new().read_path(conf).read_path(keyring),
-            ),
-            ImportTarget::Nfs { url } => (cmd.arg(url), Confinement::new()),
+            ImportTarget::Rbd { pool, namespace, image: name, conf, keyring, client_id } => {
+                confinement = confinement.read_path(conf).read_path(keyring);
+                cmd.arg(rbd_filename(pool, namespace, name, conf, client_id))
+            }
+            ImportTarget::Nfs { url } => cmd.arg(url),
             ImportTarget::Iscsi { image_opts, secret_file } => {
-                let confinement = match secret_file {
-                    Some(file) => Confinement::new().read_path(file),
-                    None => Confinement::new(),
-                };
-                (cmd.arg(image_opts), confinement)
+                if let Some(file) = secret_file {
+                    confinement = confinement.read_path(file);
+                }
+                cmd.arg(image_opts)
             }
         };
         let limits = ResourceLimits { address_space_bytes: UNTRUSTED_LIMITS.address_space_bytes, cpu_seconds: self.timeouts.copy.as_secs() };
-        Self::run_convert(Self::untrusted(cmd, image, confinement, limits), on_progress).await
+        let cmd = match source {
+            ImportSource::Outside(image) => Self::untrusted(cmd, image, confinement, limits),
+            ImportSource::Volume(_) => cmd.confine(confinement).limits(limits),
+        };
+        Self::run_convert(cmd, on_progress).await
     }
 
     /// `qemu-img convert` with progress, out-of-order writes and the copy

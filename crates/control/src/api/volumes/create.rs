@@ -62,6 +62,9 @@ impl VolumeApi {
                 records::snapshot(repo, &src, &snap_name).await?;
                 (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
             }
+            Some(S::OtherPool(_)) => {
+                return Err(ApiError::invalid("a volume changes pools by a move (MoveVolume), not by a create"));
+            }
             Some(S::Image(image)) => {
                 if image.path.is_empty() || !image.path.starts_with('/') {
                     return Err(ApiError::invalid("the image path must be absolute (a file on the node)"));

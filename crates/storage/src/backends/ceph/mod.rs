@@ -270,6 +270,18 @@ impl Backend for CephBackend {
         volumes::flatten(self, volume.id, progress).await
     }
 
+    fn read_location(&self, volume: &VolumeInfo) -> Result<crate::tools::qemu_img::VolumeLocation> {
+        let i = &self.inner;
+        Ok(crate::tools::qemu_img::VolumeLocation::Rbd {
+            pool: i.config.ceph_pool.clone(),
+            namespace: i.config.rados_namespace.clone(),
+            image: image_name(volume.id),
+            conf: i.files.conf.clone(),
+            keyring: i.files.keyring.clone(),
+            client_id: i.config.client_id.clone(),
+        })
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         let c = &self.inner.config;
         let hosts = c

@@ -179,6 +179,10 @@ impl Backend for LocalBackend {
         self.flatten(volume, progress).await
     }
 
+    fn read_location(&self, volume: &VolumeInfo) -> Result<crate::tools::qemu_img::VolumeLocation> {
+        Ok(crate::tools::qemu_img::VolumeLocation::File { path: self.volume_path(volume.id, volume.format), chain_dir: self.dir.clone() })
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         Ok((
             DiskSource::File { path: self.volume_path(volume.id, volume.format) },

@@ -202,6 +202,10 @@ impl Backend for KernelNfsBackend {
         self.files.flatten_volume(volume, progress).await
     }
 
+    fn read_location(&self, volume: &VolumeInfo) -> Result<crate::tools::qemu_img::VolumeLocation> {
+        self.files.read_location(volume)
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         self.files.disk(volume)
     }

@@ -196,6 +196,10 @@ impl Backend for NfsBackend {
         true
     }
 
+    fn read_location(&self, volume: &VolumeInfo) -> Result<crate::tools::qemu_img::VolumeLocation> {
+        Ok(crate::tools::qemu_img::VolumeLocation::Nfs { url: self.volume_url(volume.id, volume.format) })
+    }
+
     fn disk(&self, volume: &VolumeInfo) -> Result<(DiskSource, DiskDriver)> {
         let export = self.export();
         Ok((
