@@ -112,6 +112,7 @@ pub fn state_name(state: i32) -> &'static str {
         pb::VolumeState::Attached => "attached",
         pb::VolumeState::Resizing => "resizing",
         pb::VolumeState::Writing => "writing",
+        pb::VolumeState::Moving => "moving",
         pb::VolumeState::Deleting => "deleting",
         pb::VolumeState::Error => "error",
         pb::VolumeState::Unspecified => "unknown",

@@ -17,6 +17,7 @@ pub mod create_volume;
 pub mod delete_pool;
 pub mod delete_volume;
 pub mod detach_volume;
+pub mod move_volume;
 pub mod resize_volume;
 pub mod snapshot;
 pub mod write_image;
@@ -144,6 +145,7 @@ macro_rules! for_kind {
             create_pool::CreatePool::KIND => $run::<create_pool::CreatePool>($($arg),*),
             delete_pool::DeletePool::KIND => $run::<delete_pool::DeletePool>($($arg),*),
             write_image::WriteImage::KIND => $run::<write_image::WriteImage>($($arg),*),
+            move_volume::MoveVolume::KIND => $run::<move_volume::MoveVolume>($($arg),*),
             other => Err(ApiError::internal(format!("unknown saga kind {other}"))),
         }
     };

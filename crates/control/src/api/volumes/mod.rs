@@ -25,11 +25,12 @@ use crate::tasks::now;
 mod attach;
 mod create;
 mod listing;
+mod move_volume;
 mod rules;
 mod write_image;
 
 use create::NewVolume;
-use rules::{Change, refuse_change, require_available, require_feature};
+use rules::{Change, refuse_change, refuse_if_dependents, require_available, require_feature};
 
 type Rpc<T> = Result<Response<T>, Status>;
 
@@ -196,6 +197,10 @@ impl VolumeService for VolumeApi {
             listing::sorted(repo, &prefix, &filter, order, r.descending, page_size, &r.page_token).await?
         };
         Ok(Response::new(pb::ListVolumesResponse { volumes, next_page_token: next }))
+    }
+
+    async fn move_volume(&self, req: Request<pb::MoveVolumeRequest>) -> Rpc<pb::VolumeOperation> {
+        Ok(Response::new(self.start_move(req.into_inner()).await?))
     }
 
     async fn resize_volume(&self, req: Request<pb::ResizeVolumeRequest>) -> Rpc<pb::VolumeOperation> {

@@ -1,0 +1,96 @@
+//! MoveVolume: the checks before a move and its reservation (see the
+//! move_volume saga for the steps).
+
+use super::*;
+use crate::sagas::move_volume::MoveVolume;
+
+impl VolumeApi {
+    pub(super) async fn start_move(&self, r: pb::MoveVolumeRequest) -> ApiResult<pb::VolumeOperation> {
+        let id = parse_volume_id(&r.volume_id)?;
+        let asked: pb::VolumeFormat = known("format", r.format)?;
+        let repo = &self.app.repo;
+        let current = records::volume(repo, &id).await?.value;
+        let from = records::pool(repo, &current.pool_id).await?.value;
+        let to = records::pool(repo, &r.pool).await?.value;
+        if to.id == from.id {
+            return Err(ApiError::invalid(format!("volume {} is in pool {} already", current.name, to.name)));
+        }
+        crate::api::refuse_array_managed(&from, "move")?;
+        crate::api::refuse_array_managed(&to, "move")?;
+        ensure_pool_ready(&to)?;
+        if current.state == pb::VolumeState::Attached as i32 {
+            return Err(ApiError::precondition(format!(
+                "volume {} is attached; moving it while its VM runs is not offered yet: detach it first",
+                current.name
+            )));
+        }
+        require_available(&current, "only an available volume is moved")?;
+        refuse_if_dependents(&self.app, &current, "moved (it is the base of linked clones)").await?;
+        if current.snapshot_count > 0 && !r.drop_snapshots {
+            let snaps = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&current.id), None, 0).await?;
+            let names: Vec<String> = snaps.into_iter().map(|(_, s)| s.value.name).collect();
+            return Err(ApiError::precondition(format!(
+                "volume {} has snapshots ({}) that cannot move with it; delete them, or move it with drop_snapshots (lqctl: --drop-snapshots)",
+                current.name,
+                names.join(", ")
+            )));
+        }
+        // The node that serves the volume copies it: the target pool must be ready there.
+        let node = self.serving_node_in(&current, &from).await?;
+        if !to.nodes.iter().any(|s| s.node_id == node && s.phase == pb::PoolPhase::Ready as i32) {
+            return Err(ApiError::precondition(format!(
+                "pool {} is not ready on node {node}, which holds volume {}; moves between nodes are not offered yet",
+                to.name, current.name
+            )));
+        }
+        let formats = to.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
+        let format = match asked {
+            pb::VolumeFormat::Unspecified if formats.contains(&current.format) => current.format,
+            pb::VolumeFormat::Unspecified => *formats.first().ok_or_else(|| ApiError::internal(format!("pool {} reports no formats", to.name)))?,
+            f if formats.contains(&(f as i32)) => f as i32,
+            f => return Err(ApiError::invalid(format!("pool {} does not store {} volumes", to.name, f.as_str_name()))),
+        };
+        let op = repo
+            .retry(|| async {
+                let vv = records::volume(repo, &id).await?;
+                let mut v = vv.value;
+                ensure_idle(&v)?;
+                require_available(&v, "only an available volume is moved")?;
+                if v.pool_id != from.id || (v.snapshot_count > 0 && !r.drop_snapshots) {
+                    return Err(ApiError::precondition(format!("volume {} changed meanwhile; look again", v.name)));
+                }
+                if repo.get_raw(&keys::volume_name(&to.id, &v.name)).await?.is_some() {
+                    return Err(ApiError::already_exists(format!("pool {} has a volume named {} already", to.name, v.name)));
+                }
+                let tkey = keys::pool(&to.id);
+                let p = repo.get::<pb::Pool>(&tkey).await?.ok_or_else(|| ApiError::not_found("the target pool was deleted"))?;
+                ensure_room(&p.value, v.size_bytes)?;
+                let mut target = p.value;
+                target.provisioned_bytes += v.size_bytes;
+                let task_id = new_id();
+                let saga = MoveVolume {
+                    volume_id: v.id.clone(),
+                    name: v.name.clone(),
+                    from_pool_id: from.id.clone(),
+                    to_pool_id: to.id.clone(),
+                    node_id: node.clone(),
+                    size_bytes: v.size_bytes,
+                    format,
+                    previous_state: v.state,
+                    to_local: !is_shared(&to),
+                    copy: None,
+                };
+                v.task_id = task_id.clone();
+                v.state = pb::VolumeState::Moving as i32;
+                let vkey = keys::volume(&v.pool_id, &v.id);
+                let mut txn = Txn::new();
+                txn.expect(&vkey, vv.revision).put(&vkey, &v).expect(&tkey, p.revision).put(&tkey, &target);
+                add_saga(&mut txn, &task_id, &saga, &v.id)?;
+                txn.commit(repo).await?;
+                Ok(pb::VolumeOperation { volume: Some(v), task_id })
+            })
+            .await?;
+        crate::sagas::runner::start(&self.app, &op.task_id);
+        Ok(op)
+    }
+}

@@ -1,0 +1,178 @@
+//! MoveVolume against a real node: a volume changes pools on its node,
+//! keeping its id, name and data (local → local, local → Ceph; a linked
+//! clone flattened), the records and space follow, refusals change nothing,
+//! and a cancelled move leaves the volume where it was with nothing in the
+//! target.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Cluster, GIB};
+use limiquantix_api::v1 as pb;
+use limiquantix_testkit::Ceph;
+use limiquantix_testkit::ceph::TEST_POOL;
+use tonic::Code;
+
+const MIB: u64 = 1 << 20;
+
+fn qemu_io(format: &str, target: &str, cmd: &str) -> bool {
+    Command::new("qemu-io").args(["-f", format, "-c", cmd, target]).output().unwrap().status.success()
+}
+
+fn move_req(volume: &str, pool: &str) -> pb::MoveVolumeRequest {
+    pb::MoveVolumeRequest { volume_id: volume.into(), pool: pool.into(), ..Default::default() }
+}
+
+fn volume_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_volume_moves_to_another_pool_with_its_id_name_and_data() {
+    let mut k = Cluster::start().await;
+    let p2_dir = k.pool_dir().with_file_name("p2");
+    let node_id = k.node_id.clone();
+    let p2 = k.c.local_pool("p2", &node_id, &p2_dir).await;
+
+    let base = k.c.create_volume("p1", "base", 64 * MIB).await;
+    let base_file = k.pool_dir().join(format!("lq-{}.qcow2", base.id));
+    assert!(qemu_io("qcow2", base_file.to_str().unwrap(), "write -P 0x11 0 4M"));
+    let op = k
+        .c
+        .volumes
+        .clone_volume(pb::CloneVolumeRequest { source_volume_id: base.id.clone(), name: "web".into(), mode: pb::CloneMode::Linked as i32, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let web = k.c.volume(&op.volume.unwrap().id).await.unwrap();
+    let web_file = k.pool_dir().join(format!("lq-{}.qcow2", web.id));
+    assert!(qemu_io("qcow2", web_file.to_str().unwrap(), "write -P 0x22 8M 4M"));
+
+    // Refusals first; each leaves everything as it was.
+    let refusals = [
+        (move_req(&base.id, "p2"), Code::FailedPrecondition, "linked clones depend on it"),
+        (move_req(&web.id, "p1"), Code::InvalidArgument, "already"),
+        (move_req(&web.id, "nope"), Code::NotFound, "nope"),
+        (pb::MoveVolumeRequest { format: 99, ..move_req(&web.id, "p2") }, Code::InvalidArgument, "format"),
+    ];
+    for (req, code, says) in refusals {
+        let err = k.c.volumes.move_volume(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(says), "{err:?}");
+    }
+    let snap = pb::CreateSnapshotRequest { volume_id: web.id.clone(), name: "before".into() };
+    let op = k.c.volumes.create_snapshot(snap).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let err = k.c.volumes.move_volume(move_req(&web.id, "p2")).await.unwrap_err();
+    assert!(err.code() == Code::FailedPrecondition && err.message().contains("before"), "the refusal names the snapshot: {err:?}");
+    k.c.create_volume("p2", "web", MIB).await;
+    let err = k.c.volumes.move_volume(pb::MoveVolumeRequest { drop_snapshots: true, ..move_req(&web.id, "p2") }).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let clash = k.c.volumes.list_volumes(pb::ListVolumesRequest { pool: "p2".into(), ..Default::default() }).await.unwrap().into_inner().volumes;
+    let op = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: clash[0].id.clone() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let still = k.c.volume(&web.id).await.unwrap();
+    assert_eq!((still.pool_id.as_str(), still.state, still.snapshot_count), (k.pool.id.as_str(), pb::VolumeState::Available as i32, 1));
+
+    // The move: the linked clone arrives flattened, its snapshots dropped as asked.
+    let provisioned = |p: pb::Pool| p.provisioned_bytes;
+    let p1_before = provisioned(k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner());
+    let op = k.c.volumes.move_volume(pb::MoveVolumeRequest { drop_snapshots: true, ..move_req(&web.id, "p2") }).await.unwrap().into_inner();
+    assert_eq!(op.volume.as_ref().unwrap().state, pb::VolumeState::Moving as i32);
+    let task = k.c.wait_ok(&op.task_id).await;
+    assert_eq!(task.kind, "volume.move");
+    let moved = k.c.volume(&web.id).await.unwrap();
+    assert_eq!((moved.id.as_str(), moved.name.as_str(), moved.pool_id.as_str()), (web.id.as_str(), "web", p2.id.as_str()));
+    assert_eq!((moved.state, moved.snapshot_count, moved.backing_volume_id.as_str()), (pb::VolumeState::Available as i32, 0, ""));
+    assert_eq!(moved.node_id, node_id);
+    let new_file = p2_dir.join(format!("lq-{}.qcow2", web.id));
+    for (pattern, at) in [("0x11", "0"), ("0x22", "8M")] {
+        assert!(qemu_io("qcow2", new_file.to_str().unwrap(), &format!("read -P {pattern} {at} 4M")), "{pattern} at {at} moved");
+    }
+    assert!(!web_file.exists(), "the source is gone");
+    assert!(volume_files(&p2_dir).iter().all(|f| !f.contains(".partial")), "{:?}", volume_files(&p2_dir));
+    let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: web.id.clone() }).await.unwrap().into_inner().snapshots;
+    assert!(snaps.is_empty(), "{snaps:?}");
+    let p1_after = provisioned(k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner());
+    assert_eq!(p1_before - p1_after, web.size_bytes, "the source pool gave its space back");
+    assert_eq!(provisioned(k.c.pools.get_pool(pb::GetPoolRequest { pool: "p2".into() }).await.unwrap().into_inner()), web.size_bytes);
+    let in_p2 = k.c.volumes.list_volumes(pb::ListVolumesRequest { pool: "p2".into(), ..Default::default() }).await.unwrap().into_inner().volumes;
+    assert_eq!(in_p2.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["web"]);
+    // The base is free of its clone now.
+    let op = k.c.volumes.delete_volume(pb::DeleteVolumeRequest { volume_id: base.id.clone() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_move_leaves_the_volume_where_it_was() {
+    let mut k = Cluster::start_with(|_| {}, |n| n.limits.copy_mib_per_sec = 64).await;
+    let p2_dir = k.pool_dir().with_file_name("p2");
+    let node_id = k.node_id.clone();
+    k.c.local_pool("p2", &node_id, &p2_dir).await;
+    let v = k.c.create_volume("p1", "big", GIB).await;
+    let file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    assert!(qemu_io("qcow2", file.to_str().unwrap(), "write -P 0x5a 0 512M"));
+    let op = k.c.volumes.move_volume(move_req(&v.id, "p2")).await.unwrap().into_inner();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = k.c.tasks.get_task(pb::GetTaskRequest { task_id: op.task_id.clone() }).await.unwrap().into_inner();
+        assert_eq!(t.state, pb::TaskState::Running as i32, "the move ended before it could be cancelled: {t:?}");
+        if t.progress.is_some_and(|p| p.done_bytes > 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    k.c.tasks.cancel_task(pb::CancelTaskRequest { task_id: op.task_id.clone() }).await.unwrap();
+    let t = k.c.wait(&op.task_id).await;
+    assert_eq!(t.state, pb::TaskState::Cancelled as i32, "{t:?}");
+    let back = k.c.volume(&v.id).await.unwrap();
+    assert_eq!((back.pool_id.as_str(), back.state), (k.pool.id.as_str(), pb::VolumeState::Available as i32));
+    assert!(qemu_io("qcow2", file.to_str().unwrap(), "read -P 0x5a 0 512M"), "the source is intact");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !volume_files(&p2_dir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left in the target: {:?}", volume_files(&p2_dir));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let p2 = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p2".into() }).await.unwrap().into_inner();
+    assert_eq!(p2.provisioned_bytes, 0, "the reservation was given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_volume_moves_from_a_local_pool_to_ceph_as_raw() {
+    let ceph = Ceph::start().unwrap();
+    let mut k = Cluster::start().await;
+    let config = pb::PoolConfig {
+        backend: Some(pb::pool_config::Backend::Ceph(pb::CephPoolConfig {
+            monitors: vec![ceph.monitor()],
+            ceph_pool: TEST_POOL.into(),
+            client_id: "admin".into(),
+            key: ceph.admin_key().into(),
+            ..Default::default()
+        })),
+    };
+    let op = k.c.pools.create_pool(pb::CreatePoolRequest { name: "rbd".into(), config: Some(config), ..Default::default() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let v = k.c.create_volume("p1", "db", 64 * MIB).await;
+    let file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    assert!(qemu_io("qcow2", file.to_str().unwrap(), "write -P 0x7e 1M 6M"));
+    let reference = k.pool_dir().with_file_name("db-before.raw");
+    let out = Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(&file).arg(&reference).output().unwrap();
+    assert!(out.status.success());
+
+    let op = k.c.volumes.move_volume(move_req(&v.id, "rbd")).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let moved = k.c.volume(&v.id).await.unwrap();
+    assert_eq!((moved.format, moved.size_bytes), (pb::VolumeFormat::Raw as i32, 64 * MIB), "Ceph keeps raw images");
+    assert!(moved.node_id.is_empty(), "a shared pool's volume is no one node's");
+    let rbd = format!("rbd:{TEST_POOL}/lq-{}:conf={}:id=admin", v.id, ceph.conf().display());
+    let cmp = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&reference).arg(&rbd).output().unwrap();
+    assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stdout));
+    assert!(!file.exists());
+}
