@@ -104,7 +104,7 @@ test('the create-pool wizard shows the refusal in place, then creates the pool',
   await shot(page, 'pools-after-create');
 });
 
-test('volumes: create, clone linked and full, resize, snapshot, revert and delete', async ({ page }) => {
+test('volumes: create, clone linked and full, resize, sort, move, snapshot, revert and delete', async ({ page }) => {
   await signIn(page, cluster().adminToken);
   await goTo(page, 'Volumes');
   await page.getByRole('button', { name: 'Create volume' }).click();
@@ -155,6 +155,19 @@ test('volumes: create, clone linked and full, resize, snapshot, revert and delet
   await expect.poll(async () => (await rows())[0]).toBe('volume-web1-full');
   await shot(page, 'volumes-sorted');
   await page.getByLabel('Name filter').fill('');
+
+  // Moved into another pool of the node: same name and id, the new pool shown.
+  const nodeId = lqctl(['node', 'list'])[0].id;
+  lqctl(['pool', 'create', 'ui-moved', '--local-path', join(cluster().dataDir, 'node', 'pools', 'ui-moved'), '--node', nodeId]);
+  const before = volume('web1-full');
+  await page.reload();
+  await volumeAction(page, 'web1-full', 'Move to another pool');
+  await page.getByLabel('Target pool').selectOption('ui-moved');
+  await shot(page, 'volume-move');
+  await page.getByRole('dialog').getByRole('button', { name: 'Move' }).click();
+  await expect(page.getByTestId('volume-web1-full')).toContainText('ui-moved');
+  const after = volume('web1-full');
+  expect([after.id, after.pool_id, after.state]).toEqual([before.id, lqctl(['pool', 'get', 'ui-moved']).id, 'available']);
 
   // A snapshot, then a revert confirmed by the user.
   await volumeAction(page, 'web1-full', 'Snapshots');

@@ -34,7 +34,7 @@ pub fn new_id(id: Option<String>) -> String {
     id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn format_pb(f: Option<Format>) -> i32 {
+pub fn format_pb(f: Option<Format>) -> i32 {
     match f {
         None => pb::VolumeFormat::Unspecified as i32,
         Some(Format::Qcow2) => pb::VolumeFormat::Qcow2 as i32,

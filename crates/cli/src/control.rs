@@ -15,7 +15,7 @@ use limiquantix_api::v1::access_service_client::AccessServiceClient;
 use tonic::Status;
 
 use crate::common::{
-    Bus, Format, ImageFormat, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress,
+    Bus, Format, ImageFormat, format_pb, PageArgs, PoolConfigArgs, bus_pb, image_format_pb, progress_bar, provisioning_pb, show_progress,
     volume_spec,
 };
 use crate::output::{
@@ -181,6 +181,22 @@ pub enum VolumeCommand {
         #[arg(long, value_parser = parse_size)]
         size: u64,
     },
+    /// Move a volume into another pool of its node, keeping its id and name
+    /// (a copy, checked, then the source is deleted; a linked clone arrives
+    /// flattened). The volume must be detached.
+    Move {
+        /// The volume's name or id.
+        volume: String,
+        /// The target pool's name or id.
+        #[arg(long)]
+        pool: String,
+        /// The format in the target (default: the volume's own where the pool stores it).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Delete the volume's snapshots with its source (they cannot move with it).
+        #[arg(long)]
+        drop_snapshots: bool,
+    },
     /// Clone: linked (copy-on-write) by default, --full for an independent copy.
     Clone {
         /// The volume to clone (name or id).
@@ -300,6 +316,8 @@ pub enum State {
     Error,
     /// An image is being written over it.
     Writing,
+    /// Being moved into another pool.
+    Moving,
 }
 
 #[derive(Debug, Subcommand)]
@@ -673,6 +691,12 @@ impl Clients {
                 let op = self.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id, new_size_bytes: size }).await?.into_inner();
                 self.finish_volume(op).await?;
             }
+            VolumeCommand::Move { volume, pool, format, drop_snapshots } => {
+                let volume_id = self.volume_id(&volume).await?;
+                let req = pb::MoveVolumeRequest { volume_id, pool, format: format_pb(format), drop_snapshots };
+                let op = self.volumes.move_volume(req).await?.into_inner();
+                self.finish_volume(op).await?;
+            }
             VolumeCommand::Clone { source, name, full, size, format, id } => {
                 let source_volume_id = self.volume_id(&source).await?;
                 let mode = if full { pb::CloneMode::Full } else { pb::CloneMode::Linked } as i32;
@@ -883,5 +907,6 @@ fn state_pb(s: State) -> pb::VolumeState {
         State::Deleting => pb::VolumeState::Deleting,
         State::Error => pb::VolumeState::Error,
         State::Writing => pb::VolumeState::Writing,
+        State::Moving => pb::VolumeState::Moving,
     }
 }

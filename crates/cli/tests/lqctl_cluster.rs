@@ -190,12 +190,24 @@ fn a_user_session_against_the_control_plane() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 
+    // A move into another pool keeps the name and id; the linked clone arrives flattened.
+    let third = root.path().join("node/pools/ssd3");
+    let ssd3 = json(&server, &["pool", "create", "ssd3", "--local-path", third.to_str().unwrap(), "--node", &node_id]);
+    let before = json(&server, &["volume", "get", "db-test"]);
+    let moved = json(&server, &["volume", "move", "db-test", "--pool", "ssd3"]);
+    assert_eq!((&moved["id"], &moved["name"], &moved["pool_id"]), (&before["id"], &before["name"], &ssd3["id"]), "{moved}");
+    assert!(moved["backing_volume_id"].is_null() && moved["state"] == "available", "{moved}");
+    let refused = stderr(&lqctl(&server, &["volume", "move", "db-test", "--pool", "ssd3"]));
+    assert!(refused.contains("InvalidArgument") && refused.contains("already"), "{refused}");
+
     for name in ["db-test", "db-copy", "db"] {
         let out = lqctl(&server, &["volume", "delete", name]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = lqctl(&server, &["pool", "delete", "ssd1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for pool in ["ssd1", "ssd3"] {
+        let out = lqctl(&server, &["pool", "delete", pool]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     let gone = stderr(&lqctl("http://127.0.0.1:1", &["pool", "list"]));
     assert!(gone.contains("Unavailable: cannot reach the control plane at http://127.0.0.1:1"), "{gone}");
     cluster.stop(&rt);

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState } from 'react';
 import {
   Button,
+  Checkbox,
   Dropdown,
   DropdownItem,
   DropdownList,
@@ -42,7 +43,7 @@ function hashParam(name: string): string {
   return new URLSearchParams(q).get(name) ?? '';
 }
 
-type VolumeActionKind = 'clone' | 'resize' | 'delete' | 'snapshots' | 'attach' | 'detach';
+type VolumeActionKind = 'clone' | 'resize' | 'move' | 'delete' | 'snapshots' | 'attach' | 'detach';
 type Action = { kind: 'create' | 'import' } | { kind: VolumeActionKind; volume: Volume };
 
 export function Volumes() {
@@ -196,6 +197,7 @@ export function Volumes() {
       {action?.kind === 'create' && <CreateVolume pools={pools.data ?? []} defaultPool={pool} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'clone' && <CloneVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'resize' && <ResizeVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
+      {action?.kind === 'move' && <MoveVolume volume={action.volume} pools={pools.data ?? []} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'delete' && <DeleteVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
       {action?.kind === 'snapshots' && <Snapshots volume={action.volume} onClose={done} />}
       {action?.kind === 'attach' && <AttachVolume volume={action.volume} onDone={done} onClose={() => setAction(null)} />}
@@ -225,6 +227,7 @@ function VolumeActions({ volume, onAction }: { volume: Volume; onAction: (a: Act
       <DropdownList>
         <DropdownItem onClick={pick('clone')}>Clone</DropdownItem>
         <DropdownItem onClick={pick('resize')}>Resize</DropdownItem>
+        <DropdownItem onClick={pick('move')}>Move to another pool</DropdownItem>
         <DropdownItem onClick={pick('snapshots')}>Snapshots</DropdownItem>
         {volume.attachment ? (
           <DropdownItem onClick={pick('detach')}>Detach from {volume.attachment.vm}</DropdownItem>
@@ -339,6 +342,42 @@ function ResizeVolume({ volume, onDone, onClose }: { volume: Volume; onDone: () 
     >
       <p>Now {formatBytes(volume.sizeBytes)}. Volumes only grow.</p>
       <SizeInput id="resize-size" label="New size" min={volume.sizeBytes + 1n} onChange={setSize} />
+    </OperationModal>
+  );
+}
+
+function MoveVolume({ volume, pools, onDone, onClose }: { volume: Volume; pools: Pool[]; onDone: () => void; onClose: () => void }) {
+  const { api } = useSession();
+  const others = pools.filter((p) => p.id !== volume.poolId);
+  const [pool, setPool] = useState(others[0]?.name ?? '');
+  const [dropSnapshots, setDropSnapshots] = useState(false);
+  const snapshots = volume.snapshotCount > 0n;
+  return (
+    <OperationModal
+      title={`Move ${volume.name}`}
+      submitLabel="Move"
+      isValid={!!pool && (!snapshots || dropSnapshots)}
+      onClose={onClose}
+      onDone={onDone}
+      start={async () => (await api.volumes.moveVolume({ volumeId: volume.id, pool, dropSnapshots })).taskId}
+    >
+      <p>
+        The volume is copied into the other pool, checked, then its old copy is deleted; it keeps its name and id. A linked clone arrives as an
+        independent volume. The volume must be detached.
+      </p>
+      <FormGroup label="Target pool" fieldId="move-pool">
+        <FormSelect id="move-pool" value={pool} onChange={(_e, v) => setPool(v)}>
+          {others.map((p) => <FormSelectOption key={p.id} value={p.name} label={p.name} />)}
+        </FormSelect>
+      </FormGroup>
+      {snapshots && (
+        <Checkbox
+          id="move-drop-snapshots"
+          label={`Delete its ${String(volume.snapshotCount)} snapshot(s): they cannot move with it`}
+          isChecked={dropSnapshots}
+          onChange={(_e, v) => setDropSnapshots(v)}
+        />
+      )}
     </OperationModal>
   );
 }
