@@ -1,10 +1,11 @@
 //! Complete or absent (DESIGN.md rule 11) under kill -9: full clones, clones
-//! from a snapshot and imports, on a local pool and on a Ceph pool, run while
-//! the node daemon or the control plane (both real processes) is killed at
-//! several points of the copy. After a restart every task ends either
-//! succeeded with a volume identical to its source (`qemu-img compare`), or
-//! failed with nothing left behind; no copy outlives the killed node, and
-//! nothing stays half-made in a pool.
+//! from a snapshot, imports and moves (local -> Ceph), on a local pool and on
+//! a Ceph pool, run while the node daemon or the control plane (both real
+//! processes) is killed at several points of the copy. After a restart every
+//! task ends either succeeded with a volume identical to its source
+//! (`qemu-img compare`), or failed with nothing left behind (a move: the
+//! volume whole where it was); no copy outlives the killed node, and nothing
+//! stays half-made in a pool.
 
 mod common;
 
@@ -73,6 +74,8 @@ struct Copy {
     task_id: String,
     volume_id: String,
     pool: &'static str,
+    /// A move: the volume stays in this pool if the move does not finish.
+    moved_from: Option<&'static str>,
     /// `qemu-img compare` arguments of the reference: (format, filename).
     reference: (String, String),
 }
@@ -104,6 +107,10 @@ fn same_data(a: &(String, String), b: &(String, String)) -> Result<(), String> {
     }
 }
 
+async fn pool_id(c: &mut Clients, name: &str) -> String {
+    c.pools.get_pool(pb::GetPoolRequest { pool: name.into() }).await.unwrap().into_inner().id
+}
+
 /// Any qemu-img still running on this test's files after its node died.
 fn orphan_copies(root: &Path) -> Vec<String> {
     let needle = root.display().to_string();
@@ -130,6 +137,17 @@ async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -
         task_id: op.task_id,
         volume_id: op.volume.unwrap().id,
         pool: "p1",
+        moved_from: None,
+        reference: refs[6].clone(),
+    });
+    // A move local -> Ceph of a volume made for it (same data as plain).
+    let op = c.volumes.move_volume(pb::MoveVolumeRequest { volume_id: ids.to_move[round].clone(), pool: "rbd".into(), ..Default::default() }).await;
+    copies.push(Copy {
+        what: "move local -> Ceph".into(),
+        task_id: op.unwrap().into_inner().task_id,
+        volume_id: ids.to_move[round].clone(),
+        pool: "rbd",
+        moved_from: Some("p1"),
         reference: refs[6].clone(),
     });
     for (pool, src, image, pool_refs) in [("p1", &ids.local, &ids.local_image, &refs[0..3]), ("rbd", &ids.ceph, &ids.ceph_image, &refs[3..6])] {
@@ -145,6 +163,7 @@ async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -
             task_id: op.task_id,
             volume_id: op.volume.unwrap().id,
             pool,
+            moved_from: None,
             reference: pool_refs[0].clone(),
         });
         let from_snap = pb::CreateVolumeRequest {
@@ -164,6 +183,7 @@ async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -
             task_id: op.task_id,
             volume_id: op.volume.unwrap().id,
             pool,
+            moved_from: None,
             reference: pool_refs[1].clone(),
         });
         let import = pb::ImportVolumeRequest {
@@ -180,6 +200,7 @@ async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -
             task_id: op.task_id,
             volume_id: op.volume.unwrap().id,
             pool,
+            moved_from: None,
             reference: pool_refs[2].clone(),
         });
     }
@@ -189,6 +210,8 @@ async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -
 struct Sources {
     /// A local volume without snapshots: its full clone is a kernel sparse copy.
     plain: String,
+    /// Per round, a local volume with plain's data, moved to Ceph.
+    to_move: Vec<String>,
     local: String,
     ceph: String,
     /// One image file per pool: a concurrent import holds its file open.
@@ -319,13 +342,26 @@ fn copies_are_complete_or_absent_when_a_daemon_is_killed_mid_copy() {
             ("qcow2".to_owned(), images[1].display().to_string()),
             ("qcow2".to_owned(), plain_path.clone()),
         ];
+        let rounds = [(Victim::Node, 0.2), (Victim::Node, 0.65), (Victim::ControlPlane, 0.25), (Victim::ControlPlane, 0.7)];
+        let mut to_move = Vec::new();
+        for round in 0..rounds.len() {
+            let req = pb::CloneVolumeRequest {
+                source_volume_id: plain.id.clone(),
+                name: format!("r{round}-moving"),
+                mode: pb::CloneMode::Full as i32,
+                ..Default::default()
+            };
+            let op = c.volumes.clone_volume(req).await.unwrap().into_inner();
+            c.wait_ok(&op.task_id).await;
+            to_move.push(op.volume.unwrap().id);
+        }
         let sources = Sources {
+            to_move,
             plain: plain.id.clone(),
             local: local.id.clone(), ceph: ceph_src.id.clone(), local_image: images[0].clone(), ceph_image: images[1].clone(),
             refs,
         };
 
-        let rounds = [(Victim::Node, 0.2), (Victim::Node, 0.65), (Victim::ControlPlane, 0.25), (Victim::ControlPlane, 0.7)];
         for (round, (victim, at)) in rounds.into_iter().enumerate() {
             let copies = start_copies(&w, &mut c, round, &sources).await;
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -350,6 +386,22 @@ fn copies_are_complete_or_absent_when_a_daemon_is_killed_mid_copy() {
                 let task = c2.wait(&copy.task_id).await;
                 eprintln!("round {round} ({victim:?} at {at}) {}: {:?} {}", copy.what, pb::TaskState::try_from(task.state), task.error);
                 let record = c2.volume(&copy.volume_id).await;
+                if let Some(from) = copy.moved_from {
+                    // A move ends with the volume whole in one pool: the target if it succeeded, else where it was.
+                    let v = record.unwrap_or_else(|e| panic!("round {round} {}: the volume is gone: {e}", copy.what));
+                    let (to_id, from_id) = (pool_id(&mut c2, copy.pool).await, pool_id(&mut c2, from).await);
+                    let at = if task.state == pb::TaskState::Succeeded as i32 {
+                        assert_eq!(v.pool_id, to_id, "round {round} {}: succeeded, not switched: {v:?}", copy.what);
+                        ("raw".to_owned(), w.rbd_url(&format!("lq-{}", v.id)))
+                    } else {
+                        assert_eq!(v.pool_id, from_id, "round {round} {}: unwound but not in its pool: {v:?} {task:?}", copy.what);
+                        ("qcow2".to_owned(), w.pool_dir().join(format!("lq-{}.qcow2", v.id)).display().to_string())
+                    };
+                    if let Err(diff) = same_data(&copy.reference, &at) {
+                        panic!("round {round} ({victim:?} at {at:?}) {}: differs from its source: {diff}", copy.what);
+                    }
+                    continue;
+                }
                 if task.state == pb::TaskState::Succeeded as i32 {
                     let v = record.unwrap_or_else(|e| panic!("round {round} {}: succeeded without a volume: {e}", copy.what));
                     let result = if copy.pool == "p1" {
