@@ -1,7 +1,10 @@
 //! The RBD backend (librados/librbd, one connection) side by side with the
 //! `rbd` CLI doing the same on the same test cluster: create, linked clone
 //! (snapshot + protect + clone) and delete per operation, and the delete of a
-//! 100 GiB image holding data (our trash move vs `rbd rm`).
+//! 100 GiB image holding data (our trash move vs `rbd rm`); and the data
+//! path of a move local -> Ceph (a 2 GiB qcow2 with 512 MiB of data copied
+//! into the RBD pool, then the local file deleted) vs a bare
+//! `qemu-img convert` of the same file to an RBD image.
 
 
 use anyhow::Context;
@@ -22,6 +25,9 @@ pub struct Args {
     /// Images in the pool when its capacity is read (GetStoragePoolInfo).
     #[arg(long, default_value_t = 10_000)]
     images: usize,
+    /// Moves local -> Ceph measured (each copies 512 MiB of data).
+    #[arg(long, default_value_t = 4)]
+    move_samples: usize,
 }
 
 const GIB: u64 = 1 << 30;
@@ -29,6 +35,7 @@ const GIB: u64 = 1 << 30;
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ceph = Ceph::start().context("starting the test Ceph cluster")?;
     let root = tempfile::tempdir()?;
+    std::fs::create_dir_all(root.path().join("pools"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let rbd = |a: &[&str]| -> anyhow::Result<()> {
         ceph.rbd(a)?;
@@ -40,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let manager = rt.block_on(async {
         let engine = limiquantix_storage::EngineConfig {
             state_dir: root.path().join("state"),
-            local_pool_roots: vec![],
+            local_pool_roots: vec![root.path().join("pools")],
             import_dirs: vec![],
             timeouts: Default::default(),
             ceph_timeouts: Default::default(),
@@ -111,6 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ours_big = time_once(|| Ok(rt.block_on(manager.delete_volume(pool, big))?))?;
     let cli_big = time_once(|| rbd(&["rm", "--no-progress", &image("cli-big")]))?;
 
+    let (ours_move, cli_move) = moves(&rt, &manager, pool, &ceph, root.path(), args.move_samples)?;
+
     // Capacity of a pool of many images: the poll every node runs must not
     // grow with the number of volumes.
     let manager = std::sync::Arc::new(manager);
@@ -151,6 +160,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     eprintln!("{:<46} {ours_big:.1} ms", format!("delete 100 GiB ({} MiB data): native", args.big_data_mib));
     eprintln!("{:<46} {cli_big:.1} ms", "delete 100 GiB: rbd rm");
+    eprintln!("{:<46} {}", "move 2 GiB (512 MiB data) local -> Ceph", ours_move.summary());
+    eprintln!("{:<46} {}", "qemu-img convert of it to an RBD image", cli_move.summary());
     println!(
         "{}",
         serde_json::json!({
@@ -164,8 +175,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "pool_info_images": args.images,
             "delete_100g_ms": round(ours_big),
             "rbd_rm_100g_ms": round(cli_big),
+            "move_vs_qemu_img_convert": round(cli_move.median_ms() / ours_move.median_ms()),
+            "move_ms": round(ours_move.median_ms()),
+            "qemu_img_convert_ms": round(cli_move.median_ms()),
         })
     );
     drop(manager);
     Ok(())
+}
+
+/// Moves local -> Ceph (the node's copy into the RBD pool, then the local
+/// source deleted) and bare `qemu-img convert` of the same data to an RBD
+/// image, interleaved; every sample starts from its own copy of one file.
+fn moves(
+    rt: &tokio::runtime::Runtime,
+    manager: &StorageManager,
+    ceph_pool: PoolId,
+    ceph: &Ceph,
+    root: &std::path::Path,
+    samples: usize,
+) -> anyhow::Result<(Stats, Stats)> {
+    use limiquantix_storage::model::{LocalPoolConfig, VolumeFormat};
+    let local = PoolId::new_random();
+    let dir = root.join("pools/move-src");
+    rt.block_on(manager.init_pool(local, PoolConfig::Local(LocalPoolConfig { path: dir.clone() })))?;
+    let template = root.join("move-template.qcow2");
+    let run = |cmd: &mut std::process::Command| -> anyhow::Result<()> {
+        let out = cmd.output()?;
+        anyhow::ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    run(std::process::Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&template).arg("2G"))?;
+    for offset in [0, 600, 1200, 1800] {
+        run(std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", &format!("write -P 0x5a {offset}M 128M")]).arg(&template))?;
+    }
+    let (mut ours, mut bare) = (Stats::default(), Stats::default());
+    for i in 0..samples {
+        let id = VolumeId::new_random();
+        let source = dir.join(limiquantix_storage::backends::local::volume_file_name(id, VolumeFormat::Qcow2));
+        std::fs::copy(&template, &source)?;
+        ours.push(time_once(|| {
+            rt.block_on(async {
+                manager.create_volume(ceph_pool, id, VolumeSpec::default(), VolumeSource::OtherPool { pool: local, volume: id }, &|_| {}).await?;
+                manager.delete_volume(local, id).await
+            })?;
+            Ok(())
+        })?);
+        rt.block_on(manager.delete_volume(ceph_pool, id))?;
+        let target = format!("rbd:{TEST_POOL}/cli-move-{i}:conf={}:id=admin", ceph.conf().display());
+        bare.push(time_once(|| run(std::process::Command::new("qemu-img").args(["convert", "-f", "qcow2", "-O", "raw"]).arg(&template).arg(&target)))?);
+        ceph.rbd(&["rm", "--no-progress", &format!("{TEST_POOL}/cli-move-{i}")])?;
+    }
+    Ok((ours, bare))
 }
