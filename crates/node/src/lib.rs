@@ -7,6 +7,8 @@ pub mod convert;
 pub mod enrolment;
 pub mod registration;
 #[cfg(feature = "libvirt")]
+pub mod block_job;
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod service;
 pub mod status;

@@ -137,6 +137,15 @@ impl Libvirt {
         .await
     }
 
+    /// Runs `f` on the running domain `domain` (any error in libvirt's words).
+    pub(crate) async fn on_domain<T: Send + 'static>(
+        &self,
+        domain: &str,
+        f: impl FnOnce(&Domain) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.with_domain(domain, Duration::ZERO, move |_, dom| f(dom)).await
+    }
+
     /// The domain's live XML.
     pub async fn domain_xml(&self, domain: &str) -> Result<String, StorageError> {
         let name = domain.to_owned();

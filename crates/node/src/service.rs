@@ -25,6 +25,9 @@ const PROGRESS_BUFFER: usize = 64;
 /// A long operation reports at least this often, even when nothing moved
 /// (an inspection, a flush): its caller tells a working node from a hung one.
 const PROGRESS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+/// A live mirror that moves no byte for this long is abandoned.
+#[cfg(feature = "libvirt")]
+const MIRROR_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The node's hypervisor connection for hot-plug; absent without the
 /// `libvirt` feature, and then the hot-plug calls answer UNIMPLEMENTED.
@@ -68,6 +71,84 @@ impl limiquantix_storage::LiveResize for LiveDomain<'_> {
             limiquantix_storage::StorageError::precondition(format!("volume {} is not attached to VM {}", volume.id, self.domain))
         })?;
         self.libvirt.block_resize(self.domain, &disk.target_dev, new_size_bytes).await
+    }
+}
+
+/// Mirrors a disk of a running VM onto a new volume and pivots the VM onto
+/// it (see `LiveMirror`). A job this node started and did not finish is
+/// abandoned when the mirror is dropped: the VM stays on its source.
+#[cfg(feature = "libvirt")]
+struct DomainMirror {
+    libvirt: crate::libvirt::Libvirt,
+    domain: String,
+    /// How long the copy may make no progress before it is abandoned.
+    stall: std::time::Duration,
+}
+
+#[cfg(feature = "libvirt")]
+struct AbandonOnDrop {
+    libvirt: crate::libvirt::Libvirt,
+    domain: String,
+    target: String,
+    armed: bool,
+}
+
+#[cfg(feature = "libvirt")]
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let (libvirt, domain, target) = (self.libvirt.clone(), self.domain.clone(), self.target.clone());
+            tokio::spawn(async move {
+                if let Err(e) = libvirt.end_block_job(&domain, &target, false).await {
+                    tracing::warn!(%domain, %target, error = %e, "cannot abandon a block copy; the VM still runs on its source");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(feature = "libvirt")]
+#[tonic::async_trait]
+impl limiquantix_storage::LiveMirror for DomainMirror {
+    async fn mirror(&self, volume: VolumeId, destination_xml: &str, progress: limiquantix_storage::model::ProgressSink<'_>) -> StorageResult<()> {
+        use limiquantix_storage::StorageError;
+        let (libvirt, domain) = (&self.libvirt, self.domain.as_str());
+        let live = libvirt.domain_xml(domain).await?;
+        let before = disk_with_serial(&live, &volume.to_string())?
+            .ok_or_else(|| StorageError::precondition(format!("volume {volume} is not attached to VM {domain}")))?;
+        let target = before.target_dev.clone();
+        // A copy an earlier try left running (the node restarted): abandoned first.
+        if libvirt.block_job(domain, &target).await?.is_some() {
+            libvirt.end_block_job(domain, &target, false).await?;
+        }
+        libvirt.start_block_copy(domain, &target, destination_xml).await?;
+        let mut job = AbandonOnDrop { libvirt: libvirt.clone(), domain: domain.to_owned(), target: target.clone(), armed: true };
+        let mut moved = (0, std::time::Instant::now());
+        loop {
+            let Some(p) = libvirt.block_job(domain, &target).await? else {
+                return Err(StorageError::Internal(format!("the block copy of volume {volume} on VM {domain} ended before it was complete")));
+            };
+            progress(Progress { phase: "mirroring", done_bytes: p.cur, total_bytes: p.end });
+            if p.ready() {
+                break;
+            }
+            if p.cur != moved.0 {
+                moved = (p.cur, std::time::Instant::now());
+            } else if moved.1.elapsed() > self.stall {
+                return Err(StorageError::Unavailable(format!(
+                    "the block copy of volume {volume} made no progress for {} s; the VM stays on its source",
+                    self.stall.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        libvirt.end_block_job(domain, &target, true).await?;
+        job.armed = false;
+        let live = libvirt.domain_xml(domain).await?;
+        match disk_with_serial(&live, &volume.to_string())? {
+            Some(after) if after.xml != before.xml => Ok(()),
+            _ => Err(StorageError::Internal(format!("VM {domain} did not switch volume {volume} to its copy"))),
+        }
     }
 }
 
@@ -227,6 +308,18 @@ impl NodeStorage for NodeService {
         Ok(Response::new(self.stream_operation(pool, move |m, progress| {
             Box::pin(async move { m.create_volume(pool, id, spec, source, progress).await })
         })))
+    }
+
+    type LiveCopyVolumeStream = EventStream;
+
+    async fn live_copy_volume(&self, req: Request<pb::NodeLiveCopyRequest>) -> Rpc<EventStream> {
+        let req = req.into_inner();
+        let to = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let from = convert::pool_id(&req.from_pool_id).map_err(to_status)?;
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        let format = convert::volume_format(req.format).map_err(to_status)?;
+        let domain = domain_name(&req.domain)?.to_owned();
+        self.live_copy(to, from, id, format, domain).await
     }
 
     type CloneVolumeStream = EventStream;
@@ -418,6 +511,22 @@ impl NodeService {
         self.manager.resize_volume(pool, id, size, Some(&live)).await
     }
 
+    async fn live_copy(
+        &self,
+        to: PoolId,
+        from: PoolId,
+        id: VolumeId,
+        format: Option<limiquantix_storage::model::VolumeFormat>,
+        domain: String,
+    ) -> Rpc<EventStream> {
+        // The destination pool's secret (Ceph key) must be known to libvirt before QEMU opens it.
+        self.ensure_pool_secret(to).await.map_err(to_status)?;
+        let mirror = DomainMirror { libvirt: self.hypervisor.libvirt.clone(), domain, stall: MIRROR_STALL };
+        Ok(Response::new(self.stream_operation(to, move |m, progress| {
+            Box::pin(async move { m.live_copy(to, from, id, format, &mirror, progress).await })
+        })))
+    }
+
     /// Returns (target, disk XML). An attach repeated on the same domain finds
     /// the disk already there and succeeds.
     async fn attach(&self, pool: PoolId, id: VolumeId, domain: &str, bus: DiskBus, read_only: bool) -> StorageResult<(String, String)> {
@@ -478,5 +587,15 @@ impl NodeService {
     }
     async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {
         Err(Self::no_libvirt())
+    }
+    async fn live_copy(
+        &self,
+        _: PoolId,
+        _: PoolId,
+        _: VolumeId,
+        _: Option<limiquantix_storage::model::VolumeFormat>,
+        _: String,
+    ) -> Rpc<EventStream> {
+        Err(to_status(Self::no_libvirt()))
     }
 }

@@ -88,6 +88,14 @@ pub trait LiveResize: Send + Sync {
     async fn grow(&self, volume: &VolumeInfo, new_size_bytes: u64) -> Result<()>;
 }
 
+/// Mirrors a disk a VM has open onto a new destination and switches the VM
+/// to it (libvirt block copy + pivot). On any error, and when dropped before
+/// it returns, the VM stays on its source.
+#[async_trait::async_trait]
+pub trait LiveMirror: Send + Sync {
+    async fn mirror(&self, volume: VolumeId, destination_xml: &str, progress: crate::model::ProgressSink<'_>) -> Result<()>;
+}
+
 impl StorageManager {
     /// Opens the state dir and re-activates every pool recorded there. A pool
     /// that cannot be activated is kept, in error, and retried on use.

@@ -175,6 +175,58 @@ impl StorageManager {
         }
     }
 
+    /// Moves a volume a VM has open into pool `to` of this node: an empty
+    /// volume of its size is made there, the VM's disk is mirrored onto it
+    /// and switched to it by `mirror`. The new volume is complete (the VM
+    /// uses it) or, on any failure, deleted again while the VM stays on its
+    /// source. The source is left for the caller to delete.
+    pub async fn live_copy(
+        &self,
+        to: PoolId,
+        from: PoolId,
+        id: VolumeId,
+        format: Option<VolumeFormat>,
+        mirror: &dyn crate::manager::LiveMirror,
+        progress: ProgressSink<'_>,
+    ) -> Result<VolumeInfo> {
+        if from == to {
+            return Err(StorageError::invalid("a move needs another pool"));
+        }
+        let source_backend = self.backend(from).await?;
+        let source = self.volume(source_backend.as_ref(), id).await?;
+        let backend = self.backend(to).await?;
+        let caps = backend.capabilities();
+        let format = format.unwrap_or(if caps.formats.contains(&source.format) { source.format } else { caps.formats[0] });
+        if !caps.formats.contains(&format) {
+            return Err(StorageError::invalid(format!("{} pools do not store {format} volumes", backend.kind())));
+        }
+        let _guard = self.locks.exclusive(to, id, "a live move")?;
+        // A destination left by an earlier try (a node restart) is never in
+        // use: made again from scratch.
+        if backend.get_volume(id).await?.is_some() {
+            backend.delete_volume(id).await?;
+        }
+        self.ensure_space(backend.as_ref(), Provisioning::Thin, source.size_bytes).await?;
+        let provisioning = if caps.thin_provisioning { Provisioning::Thin } else { Provisioning::Thick };
+        let new = NewVolume { id, format, size_bytes: backend.round_size(source.size_bytes), provisioning, content: NewVolumeContent::Empty };
+        let target = backend.create_volume(&new, &|_| {}).await?;
+        let result = async {
+            backend.prepare_disk(&target).await?;
+            let (disk_source, driver) = backend.disk(&target)?;
+            mirror.mirror(id, &xml::mirror_destination_xml(&disk_source, &driver), progress).await
+        }
+        .await;
+        match result {
+            Ok(()) => self.volume(backend.as_ref(), id).await,
+            Err(e) => {
+                if let Err(cleanup) = backend.delete_volume(id).await {
+                    tracing::warn!(volume = %id, pool = %to, error = %cleanup, "cannot delete the destination of a failed live move");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// A copy of `volume` of `from` (another pool of this node) into `backend`.
     #[allow(clippy::too_many_arguments)]
     async fn create_from_other_pool(

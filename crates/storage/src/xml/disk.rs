@@ -157,6 +157,17 @@ impl DiskDefinition {
     }
 }
 
+/// A block copy's destination (libvirt reads only the disk's type, driver
+/// and source): the new volume's source, in the format it is written in.
+pub fn mirror_destination_xml(source: &DiskSource, driver: &DiskDriver) -> String {
+    let mut x = XmlOut::new();
+    x.open("disk", &[("type", disk_type(source)), ("device", "disk")]);
+    x.empty("driver", &[("name", "qemu"), ("type", driver.format.as_str())]);
+    write_source(&mut x, source);
+    x.close("disk");
+    x.finish()
+}
+
 fn disk_type(source: &DiskSource) -> &'static str {
     match source {
         DiskSource::File { .. } => "file",

@@ -5,5 +5,5 @@
 pub mod disk;
 pub mod target;
 
-pub use disk::{BackingImage, DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef, secret_xml};
+pub use disk::{BackingImage, DiskAuth, DiskDefinition, DiskDriver, DiskSource, NetHost, SecretRef, mirror_destination_xml, secret_xml};
 pub use target::{DomainDisk, disk_with_serial, pick_target, targets_in_domain};
