@@ -183,7 +183,7 @@ pub enum VolumeCommand {
     },
     /// Move a volume into another pool of its node, keeping its id and name
     /// (a copy, checked, then the source is deleted; a linked clone arrives
-    /// flattened). The volume must be detached.
+    /// flattened). An attached volume moves while its VM runs.
     Move {
         /// The volume's name or id.
         volume: String,

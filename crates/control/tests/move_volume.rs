@@ -1,8 +1,9 @@
 //! MoveVolume against a real node: a volume changes pools on its node,
 //! keeping its id, name and data (local → local, local → Ceph; a linked
 //! clone flattened), the records and space follow, refusals change nothing,
-//! and a cancelled move leaves the volume where it was with nothing in the
-//! target.
+//! a cancelled move leaves the volume where it was with nothing in the
+//! target, and an attached volume moves live (private libvirtd, TCG VM)
+//! and stays attached.
 
 mod common;
 
@@ -175,4 +176,41 @@ async fn a_volume_moves_from_a_local_pool_to_ceph_as_raw() {
     let cmp = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "raw"]).arg(&reference).arg(&rbd).output().unwrap();
     assert!(cmp.status.success(), "{}", String::from_utf8_lossy(&cmp.stdout));
     assert!(!file.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attached_volume_moves_live_and_stays_attached() {
+    use limiquantix_testkit::Libvirtd;
+    use limiquantix_testkit::libvirt::minimal_domain;
+    let libvirtd = Libvirtd::start().expect("private libvirtd");
+    libvirtd.create_domain(&minimal_domain("lq-live", "")).unwrap();
+    let uri = libvirtd.uri().to_owned();
+    let mut k = Cluster::start_with(|_| {}, |n| n.libvirt_uri = uri).await;
+    let p2_dir = k.pool_dir().with_file_name("p2");
+    let node_id = k.node_id.clone();
+    let p2 = k.c.local_pool("p2", &node_id, &p2_dir).await;
+    let v = k.c.create_volume("p1", "live", 64 * MIB).await;
+    let old_file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    assert!(qemu_io("qcow2", old_file.to_str().unwrap(), "write -P 0x44 0 4M"));
+    let op = k.c.volumes.attach_volume(pb::AttachVolumeRequest { volume_id: v.id.clone(), vm: "lq-live".into(), ..Default::default() }).await;
+    k.c.wait_ok(&op.unwrap().into_inner().task_id).await;
+    let attached = k.c.volume(&v.id).await.unwrap();
+
+    let op = k.c.volumes.move_volume(move_req(&v.id, "p2")).await.unwrap().into_inner();
+    let task = k.c.wait_ok(&op.task_id).await;
+    assert_eq!(task.kind, "volume.move");
+    let moved = k.c.volume(&v.id).await.unwrap();
+    assert_eq!((moved.pool_id.as_str(), moved.state), (p2.id.as_str(), pb::VolumeState::Attached as i32));
+    assert_eq!(moved.attachment, attached.attachment, "still attached to the same VM, same target");
+    let new_file = p2_dir.join(format!("lq-{}.qcow2", v.id));
+    let xml = libvirtd.virsh(&["dumpxml", "lq-live"]).unwrap();
+    assert!(xml.contains(new_file.to_str().unwrap()) && !xml.contains(old_file.to_str().unwrap()), "{xml}");
+    assert!(!old_file.exists(), "the source is deleted after the pivot");
+    let out = Command::new("qemu-io").args(["-f", "qcow2", "-r", "-U", "-c", "read -P 0x44 0 4M"]).arg(&new_file).output().unwrap();
+    assert!(out.status.success(), "the data moved");
+    // Detach, then the volume is an ordinary volume of p2.
+    let op = k.c.volumes.detach_volume(pb::DetachVolumeRequest { volume_id: v.id.clone() }).await;
+    k.c.wait_ok(&op.unwrap().into_inner().task_id).await;
+    assert!(!libvirtd.virsh(&["dumpxml", "lq-live"]).unwrap().contains(&v.id));
+    assert_eq!(k.c.volume(&v.id).await.unwrap().state, pb::VolumeState::Available as i32);
 }

@@ -363,7 +363,7 @@ function MoveVolume({ volume, pools, onDone, onClose }: { volume: Volume; pools:
     >
       <p>
         The volume is copied into the other pool, checked, then its old copy is deleted; it keeps its name and id. A linked clone arrives as an
-        independent volume. The volume must be detached.
+        independent volume. An attached volume moves while its VM runs: the VM switches to the copy when it is complete.
       </p>
       <FormGroup label="Target pool" fieldId="move-pool">
         <FormSelect id="move-pool" value={pool} onChange={(_e, v) => setPool(v)}>

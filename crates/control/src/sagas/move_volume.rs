@@ -8,7 +8,10 @@
 //! 1. copy            — the node copies it into the target pool (same id;
 //!                      complete or absent there; streams progress,
 //!                      cancellable), and the copy is checked against the
-//!                      source: size, format, no backing volume.
+//!                      source: size, format, no backing volume. An attached
+//!                      volume is mirrored while its VM runs and the VM
+//!                      pivots onto the copy (a failure leaves it on its
+//!                      source); from then on the VM writes to the copy.
 //!                      undo: the node deletes the copy — unless the record
 //!                      already points at it.
 //! 2. switch          — one write: the record, its name and its pool link
@@ -46,6 +49,10 @@ pub struct MoveVolume {
     /// What the node made, set by the copy.
     #[serde(default)]
     pub copy: Option<MadeCopy>,
+    /// The running VM the volume is attached to: the copy is a live mirror
+    /// (libvirt block copy, then the VM pivots onto it).
+    #[serde(default)]
+    pub live_domain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +116,22 @@ fn release<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
 
 fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
     Box::pin(async move {
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
+        if !s.live_domain.is_empty() {
+            let req = pb::NodeLiveCopyRequest {
+                pool_id: s.to_pool_id.clone(),
+                volume_id: s.volume_id.clone(),
+                from_pool_id: s.from_pool_id.clone(),
+                domain: s.live_domain.clone(),
+                format: s.format,
+            };
+            let start = client.live_copy_volume(req);
+            let follow = common::follow_node_operation(ctx, &s.node_id, "the live copy", start);
+            let made = crate::pool_locks::with_lock(ctx, "copy", &s.to_pool_id, follow).await?;
+            check_copy(s, &made)?;
+            s.copy = Some(MadeCopy { size_bytes: made.size_bytes, allocated_bytes: made.allocated_bytes, format: made.format });
+            return Ok(());
+        }
         let req = pb::NodeCreateVolumeRequest {
             pool_id: s.to_pool_id.clone(),
             volume_id: s.volume_id.clone(),
@@ -120,7 +143,6 @@ fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
                 })),
             }),
         };
-        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
         let start = client.create_volume(req);
         let made = crate::pool_locks::with_lock(ctx, "copy", &s.to_pool_id, common::follow_node_operation(ctx, &s.node_id, "the copy", start)).await?;
         check_copy(s, &made)?;

@@ -18,13 +18,7 @@ impl VolumeApi {
         crate::api::refuse_array_managed(&from, "move")?;
         crate::api::refuse_array_managed(&to, "move")?;
         ensure_pool_ready(&to)?;
-        if current.state == pb::VolumeState::Attached as i32 {
-            return Err(ApiError::precondition(format!(
-                "volume {} is attached; moving it while its VM runs is not offered yet: detach it first",
-                current.name
-            )));
-        }
-        require_available(&current, "only an available volume is moved")?;
+        let live = live_domain(&current)?;
         refuse_if_dependents(&self.app, &current, "moved (it is the base of linked clones)").await?;
         if current.snapshot_count > 0 && !r.drop_snapshots {
             let snaps = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&current.id), None, 0).await?;
@@ -35,8 +29,12 @@ impl VolumeApi {
                 names.join(", ")
             )));
         }
-        // The node that serves the volume copies it: the target pool must be ready there.
-        let node = self.serving_node_in(&current, &from).await?;
+        // The node that serves the volume copies it (the VM's node for a
+        // live move): the target pool must be ready there.
+        let node = match current.attachment.as_ref().filter(|_| !live.is_empty()) {
+            Some(a) => self.online_node(&a.node_id).await?.id,
+            None => self.serving_node_in(&current, &from).await?,
+        };
         if !to.nodes.iter().any(|s| s.node_id == node && s.phase == pb::PoolPhase::Ready as i32) {
             return Err(ApiError::precondition(format!(
                 "pool {} is not ready on node {node}, which holds volume {}; moves between nodes are not offered yet",
@@ -55,7 +53,9 @@ impl VolumeApi {
                 let vv = records::volume(repo, &id).await?;
                 let mut v = vv.value;
                 ensure_idle(&v)?;
-                require_available(&v, "only an available volume is moved")?;
+                if live_domain(&v)? != live {
+                    return Err(ApiError::precondition(format!("volume {} was attached or detached meanwhile; look again", v.name)));
+                }
                 if v.pool_id != from.id || (v.snapshot_count > 0 && !r.drop_snapshots) {
                     return Err(ApiError::precondition(format!("volume {} changed meanwhile; look again", v.name)));
                 }
@@ -79,6 +79,7 @@ impl VolumeApi {
                     previous_state: v.state,
                     to_local: !is_shared(&to),
                     copy: None,
+                    live_domain: live.clone(),
                 };
                 v.task_id = task_id.clone();
                 v.state = pb::VolumeState::Moving as i32;
@@ -92,5 +93,19 @@ impl VolumeApi {
             .await?;
         crate::sagas::runner::start(&self.app, &op.task_id);
         Ok(op)
+    }
+}
+
+/// The VM a move mirrors the volume for ("" when it is not attached): an
+/// attached volume moves live, read-write attachments only.
+fn live_domain(v: &pb::Volume) -> ApiResult<String> {
+    match (pb::VolumeState::try_from(v.state), &v.attachment) {
+        (Ok(pb::VolumeState::Available), _) => Ok(String::new()),
+        (Ok(pb::VolumeState::Attached), Some(a)) if a.read_only => Err(ApiError::precondition(format!(
+            "volume {} is attached read-only to VM {}; detach it to move it",
+            v.name, a.vm
+        ))),
+        (Ok(pb::VolumeState::Attached), Some(a)) => Ok(a.vm.clone()),
+        _ => Err(ApiError::precondition(format!("volume {} is {}; only an available or attached volume is moved", v.name, state_name(v.state)))),
     }
 }
