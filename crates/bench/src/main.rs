@@ -10,6 +10,7 @@
 mod ceph_bench;
 mod control_bench;
 mod iscsi_bench;
+mod live_move;
 mod measure;
 mod nfs_bench;
 mod node;

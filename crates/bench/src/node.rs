@@ -57,7 +57,13 @@ impl BenchNode {
         Ok(id)
     }
 
-    async fn finish(&self, mut stream: tonic::Streaming<pb::VolumeOperationEvent>) -> anyhow::Result<pb::VolumeInfo> {
+    /// A new handle on the node's gRPC client.
+    pub fn client(&self) -> NodeStorageClient<Channel> {
+        self.client.clone()
+    }
+
+    /// The volume an operation's stream ends with.
+    pub async fn finish(&self, mut stream: tonic::Streaming<pb::VolumeOperationEvent>) -> anyhow::Result<pb::VolumeInfo> {
         while let Some(e) = stream.message().await? {
             if let Some(pb::volume_operation_event::Event::Volume(v)) = e.event {
                 return Ok(v);
