@@ -214,3 +214,54 @@ async fn an_attached_volume_moves_live_and_stays_attached() {
     assert!(!libvirtd.virsh(&["dumpxml", "lq-live"]).unwrap().contains(&v.id));
     assert_eq!(k.c.volume(&v.id).await.unwrap().state, pb::VolumeState::Available as i32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_live_move_leaves_the_vm_on_its_source() {
+    use limiquantix_testkit::Libvirtd;
+    use limiquantix_testkit::libvirt::minimal_domain;
+    let libvirtd = Libvirtd::start().expect("private libvirtd");
+    libvirtd.create_domain(&minimal_domain("lq-live-cancel", "")).unwrap();
+    let uri = libvirtd.uri().to_owned();
+    // The node's copy limit applies to mirrors: 256 MiB at 32 MiB/s takes seconds.
+    let mut k = Cluster::start_with(|_| {}, |n| {
+        n.libvirt_uri = uri;
+        n.limits.copy_mib_per_sec = 32;
+    })
+    .await;
+    let p2_dir = k.pool_dir().with_file_name("p2");
+    let node_id = k.node_id.clone();
+    k.c.local_pool("p2", &node_id, &p2_dir).await;
+    let v = k.c.create_volume("p1", "busy", 512 * MIB).await;
+    let old_file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    assert!(qemu_io("qcow2", old_file.to_str().unwrap(), "write -P 0x55 0 256M"));
+    let op = k.c.volumes.attach_volume(pb::AttachVolumeRequest { volume_id: v.id.clone(), vm: "lq-live-cancel".into(), ..Default::default() }).await;
+    k.c.wait_ok(&op.unwrap().into_inner().task_id).await;
+
+    let op = k.c.volumes.move_volume(move_req(&v.id, "p2")).await.unwrap().into_inner();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = k.c.tasks.get_task(pb::GetTaskRequest { task_id: op.task_id.clone() }).await.unwrap().into_inner();
+        assert_eq!(t.state, pb::TaskState::Running as i32, "the move ended before it could be cancelled: {t:?}");
+        if t.progress.as_ref().is_some_and(|p| p.phase == "mirroring" && p.done_bytes > 0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mirroring progress: {t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    k.c.tasks.cancel_task(pb::CancelTaskRequest { task_id: op.task_id.clone() }).await.unwrap();
+    let t = k.c.wait(&op.task_id).await;
+    assert_eq!(t.state, pb::TaskState::Cancelled as i32, "{t:?}");
+    let back = k.c.volume(&v.id).await.unwrap();
+    assert_eq!((back.pool_id.as_str(), back.state), (k.pool.id.as_str(), pb::VolumeState::Attached as i32));
+    // The VM runs on its source with no job left, and nothing stays in the target.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let xml = libvirtd.virsh(&["dumpxml", "lq-live-cancel"]).unwrap();
+        let done = xml.contains(old_file.to_str().unwrap()) && !xml.contains("<mirror") && volume_files(&p2_dir).is_empty();
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left behind: {xml} {:?}", volume_files(&p2_dir));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -51,6 +51,20 @@ impl Libvirt {
         .await
     }
 
+    /// Caps the block job on disk `target` at `bytes_per_sec` (the node's
+    /// copy limit applies to mirrors as to copies).
+    pub async fn limit_block_job(&self, domain: &str, target: &str, bytes_per_sec: u64) -> Result<(), StorageError> {
+        let (name, target) = (domain.to_owned(), target.to_owned());
+        self.on_domain(domain, move |dom| {
+            let disk = c(&target, "the disk target")?;
+            let rate = std::os::raw::c_ulong::try_from(bytes_per_sec).unwrap_or(std::os::raw::c_ulong::MAX);
+            // SAFETY: a live domain handle and a NUL-terminated name.
+            let rc = unsafe { sys::virDomainBlockJobSetSpeed(dom.as_ptr(), disk.as_ptr(), rate, sys::VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES) };
+            if rc < 0 { Err(last_error("cannot limit the block copy's speed", &name)) } else { Ok(()) }
+        })
+        .await
+    }
+
     /// The block job on disk `target`, if one runs.
     pub async fn block_job(&self, domain: &str, target: &str) -> Result<Option<JobProgress>, StorageError> {
         let (name, target) = (domain.to_owned(), target.to_owned());

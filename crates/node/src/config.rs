@@ -116,7 +116,7 @@ impl Default for NodeTlsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Bandwidth of each data copy (full clone, import) in MiB/s, so a big
+    /// Bandwidth of each data copy (full clone, import, move, live mirror) in MiB/s, so a big
     /// copy leaves the datastore's bandwidth to running VMs; 0: unlimited.
     pub copy_mib_per_sec: u64,
 }

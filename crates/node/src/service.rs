@@ -35,6 +35,9 @@ pub struct Hypervisor {
     #[cfg(feature = "libvirt")]
     libvirt: crate::libvirt::Libvirt,
     detach_timeout: std::time::Duration,
+    /// The node's copy limit, applied to live mirrors too.
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    copy_bytes_per_sec: Option<u64>,
     /// One hot-plug at a time per domain: two would pick the same target.
     domain_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -45,6 +48,7 @@ impl Hypervisor {
             #[cfg(feature = "libvirt")]
             libvirt: crate::libvirt::Libvirt::new(&config.libvirt_uri, std::time::Duration::from_secs(config.libvirt_timeout_secs)),
             detach_timeout: std::time::Duration::from_secs(config.detach_timeout_secs),
+            copy_bytes_per_sec: Some(config.limits.copy_mib_per_sec << 20).filter(|r| *r > 0),
             domain_locks: Default::default(),
         }
     }
@@ -81,6 +85,7 @@ impl limiquantix_storage::LiveResize for LiveDomain<'_> {
 struct DomainMirror {
     libvirt: crate::libvirt::Libvirt,
     domain: String,
+    copy_bytes_per_sec: Option<u64>,
     /// How long the copy may make no progress before it is abandoned.
     stall: std::time::Duration,
 }
@@ -123,6 +128,9 @@ impl limiquantix_storage::LiveMirror for DomainMirror {
         }
         libvirt.start_block_copy(domain, &target, destination_xml).await?;
         let mut job = AbandonOnDrop { libvirt: libvirt.clone(), domain: domain.to_owned(), target: target.clone(), armed: true };
+        if let Some(rate) = self.copy_bytes_per_sec {
+            libvirt.limit_block_job(domain, &target, rate).await?;
+        }
         let mut moved = (0, std::time::Instant::now());
         loop {
             let Some(p) = libvirt.block_job(domain, &target).await? else {
@@ -521,7 +529,12 @@ impl NodeService {
     ) -> Rpc<EventStream> {
         // The destination pool's secret (Ceph key) must be known to libvirt before QEMU opens it.
         self.ensure_pool_secret(to).await.map_err(to_status)?;
-        let mirror = DomainMirror { libvirt: self.hypervisor.libvirt.clone(), domain, stall: MIRROR_STALL };
+        let mirror = DomainMirror {
+            libvirt: self.hypervisor.libvirt.clone(),
+            domain,
+            copy_bytes_per_sec: self.hypervisor.copy_bytes_per_sec,
+            stall: MIRROR_STALL,
+        };
         Ok(Response::new(self.stream_operation(to, move |m, progress| {
             Box::pin(async move { m.live_copy(to, from, id, format, &mirror, progress).await })
         })))
