@@ -290,17 +290,7 @@ fn copies_are_complete_or_absent_when_a_daemon_is_killed_mid_copy() {
         let mut c = Clients::connect(&w.url).await;
         c.wait_node_online(&w.node_id).await;
         c.local_pool("p1", &w.node_id, &w.pool_dir()).await;
-        let config = pb::PoolConfig {
-            backend: Some(pb::pool_config::Backend::Ceph(pb::CephPoolConfig {
-                monitors: vec![w.ceph.monitor()],
-                ceph_pool: TEST_POOL.into(),
-                client_id: "admin".into(),
-                key: w.ceph.admin_key().into(),
-                ..Default::default()
-            })),
-        };
-        let op = c.pools.create_pool(pb::CreatePoolRequest { name: "rbd".into(), config: Some(config), ..Default::default() }).await;
-        c.wait_ok(&op.unwrap().into_inner().task_id).await;
+        c.ceph_pool("rbd", &w.ceph).await;
 
         // Sources: data, a snapshot s1, then other data (the snapshot differs from now).
         let plain = c.create_volume("p1", "plain", DISK_MIB << 20).await;

@@ -149,17 +149,7 @@ async fn a_cancelled_move_leaves_the_volume_where_it_was() {
 async fn a_volume_moves_from_a_local_pool_to_ceph_as_raw() {
     let ceph = Ceph::start().unwrap();
     let mut k = Cluster::start().await;
-    let config = pb::PoolConfig {
-        backend: Some(pb::pool_config::Backend::Ceph(pb::CephPoolConfig {
-            monitors: vec![ceph.monitor()],
-            ceph_pool: TEST_POOL.into(),
-            client_id: "admin".into(),
-            key: ceph.admin_key().into(),
-            ..Default::default()
-        })),
-    };
-    let op = k.c.pools.create_pool(pb::CreatePoolRequest { name: "rbd".into(), config: Some(config), ..Default::default() }).await.unwrap().into_inner();
-    k.c.wait_ok(&op.task_id).await;
+    k.c.ceph_pool("rbd", &ceph).await;
     let v = k.c.create_volume("p1", "db", 64 * MIB).await;
     let file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
     assert!(qemu_io("qcow2", file.to_str().unwrap(), "write -P 0x7e 1M 6M"));

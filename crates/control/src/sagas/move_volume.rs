@@ -117,7 +117,23 @@ fn release<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
 fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
     Box::pin(async move {
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
-        if !s.live_domain.is_empty() {
+        type Start<'c> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<tonic::Response<tonic::Streaming<pb::VolumeOperationEvent>>, tonic::Status>> + Send + 'c>,
+        >;
+        let (start, what): (Start<'_>, &str) = if s.live_domain.is_empty() {
+            let req = pb::NodeCreateVolumeRequest {
+                pool_id: s.to_pool_id.clone(),
+                volume_id: s.volume_id.clone(),
+                spec: Some(pb::VolumeSpec { size_bytes: s.size_bytes, format: s.format, provisioning: 0 }),
+                source: Some(pb::VolumeSource {
+                    source: Some(pb::volume_source::Source::OtherPool(pb::OtherPoolSource {
+                        pool_id: s.from_pool_id.clone(),
+                        volume_id: s.volume_id.clone(),
+                    })),
+                }),
+            };
+            (Box::pin(client.create_volume(req)), "the copy")
+        } else {
             let req = pb::NodeLiveCopyRequest {
                 pool_id: s.to_pool_id.clone(),
                 volume_id: s.volume_id.clone(),
@@ -125,26 +141,10 @@ fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
                 domain: s.live_domain.clone(),
                 format: s.format,
             };
-            let start = client.live_copy_volume(req);
-            let follow = common::follow_node_operation(ctx, &s.node_id, "the live copy", start);
-            let made = crate::pool_locks::with_lock(ctx, "copy", &s.to_pool_id, follow).await?;
-            check_copy(s, &made)?;
-            s.copy = Some(MadeCopy { size_bytes: made.size_bytes, allocated_bytes: made.allocated_bytes, format: made.format });
-            return Ok(());
-        }
-        let req = pb::NodeCreateVolumeRequest {
-            pool_id: s.to_pool_id.clone(),
-            volume_id: s.volume_id.clone(),
-            spec: Some(pb::VolumeSpec { size_bytes: s.size_bytes, format: s.format, provisioning: 0 }),
-            source: Some(pb::VolumeSource {
-                source: Some(pb::volume_source::Source::OtherPool(pb::OtherPoolSource {
-                    pool_id: s.from_pool_id.clone(),
-                    volume_id: s.volume_id.clone(),
-                })),
-            }),
+            (Box::pin(client.live_copy_volume(req)), "the live copy")
         };
-        let start = client.create_volume(req);
-        let made = crate::pool_locks::with_lock(ctx, "copy", &s.to_pool_id, common::follow_node_operation(ctx, &s.node_id, "the copy", start)).await?;
+        let follow = common::follow_node_operation(ctx, &s.node_id, what, start);
+        let made = crate::pool_locks::with_lock(ctx, "copy", &s.to_pool_id, follow).await?;
         check_copy(s, &made)?;
         s.copy = Some(MadeCopy { size_bytes: made.size_bytes, allocated_bytes: made.allocated_bytes, format: made.format });
         Ok(())

@@ -89,6 +89,23 @@ impl Clients {
         self.pools.get_pool(pb::GetPoolRequest { pool: name.into() }).await.unwrap().into_inner()
     }
 
+    /// A Ceph pool on the test cluster's TEST_POOL, on every node.
+    pub async fn ceph_pool(&mut self, name: &str, ceph: &limiquantix_testkit::Ceph) -> pb::Pool {
+        let config = pb::PoolConfig {
+            backend: Some(pb::pool_config::Backend::Ceph(pb::CephPoolConfig {
+                monitors: vec![ceph.monitor()],
+                ceph_pool: limiquantix_testkit::ceph::TEST_POOL.into(),
+                client_id: "admin".into(),
+                key: ceph.admin_key().into(),
+                ..Default::default()
+            })),
+        };
+        let req = pb::CreatePoolRequest { name: name.into(), config: Some(config), ..Default::default() };
+        let op = self.pools.create_pool(req).await.unwrap().into_inner();
+        self.wait_ok(&op.task_id).await;
+        self.pools.get_pool(pb::GetPoolRequest { pool: name.into() }).await.unwrap().into_inner()
+    }
+
     pub async fn create_volume(&mut self, pool: &str, name: &str, size: u64) -> pb::Volume {
         let op = self.volumes.create_volume(create_req(pool, name, size)).await.unwrap().into_inner();
         self.wait_ok(&op.task_id).await;

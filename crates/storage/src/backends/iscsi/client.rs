@@ -89,7 +89,9 @@ fn last_error(ctx: NonNull<sys::iscsi_context>) -> String {
 }
 
 /// What a failed login or command means for the caller.
-fn login_error(portal: &Portal, target: &str, detail: String, timeout: Duration) -> StorageError {
+/// What a failed login means; `mutual`: the node asked the target to prove
+/// its own secret (a target without one refuses the whole login).
+fn login_error(portal: &Portal, target: &str, detail: String, timeout: Duration, mutual: bool) -> StorageError {
     // libiscsi's words when the target's own CHAP answer is wrong or missing.
     let mutual_failed = ["Invalid CHAP_R", "Wrong CHAP targetname", "did not return CHAP_N", "Wrong size of CHAP_R"];
     if mutual_failed.iter().any(|m| detail.contains(m)) {
@@ -97,7 +99,8 @@ fn login_error(portal: &Portal, target: &str, detail: String, timeout: Duration)
             "iSCSI target {target} at {portal} did not prove its identity (mutual CHAP): check the mutual CHAP user and secret, and that this is the array you mean ({detail})"
         ))
     } else if detail.contains("Authentication failure") || detail.contains("Authorization failure") {
-        StorageError::PermissionDenied(format!("iSCSI target {target} at {portal} refused the login: wrong CHAP user or secret ({detail})"))
+        let hint = if mutual { "; with mutual CHAP, also check that the target has its own CHAP user and secret set up" } else { "" };
+        StorageError::PermissionDenied(format!("iSCSI target {target} at {portal} refused the login: wrong CHAP user or secret ({detail}){hint}"))
     } else if detail.contains("Target not found") || detail.contains("Target removed") {
         StorageError::NotFound(format!("iSCSI target {target} is not at {portal}: {detail}"))
     } else {
@@ -120,13 +123,13 @@ pub fn discover(portal: &Portal, initiator: &IscsiName, timeout: Duration) -> Re
         if rc == 0 { sys::iscsi_login_sync(ctx.as_ptr()) } else { rc }
     };
     if rc != 0 {
-        return Err(login_error(portal, "(discovery)", last_error(ctx), timeout));
+        return Err(login_error(portal, "(discovery)", last_error(ctx), timeout, false));
     }
     // SAFETY: a logged-in discovery session; the list is walked, copied and freed here.
     let found = unsafe {
         let list = sys::iscsi_discovery_sync(ctx.as_ptr());
         if list.is_null() {
-            return Err(login_error(portal, "(discovery)", last_error(ctx), timeout));
+            return Err(login_error(portal, "(discovery)", last_error(ctx), timeout, false));
         }
         let mut found = Vec::new();
         let mut entry = list;
@@ -237,14 +240,8 @@ impl IscsiSession {
         // SAFETY: a configured context; -1: log in without a unit-ready check.
         let rc = unsafe { sys::iscsi_full_connect_sync(ctx.as_ptr(), address.as_ptr(), -1) };
         if rc != 0 {
-            let err = login_error(portal, login.target.as_str(), last_error(ctx), login.timeout);
-            return Err(match err {
-                // A target without a secret of its own refuses the whole login.
-                StorageError::PermissionDenied(why) if login.chap.is_some_and(|c| c.mutual.is_some()) && !why.contains("mutual CHAP") => {
-                    StorageError::PermissionDenied(format!("{why}; with mutual CHAP, also check that the target has its own CHAP user and secret set up"))
-                }
-                other => other,
-            });
+            let mutual = login.chap.is_some_and(|c| c.mutual.is_some());
+            return Err(login_error(portal, login.target.as_str(), last_error(ctx), login.timeout, mutual));
         }
         Ok(session)
     }
