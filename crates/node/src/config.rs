@@ -41,6 +41,10 @@ pub struct NodeConfig {
     /// The longest any libvirt call may take (a hung libvirtd gives an error).
     #[serde(default = "default_libvirt_timeout_secs")]
     pub libvirt_timeout_secs: u64,
+    /// The longest a guest agent may take to freeze or thaw its filesystems
+    /// for a quiesced snapshot (a silent agent gives an error).
+    #[serde(default = "default_agent_timeout_secs")]
+    pub agent_timeout_secs: u64,
     /// The longest a registration or heartbeat call to the control plane may take.
     #[serde(default = "default_control_plane_timeout_secs")]
     pub control_plane_timeout_secs: u64,
@@ -175,6 +179,9 @@ fn default_detach_timeout_secs() -> u64 {
 }
 fn default_libvirt_timeout_secs() -> u64 {
     30
+}
+fn default_agent_timeout_secs() -> u64 {
+    10
 }
 fn default_control_plane_timeout_secs() -> u64 {
     10

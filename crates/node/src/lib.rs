@@ -4,12 +4,18 @@
 
 pub mod config;
 pub mod convert;
+#[cfg(feature = "libvirt")]
+pub mod domain_snapshot;
 pub mod enrolment;
+#[cfg(feature = "libvirt")]
+pub mod guest_agent;
 pub mod registration;
 #[cfg(feature = "libvirt")]
 pub mod block_job;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+#[cfg(feature = "libvirt")]
+pub mod qmp;
 pub mod service;
 pub mod status;
 

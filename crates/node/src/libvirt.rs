@@ -59,7 +59,7 @@ impl Libvirt {
         &self.uri
     }
 
-    async fn with_domain<T: Send + 'static>(
+    pub(crate) async fn with_domain<T: Send + 'static>(
         &self,
         domain: &str,
         extra_time: Duration,

@@ -18,6 +18,8 @@ use crate::convert;
 use crate::status::to_status;
 
 type Rpc<T> = Result<Response<T>, Status>;
+/// The snapshots a VM took, and how (none when they were there already).
+type LiveSnapshotResult = (Vec<limiquantix_storage::model::SnapshotInfo>, Option<limiquantix_storage::LiveSnapshotOutcome>);
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::VolumeOperationEvent, Status>> + Send>>;
 
 /// Progress events that may queue up for a slow client before newer ones are dropped.
@@ -35,6 +37,9 @@ pub struct Hypervisor {
     #[cfg(feature = "libvirt")]
     libvirt: crate::libvirt::Libvirt,
     detach_timeout: std::time::Duration,
+    /// The longest a guest agent may take to freeze or thaw.
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    agent_timeout: std::time::Duration,
     /// The node's copy limit, applied to live mirrors too.
     #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
     copy_bytes_per_sec: Option<u64>,
@@ -48,6 +53,7 @@ impl Hypervisor {
             #[cfg(feature = "libvirt")]
             libvirt: crate::libvirt::Libvirt::new(&config.libvirt_uri, std::time::Duration::from_secs(config.libvirt_timeout_secs)),
             detach_timeout: std::time::Duration::from_secs(config.detach_timeout_secs),
+            agent_timeout: std::time::Duration::from_secs(config.agent_timeout_secs.max(1)),
             copy_bytes_per_sec: Some(config.limits.copy_mib_per_sec << 20).filter(|r| *r > 0),
             domain_locks: Default::default(),
         }
@@ -468,6 +474,27 @@ impl NodeStorage for NodeService {
         Ok(Response::new(convert::snapshot_out(id, &s)))
     }
 
+    async fn create_domain_snapshot(&self, req: Request<pb::CreateDomainSnapshotRequest>) -> Rpc<pb::CreateDomainSnapshotResponse> {
+        let req = req.into_inner();
+        let domain = domain_name(&req.domain)?;
+        let quiesce = pb::Quiesce::try_from(req.quiesce).map_err(|_| Status::invalid_argument(format!("quiesce {} is unknown", req.quiesce)))?;
+        let mut volumes = Vec::with_capacity(req.volumes.len());
+        for v in &req.volumes {
+            volumes.push((convert::pool_id(&v.pool_id).map_err(to_status)?, convert::volume_id(&v.volume_id).map_err(to_status)?));
+        }
+        let (snaps, outcome) = self.live_snapshot(&volumes, &req.name, domain, quiesce).await.map_err(to_status)?;
+        let outcome = outcome.unwrap_or_else(|| limiquantix_storage::LiveSnapshotOutcome {
+            not_quiesced_reason: "the snapshot was there already (a retried request); how consistent it is was not recorded".into(),
+            ..Default::default()
+        });
+        Ok(Response::new(pb::CreateDomainSnapshotResponse {
+            snapshots: snaps.iter().zip(&volumes).map(|(s, (_, id))| convert::snapshot_out(*id, s)).collect(),
+            quiesced: outcome.quiesced,
+            frozen_ms: outcome.frozen_ms,
+            not_quiesced_reason: outcome.not_quiesced_reason,
+        }))
+    }
+
     async fn list_volume_snapshots(
         &self,
         req: Request<pb::ListVolumeSnapshotsRequest>,
@@ -540,6 +567,28 @@ impl NodeService {
         })))
     }
 
+    async fn live_snapshot(
+        &self,
+        volumes: &[(PoolId, VolumeId)],
+        name: &str,
+        domain: &str,
+        quiesce: pb::Quiesce,
+    ) -> StorageResult<LiveSnapshotResult> {
+        use crate::domain_snapshot::{DomainSnapshot, QuiesceMode};
+        let quiesce = match quiesce {
+            pb::Quiesce::None => QuiesceMode::None,
+            pb::Quiesce::Required => QuiesceMode::Required,
+            pb::Quiesce::BestEffort => QuiesceMode::BestEffort,
+        };
+        let live = DomainSnapshot {
+            libvirt: self.hypervisor.libvirt.clone(),
+            domain: domain.to_owned(),
+            quiesce,
+            agent_timeout: self.hypervisor.agent_timeout,
+        };
+        self.manager.create_live_snapshots(volumes, name, &live).await
+    }
+
     /// Returns (target, disk XML). An attach repeated on the same domain finds
     /// the disk already there and succeeds.
     async fn attach(&self, pool: PoolId, id: VolumeId, domain: &str, bus: DiskBus, read_only: bool) -> StorageResult<(String, String)> {
@@ -596,6 +645,9 @@ impl NodeService {
         Err(Self::no_libvirt())
     }
     async fn attach(&self, _: PoolId, _: VolumeId, _: &str, _: DiskBus, _: bool) -> StorageResult<(String, String)> {
+        Err(Self::no_libvirt())
+    }
+    async fn live_snapshot(&self, _: &[(PoolId, VolumeId)], _: &str, _: &str, _: pb::Quiesce) -> StorageResult<LiveSnapshotResult> {
         Err(Self::no_libvirt())
     }
     async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {

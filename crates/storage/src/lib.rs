@@ -25,5 +25,5 @@ pub use backend::{Backend, LibvirtSecret, SecretUsage};
 pub use backends::ceph::CephTimeouts;
 pub use error::{ErrorClass, Result, StorageError, ToolError};
 pub use ids::{Name, PoolId, VolumeId};
-pub use manager::{EngineConfig, LiveMirror, LiveResize, PoolPhase, PoolReport, StorageManager};
+pub use manager::{EngineConfig, LiveMirror, LiveResize, LiveSnapshot, LiveSnapshotOutcome, PoolPhase, PoolReport, StorageManager};
 pub use tools::qemu_img::ToolTimeouts;

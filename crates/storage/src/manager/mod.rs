@@ -96,6 +96,25 @@ pub trait LiveMirror: Send + Sync {
     async fn mirror(&self, volume: VolumeId, destination_xml: &str, progress: crate::model::ProgressSink<'_>) -> Result<()>;
 }
 
+/// Snapshots disks a running VM has open, through its QEMU, all at one
+/// instant; the implementation freezes and thaws the guest when asked.
+#[async_trait::async_trait]
+pub trait LiveSnapshot: Send + Sync {
+    /// `serials` name the VM's disks (= the volume ids).
+    async fn snapshot(&self, serials: &[String], name: &Name) -> Result<LiveSnapshotOutcome>;
+}
+
+/// How a live snapshot went for the guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveSnapshotOutcome {
+    /// The guest's filesystems were frozen around the snapshot.
+    pub quiesced: bool,
+    /// From the freeze request to the thaw's answer.
+    pub frozen_ms: u64,
+    /// A best-effort quiesce that did not happen: why.
+    pub not_quiesced_reason: String,
+}
+
 impl StorageManager {
     /// Opens the state dir and re-activates every pool recorded there. A pool
     /// that cannot be activated is kept, in error, and retried on use.
