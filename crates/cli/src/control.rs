@@ -19,7 +19,7 @@ use crate::common::{
     volume_spec,
 };
 use crate::output::{
-    ApiTokenView, ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, PoolMetricsView, SnapshotView, TaskView, emit, print_list, print_one, report,
+    ApiTokenView, ClusterNodeView, ClusterPoolView, ClusterVolumeView, OutputFormat, PoolMetricsView, ClusterSnapshotView, TaskView, emit, print_list, print_one, report,
 };
 use crate::session::{Conn, Session};
 use crate::units::{parse_duration, parse_size};
@@ -320,15 +320,34 @@ pub enum State {
     Moving,
 }
 
+/// How much a snapshot insists on a frozen guest.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum QuiesceArg {
+    /// Refuse when the guest agent does not freeze.
+    Required,
+    /// Take a crash-consistent snapshot (marked so) when it does not.
+    BestEffort,
+}
+
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum SnapshotCommand {
-    /// Take a snapshot of a volume.
+    /// Take a snapshot of a volume (`VOLUME NAME`), or of every volume a VM
+    /// has open, at one instant (`--vm VM NAME`). A volume a running VM has
+    /// open is snapshotted through the VM.
     Create {
-        /// The volume's name or id.
-        volume: String,
-        /// The snapshot's name.
-        name: String,
+        /// The volume's name or id, then the snapshot's name (with --vm: the snapshot's name only).
+        #[arg(num_args = 1..=2, required = true, value_names = ["VOLUME", "NAME"])]
+        args: Vec<String>,
+        /// Every volume attached read-write to this running VM.
+        #[arg(long)]
+        vm: Option<String>,
+        /// Freeze the guest's filesystems through its guest agent around the
+        /// snapshot (application-consistent). `--quiesce` alone refuses when
+        /// the agent does not answer; `--quiesce=best-effort` then takes a
+        /// crash-consistent snapshot and says so.
+        #[arg(long, num_args = 0..=1, default_missing_value = "required", require_equals = true, value_name = "MODE")]
+        quiesce: Option<QuiesceArg>,
     },
     /// A volume's snapshots.
     List {
@@ -758,14 +777,33 @@ impl Clients {
 
     pub async fn snapshot(&mut self, cmd: SnapshotCommand) -> anyhow::Result<()> {
         match cmd {
-            SnapshotCommand::Create { volume, name } => {
-                let volume_id = self.volume_id(&volume).await?;
-                let op = self.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: volume_id.clone(), name }).await?.into_inner();
+            SnapshotCommand::Create { args, vm, quiesce } => {
+                let quiesce = match quiesce {
+                    None => pb::Quiesce::None,
+                    Some(QuiesceArg::Required) => pb::Quiesce::Required,
+                    Some(QuiesceArg::BestEffort) => pb::Quiesce::BestEffort,
+                } as i32;
+                let req = match (vm, args.as_slice()) {
+                    (Some(vm), [name]) => pb::CreateSnapshotRequest { vm, name: name.clone(), quiesce, ..Default::default() },
+                    (None, [volume, name]) => {
+                        let volume_id = self.volume_id(volume).await?;
+                        pb::CreateSnapshotRequest { volume_id, name: name.clone(), quiesce, ..Default::default() }
+                    }
+                    (Some(_), _) => anyhow::bail!("with --vm give the snapshot's name only"),
+                    (None, _) => anyhow::bail!("give the volume and the snapshot's name (or --vm VM and the name)"),
+                };
+                let op = self.volumes.create_snapshot(req).await?.into_inner();
+                let volume_ids: Vec<String> = op.snapshots.iter().map(|s| s.volume_id.clone()).collect();
                 if !self.wait {
-                    return self.accepted(&op.task_id, &volume_id);
+                    return self.accepted(&op.task_id, volume_ids.first().map_or("", String::as_str));
                 }
                 self.follow(&op.task_id).await?;
-                self.print_snapshots(&volume_id).await?;
+                let mut taken = Vec::new();
+                for id in &volume_ids {
+                    let snaps = self.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: id.clone() }).await?.into_inner().snapshots;
+                    taken.extend(snaps.into_iter().filter(|s| op.snapshots.iter().any(|o| o.name == s.name)));
+                }
+                print_list(self.out, &taken.iter().map(ClusterSnapshotView::from_pb).collect::<Vec<_>>())?;
             }
             SnapshotCommand::List { volume } => {
                 let volume_id = self.volume_id(&volume).await?;
@@ -791,16 +829,7 @@ impl Clients {
 
     async fn print_snapshots(&mut self, volume_id: &str) -> anyhow::Result<()> {
         let snaps = self.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: volume_id.to_owned() }).await?.into_inner().snapshots;
-        let views: Vec<SnapshotView> = snaps
-            .iter()
-            .map(|s| SnapshotView {
-                name: s.name.clone(),
-                volume_id: s.volume_id.clone(),
-                created_unix_seconds: s.created_unix_seconds,
-                vm_state_bytes: 0,
-            })
-            .collect();
-        print_list(self.out, &views)
+        print_list(self.out, &snaps.iter().map(ClusterSnapshotView::from_pb).collect::<Vec<_>>())
     }
 
     pub async fn task(&mut self, cmd: TaskCommand) -> anyhow::Result<()> {

@@ -438,7 +438,7 @@ async fn snapshot(client: &mut Client, cmd: SnapshotCommand, out: OutputFormat) 
             print_one(out, &VolumeView::from_pb(&v))
         }
         SnapshotCommand::Delete { pool, volume, name } => {
-            let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool.pool, volume_id: volume.clone(), name: name.clone() };
+            let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool.pool, volume_id: volume.clone(), name: name.clone(), domain: String::new() };
             client.delete_volume_snapshot(req).await?;
             match out {
                 OutputFormat::Table => emit(format_args!("snapshot {name} of volume {volume} deleted")),

@@ -304,6 +304,49 @@ impl View for SnapshotView {
     }
 }
 
+/// A snapshot as the control plane keeps it: how consistent it is.
+#[derive(Debug, Serialize)]
+pub struct ClusterSnapshotView {
+    pub name: String,
+    pub volume_id: String,
+    pub created_unix_seconds: i64,
+    pub vm: String,
+    pub quiesced: bool,
+    pub frozen_ms: u64,
+    pub not_quiesced_reason: String,
+}
+
+impl ClusterSnapshotView {
+    pub fn from_pb(s: &pb::Snapshot) -> Self {
+        Self {
+            name: s.name.clone(),
+            volume_id: s.volume_id.clone(),
+            created_unix_seconds: s.created_unix_seconds,
+            vm: s.vm.clone(),
+            quiesced: s.quiesced,
+            frozen_ms: s.frozen_ms,
+            not_quiesced_reason: s.not_quiesced_reason.clone(),
+        }
+    }
+
+    fn consistency(&self) -> String {
+        match (self.vm.is_empty(), self.quiesced) {
+            (true, _) => "detached".into(),
+            (false, true) => format!("quiesced (frozen {} ms)", self.frozen_ms),
+            (false, false) if self.not_quiesced_reason.is_empty() => "crash-consistent".into(),
+            (false, false) => format!("crash-consistent: {}", self.not_quiesced_reason),
+        }
+    }
+}
+
+impl View for ClusterSnapshotView {
+    const COLUMNS: &'static [&'static str] = &["SNAPSHOT", "VOLUME", "CREATED (UTC)", "VM", "CONSISTENCY"];
+    fn cells(&self) -> Vec<String> {
+        let vm = if self.vm.is_empty() { "-".to_owned() } else { self.vm.clone() };
+        vec![self.name.clone(), self.volume_id.clone(), when(self.created_unix_seconds), vm, self.consistency()]
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct NodeInfoView {
     pub hostname: String,

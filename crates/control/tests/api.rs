@@ -34,7 +34,7 @@ async fn volumes_end_to_end_with_records_matching_the_disk() {
     assert!(full.backing_volume_id.is_empty());
 
     // Snapshots.
-    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: full.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
+    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: full.id.clone(), name: "s1".into(), ..Default::default() }).await.unwrap().into_inner();
     k.c.wait_ok(&op.task_id).await;
     let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: full.id.clone() }).await.unwrap().into_inner().snapshots;
     assert_eq!(snaps.len(), 1);
@@ -137,7 +137,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     for name in bad_names {
         let err = k.c.volumes.create_volume(create_req("p1", name, GIB)).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "volume name {name:?}");
-        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into() }).await.unwrap_err();
+        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "snapshot name {name:?}");
         let req = pb::CreatePoolRequest {
             name: name.into(),
@@ -160,7 +160,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let err = k.c.volumes.create_volume(create_req("p1", &uuid_name, GIB)).await.unwrap_err();
     assert!(err.code() == Code::InvalidArgument && err.message().contains("looks like an id"), "{err:?}");
     for name in ["1", "2024", "lq-clone-x"] {
-        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into() }).await.unwrap_err();
+        let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into(), ..Default::default() }).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "snapshot name {name:?}");
     }
     for size in [0u64, 1000, (1 << 63) + 512, u64::MAX] {
@@ -340,7 +340,7 @@ async fn racing_operations_on_one_volume_exactly_one_wins() {
         let (r1, r2, r3) = tokio::join!(
             async move { a.resize_volume(pb::ResizeVolumeRequest { volume_id: id1, new_size_bytes: 2 * GIB }).await.map(|r| r.into_inner().task_id) },
             async move { b.delete_volume(pb::DeleteVolumeRequest { volume_id: id2 }).await.map(|r| r.into_inner().task_id) },
-            async move { c.create_snapshot(pb::CreateSnapshotRequest { volume_id: id3, name: "s".into() }).await.map(|r| r.into_inner().task_id) },
+            async move { c.create_snapshot(pb::CreateSnapshotRequest { volume_id: id3, name: "s".into(), ..Default::default() }).await.map(|r| r.into_inner().task_id) },
         );
         let results = [r1, r2, r3];
         let wins: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -461,7 +461,7 @@ async fn a_volume_that_cannot_have_snapshots_is_refused_before_any_task() {
     let raw = op.volume.unwrap();
     let tasks_before = k.c.tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap().into_inner().tasks.len();
 
-    let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: raw.id.clone(), name: "s1".into() }).await.unwrap_err();
+    let err = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: raw.id.clone(), name: "s1".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("flat") && err.message().contains("qcow2"), "names the volume and what to do: {err:?}");
     let tasks_after = k.c.tasks.list_tasks(pb::ListTasksRequest::default()).await.unwrap().into_inner().tasks.len();
@@ -471,7 +471,7 @@ async fn a_volume_that_cannot_have_snapshots_is_refused_before_any_task() {
 
     // A qcow2 volume of the same pool has them.
     let v = k.c.create_volume("p1", "layered", GIB).await;
-    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into() }).await.unwrap().into_inner();
+    let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into(), ..Default::default() }).await.unwrap().into_inner();
     k.c.wait_ok(&op.task_id).await;
 }
 

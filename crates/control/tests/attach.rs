@@ -176,7 +176,7 @@ fn templates_and_bases_are_never_written_but_attach_read_only() {
         };
         let resize = pb::ResizeVolumeRequest { volume_id: golden.id.clone(), new_size_bytes: 2 * GIB };
         refused_as_template(k.c.volumes.resize_volume(resize).await.unwrap_err(), "resize");
-        let snap = pb::CreateSnapshotRequest { volume_id: golden.id.clone(), name: "s".into() };
+        let snap = pb::CreateSnapshotRequest { volume_id: golden.id.clone(), name: "s".into(), ..Default::default() };
         refused_as_template(k.c.volumes.create_snapshot(snap).await.unwrap_err(), "snapshot");
         let rw = pb::AttachVolumeRequest { volume_id: golden.id.clone(), vm: "lq-tpl-vm".into(), ..Default::default() };
         refused_as_template(k.c.volumes.attach_volume(rw.clone()).await.unwrap_err(), "read-write attach");

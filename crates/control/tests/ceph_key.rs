@@ -105,7 +105,7 @@ fn the_ceph_key_is_in_no_log_line_and_no_process_argument() {
         assert!(!format!("{shown:?}").contains(&key), "the API returned the key");
 
         let base = c.create_volume("rbd", "base", 64 * MIB).await;
-        let op = c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: base.id.clone(), name: "s1".into() }).await;
+        let op = c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: base.id.clone(), name: "s1".into(), ..Default::default() }).await;
         c.wait_ok(&op.unwrap().into_inner().task_id).await;
         let mut made = vec![base.id.clone()];
         for (name, mode) in [("full", pb::CloneMode::Full), ("linked", pb::CloneMode::Linked)] {

@@ -304,7 +304,7 @@ fn copies_are_complete_or_absent_when_a_daemon_is_killed_mid_copy() {
         let rsrc = w.rbd_url(&format!("lq-{}", ceph_src.id));
         write_data("raw", &rsrc, 0x22);
         for v in [&local.id, &ceph_src.id] {
-            let op = c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.clone(), name: "s1".into() }).await;
+            let op = c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.clone(), name: "s1".into(), ..Default::default() }).await;
             c.wait_ok(&op.unwrap().into_inner().task_id).await;
         }
         qemu_io("qcow2", &lp, "write -P 0x33 100M 8M");

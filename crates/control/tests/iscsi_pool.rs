@@ -228,7 +228,7 @@ fn lvm_mode_volumes_are_made_one_metadata_change_at_a_time() {
         // Thick raw volumes in whole extents; no snapshots on plain LVM.
         let v = c.create_volume("san", "db", 10 * MIB).await;
         assert_eq!((v.size_bytes, v.format), (12 * MIB, pb::VolumeFormat::Raw as i32));
-        let snap = pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into() };
+        let snap = pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: "s1".into(), ..Default::default() };
         let refused = c.volumes.create_snapshot(snap).await.unwrap_err();
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 

@@ -67,7 +67,7 @@ async fn a_volume_moves_to_another_pool_with_its_id_name_and_data() {
         assert_eq!(err.code(), code, "{err:?}");
         assert!(err.message().contains(says), "{err:?}");
     }
-    let snap = pb::CreateSnapshotRequest { volume_id: web.id.clone(), name: "before".into() };
+    let snap = pb::CreateSnapshotRequest { volume_id: web.id.clone(), name: "before".into(), ..Default::default() };
     let op = k.c.volumes.create_snapshot(snap).await.unwrap().into_inner();
     k.c.wait_ok(&op.task_id).await;
     let err = k.c.volumes.move_volume(move_req(&web.id, "p2")).await.unwrap_err();

@@ -85,7 +85,7 @@ fn an_nfs_pool_serves_volumes_from_every_node() {
         }
         let op = c.volumes.resize_volume(pb::ResizeVolumeRequest { volume_id: linked.id.clone(), new_size_bytes: 2 * GIB }).await.unwrap().into_inner();
         c.wait_ok(&op.task_id).await;
-        let snap = pb::CreateSnapshotRequest { volume_id: linked.id.clone(), name: "before-upgrade".into() };
+        let snap = pb::CreateSnapshotRequest { volume_id: linked.id.clone(), name: "before-upgrade".into(), ..Default::default() };
         let op = c.volumes.create_snapshot(snap).await.unwrap().into_inner();
         c.wait_ok(&op.task_id).await;
         let snaps = c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: linked.id.clone() }).await.unwrap().into_inner();

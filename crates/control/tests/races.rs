@@ -89,7 +89,7 @@ async fn a_delete_racing_a_clone_of_the_same_volume_never_sticks() {
 async fn a_delete_the_node_refuses_unwinds_at_once_and_keeps_the_snapshots() {
     let mut k = Cluster::start().await;
     let base = k.c.create_volume("p1", "base", GIB).await;
-    let snap = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: base.id.clone(), name: "keep".into() }).await;
+    let snap = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: base.id.clone(), name: "keep".into(), ..Default::default() }).await;
     k.c.wait_ok(&snap.unwrap().into_inner().task_id).await;
     // A linked clone made on the node behind the control plane's back: the
     // control plane sees no dependent, the node does.

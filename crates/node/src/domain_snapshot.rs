@@ -32,18 +32,9 @@ impl LiveSnapshot for DomainSnapshot {
     async fn snapshot(&self, serials: &[String], name: &Name) -> Result<LiveSnapshotOutcome> {
         let (libvirt, domain) = (&self.libvirt, self.domain.as_str());
         // Everything that can be looked up is, before the guest is frozen.
-        let live = libvirt.domain_xml(domain).await?;
-        let mut aliases = Vec::with_capacity(serials.len());
-        for serial in serials {
-            let disk = disk_with_serial(&live, serial)?
-                .ok_or_else(|| StorageError::precondition(format!("volume {serial} is not attached to VM {domain}")))?;
-            let alias = disk
-                .alias
-                .ok_or_else(|| StorageError::Internal(format!("VM {domain} shows no device alias for volume {serial}")))?;
-            aliases.push(alias);
-        }
-        let nodes = libvirt.block_nodes(domain, &aliases).await?;
+        let nodes = self.block_nodes(serials).await?;
         if self.quiesce == QuiesceMode::None {
+            // One instant for every disk, as for a quiesced snapshot.
             libvirt.snapshot_block_nodes(domain, &nodes, name.as_str()).await?;
             return Ok(LiveSnapshotOutcome::default());
         }
@@ -52,11 +43,12 @@ impl LiveSnapshot for DomainSnapshot {
         let frozen = libvirt.freeze_filesystems(domain, self.agent_timeout).await;
         let go_on = matches!(frozen, Ok(n) if n > 0) || self.quiesce == QuiesceMode::BestEffort;
         let snapshot = if go_on { libvirt.snapshot_block_nodes(domain, &nodes, name.as_str()).await } else { Ok(()) };
-        // A VM without an agent channel cannot have frozen; any other answer
-        // may hide a freeze that happens late.
+        // A VM without an agent channel cannot have frozen; a failed freeze
+        // may still happen late, so it gets one thaw; a freeze two tries.
         let thawed = match &frozen {
             Err(FreezeError::NoAgent(_)) => Ok(0),
-            _ => self.thaw().await,
+            Err(FreezeError::Failed(_)) => libvirt.thaw_filesystems(domain, self.agent_timeout).await,
+            Ok(_) => self.thaw().await,
         };
         let frozen_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let not_frozen = match &frozen {
@@ -81,9 +73,30 @@ impl LiveSnapshot for DomainSnapshot {
             (Some(why), Ok(()), _) => Ok(LiveSnapshotOutcome { quiesced: false, frozen_ms: 0, not_quiesced_reason: why }),
         }
     }
+
+    async fn delete(&self, serial: &str, name: &Name) -> Result<()> {
+        let nodes = self.block_nodes(&[serial.to_owned()]).await?;
+        self.libvirt.delete_block_node_snapshot(&self.domain, &nodes[0], name.as_str()).await
+    }
 }
 
 impl DomainSnapshot {
+    /// QEMU's block node for each disk (serial = volume id) of the VM.
+    async fn block_nodes(&self, serials: &[String]) -> Result<Vec<String>> {
+        let domain = self.domain.as_str();
+        let live = self.libvirt.domain_xml(domain).await?;
+        let mut aliases = Vec::with_capacity(serials.len());
+        for serial in serials {
+            let disk = disk_with_serial(&live, serial)?
+                .ok_or_else(|| StorageError::precondition(format!("volume {serial} is not attached to VM {domain}")))?;
+            let alias = disk
+                .alias
+                .ok_or_else(|| StorageError::Internal(format!("VM {domain} shows no device alias for volume {serial}")))?;
+            aliases.push(alias);
+        }
+        self.libvirt.block_nodes(domain, &aliases).await
+    }
+
     /// Thaws, trying once more if the first answer was an error.
     async fn thaw(&self) -> Result<u32> {
         match self.libvirt.thaw_filesystems(&self.domain, self.agent_timeout).await {

@@ -54,6 +54,14 @@ impl Libvirt {
     }
 }
 
+impl Libvirt {
+    /// Deletes internal snapshot `name` of one node.
+    pub async fn delete_block_node_snapshot(&self, domain: &str, node: &str, name: &str) -> Result<(), StorageError> {
+        let command = json!({ "execute": "blockdev-snapshot-delete-internal-sync", "arguments": { "device": node, "name": name } });
+        self.qmp(domain, command).await.map(drop)
+    }
+}
+
 /// QEMU names a SCSI disk's device by its id, a virtio one by its QOM path.
 fn qdev_is(qdev: &str, alias: &str) -> bool {
     qdev == alias || qdev.strip_prefix("/machine/peripheral/").and_then(|rest| rest.strip_prefix(alias)).is_some_and(|rest| rest.starts_with('/'))

@@ -523,7 +523,11 @@ impl NodeStorage for NodeService {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
-        self.manager.delete_snapshot(pool, id, &req.name).await.map_err(to_status)?;
+        if req.domain.is_empty() {
+            self.manager.delete_snapshot(pool, id, &req.name).await.map_err(to_status)?;
+        } else {
+            self.delete_live_snapshot(pool, id, &req.name, domain_name(&req.domain)?).await.map_err(to_status)?;
+        }
         Ok(Response::new(pb::DeleteVolumeSnapshotResponse {}))
     }
 }
@@ -574,19 +578,27 @@ impl NodeService {
         domain: &str,
         quiesce: pb::Quiesce,
     ) -> StorageResult<LiveSnapshotResult> {
-        use crate::domain_snapshot::{DomainSnapshot, QuiesceMode};
+        use crate::domain_snapshot::QuiesceMode;
         let quiesce = match quiesce {
             pb::Quiesce::None => QuiesceMode::None,
             pb::Quiesce::Required => QuiesceMode::Required,
             pb::Quiesce::BestEffort => QuiesceMode::BestEffort,
         };
-        let live = DomainSnapshot {
+        self.manager.create_live_snapshots(volumes, name, &self.domain_snapshot(domain, quiesce)).await
+    }
+
+    async fn delete_live_snapshot(&self, pool: PoolId, id: VolumeId, name: &str, domain: &str) -> StorageResult<()> {
+        let live = self.domain_snapshot(domain, crate::domain_snapshot::QuiesceMode::None);
+        self.manager.delete_live_snapshot(pool, id, name, &live).await
+    }
+
+    fn domain_snapshot(&self, domain: &str, quiesce: crate::domain_snapshot::QuiesceMode) -> crate::domain_snapshot::DomainSnapshot {
+        crate::domain_snapshot::DomainSnapshot {
             libvirt: self.hypervisor.libvirt.clone(),
             domain: domain.to_owned(),
             quiesce,
             agent_timeout: self.hypervisor.agent_timeout,
-        };
-        self.manager.create_live_snapshots(volumes, name, &live).await
+        }
     }
 
     /// Returns (target, disk XML). An attach repeated on the same domain finds
@@ -648,6 +660,9 @@ impl NodeService {
         Err(Self::no_libvirt())
     }
     async fn live_snapshot(&self, _: &[(PoolId, VolumeId)], _: &str, _: &str, _: pb::Quiesce) -> StorageResult<LiveSnapshotResult> {
+        Err(Self::no_libvirt())
+    }
+    async fn delete_live_snapshot(&self, _: PoolId, _: VolumeId, _: &str, _: &str) -> StorageResult<()> {
         Err(Self::no_libvirt())
     }
     async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {

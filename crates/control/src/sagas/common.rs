@@ -98,10 +98,15 @@ pub async fn delete_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_
 }
 
 /// Asks the node to delete one snapshot of the volume.
-pub async fn delete_snapshot_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str, name: &str) -> ApiResult<()> {
-    let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
-    let req = pb::DeleteVolumeSnapshotRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned(), name: name.to_owned() };
-    crate::nodes::call(node_id, "delete the snapshot", ctx.app.nodes.deadlines.call, client.delete_volume_snapshot(req)).await.map(drop)
+pub async fn delete_snapshot_on_node(ctx: &SagaCtx, t: &super::snapshot::SnapshotTarget) -> ApiResult<()> {
+    let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
+    let req = pb::DeleteVolumeSnapshotRequest {
+        pool_id: t.pool_id.clone(),
+        volume_id: t.volume_id.clone(),
+        name: t.name.clone(),
+        domain: t.domain.clone(),
+    };
+    crate::nodes::call(&t.node_id, "delete the snapshot", ctx.app.nodes.deadlines.call, client.delete_volume_snapshot(req)).await.map(drop)
 }
 
 /// Every node in `nodes` forgets the pool (its data stays), last first; a node

@@ -20,6 +20,7 @@ pub mod detach_volume;
 pub mod move_volume;
 pub mod resize_volume;
 pub mod snapshot;
+pub mod vm_snapshot;
 pub mod write_image;
 
 use std::future::Future;
@@ -140,6 +141,7 @@ macro_rules! for_kind {
             snapshot::CreateSnapshot::KIND => $run::<snapshot::CreateSnapshot>($($arg),*),
             snapshot::RevertSnapshot::KIND => $run::<snapshot::RevertSnapshot>($($arg),*),
             snapshot::DeleteSnapshot::KIND => $run::<snapshot::DeleteSnapshot>($($arg),*),
+            vm_snapshot::VmSnapshot::KIND => $run::<vm_snapshot::VmSnapshot>($($arg),*),
             attach_volume::AttachVolume::KIND => $run::<attach_volume::AttachVolume>($($arg),*),
             detach_volume::DetachVolume::KIND => $run::<detach_volume::DetachVolume>($($arg),*),
             create_pool::CreatePool::KIND => $run::<create_pool::CreatePool>($($arg),*),

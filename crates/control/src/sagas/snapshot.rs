@@ -23,6 +23,10 @@ pub struct SnapshotTarget {
     pub node_id: String,
     pub name: String,
     pub volume_state: i32,
+    /// The running VM that has the volume open: its snapshots are made and
+    /// deleted through the VM's QEMU (on `node_id`, the VM's node).
+    #[serde(default)]
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,15 +97,15 @@ fn create_on_node<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &t.node_id).await?;
         let req = pb::CreateVolumeSnapshotRequest { pool_id: t.pool_id.clone(), volume_id: t.volume_id.clone(), name: t.name.clone() };
         let snap = crate::nodes::call(&t.node_id, "snapshot the volume", ctx.app.nodes.deadlines.call, client.create_volume_snapshot(req)).await?;
-        let record = pb::Snapshot { volume_id: t.volume_id.clone(), name: t.name.clone(), created_unix_seconds: snap.created_unix_seconds };
+        let record = pb::Snapshot { volume_id: t.volume_id.clone(), name: t.name.clone(), created_unix_seconds: snap.created_unix_seconds, ..Default::default() };
         let mut txn = Txn::new();
         txn.put(keys::snapshot(&t.volume_id, &t.name), &record);
         txn.commit(&ctx.app.repo).await.map(drop)
     })
 }
 
-fn delete_on_node<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a> {
-    Box::pin(delete_snapshot_on_node(ctx, &t.node_id, &t.pool_id, &t.volume_id, &t.name))
+pub(super) fn delete_on_node<'a>(ctx: &'a SagaCtx, t: &'a SnapshotTarget) -> StepFuture<'a> {
+    Box::pin(delete_snapshot_on_node(ctx, t))
 }
 
 fn finish_create<'a>(ctx: &'a SagaCtx, s: &'a mut CreateSnapshot) -> StepFuture<'a> {
@@ -129,7 +133,7 @@ fn forget_deleted<'a>(ctx: &'a SagaCtx, s: &'a mut DeleteSnapshot) -> StepFuture
 
 /// Ends a snapshot operation: the volume's snapshot count from the store, and
 /// the volume back to its state, idle.
-async fn recount_and_idle(ctx: &SagaCtx, t: &SnapshotTarget) -> crate::error::ApiResult<()> {
+pub(super) async fn recount_and_idle(ctx: &SagaCtx, t: &SnapshotTarget) -> crate::error::ApiResult<()> {
     let count = ctx.app.repo.count(&keys::volume_snapshots(&t.volume_id)).await?;
     let task = ctx.task_id.clone();
     update_volume(ctx, &t.pool_id, &t.volume_id, |v| {

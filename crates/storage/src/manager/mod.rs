@@ -102,6 +102,8 @@ pub trait LiveMirror: Send + Sync {
 pub trait LiveSnapshot: Send + Sync {
     /// `serials` name the VM's disks (= the volume ids).
     async fn snapshot(&self, serials: &[String], name: &Name) -> Result<LiveSnapshotOutcome>;
+    /// Deletes snapshot `name` of the disk with this serial.
+    async fn delete(&self, serial: &str, name: &Name) -> Result<()>;
 }
 
 /// How a live snapshot went for the guest.

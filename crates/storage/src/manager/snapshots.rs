@@ -81,6 +81,19 @@ impl StorageManager {
         self.volume(backend.as_ref(), id).await
     }
 
+    /// Deletes a snapshot of a volume a running VM has open, through the VM.
+    /// Deleting a snapshot that is not there succeeds.
+    pub async fn delete_live_snapshot(&self, pool: PoolId, id: VolumeId, name: &str, live: &dyn super::LiveSnapshot) -> Result<()> {
+        let name = Name::parse("snapshot", name)?;
+        let backend = self.backend(pool).await?;
+        let _guard = self.locks.exclusive(pool, id, "a snapshot delete")?;
+        let Some(volume) = backend.get_volume(id).await? else { return Ok(()) };
+        if !backend.list_snapshots(&volume).await?.iter().any(|s| s.name == name.as_str()) {
+            return Ok(());
+        }
+        live.delete(&id.to_string(), &name).await
+    }
+
     pub async fn delete_snapshot(&self, pool: PoolId, id: VolumeId, name: &str) -> Result<()> {
         let name = Name::parse("snapshot", name)?;
         let backend = self.backend(pool).await?;

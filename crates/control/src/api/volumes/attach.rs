@@ -83,7 +83,7 @@ impl VolumeApi {
     }
 }
 
-fn check_vm_name(vm: &str) -> ApiResult<()> {
+pub(super) fn check_vm_name(vm: &str) -> ApiResult<()> {
     if !limiquantix_node::service::is_domain_name(vm) {
         return Err(ApiError::invalid(format!("{vm:?} is not a valid VM name")));
     }

@@ -27,6 +27,7 @@ mod create;
 mod listing;
 mod move_volume;
 mod rules;
+mod vm_snapshot;
 mod write_image;
 
 use create::NewVolume;
@@ -310,21 +311,40 @@ impl VolumeService for VolumeApi {
     async fn create_snapshot(&self, req: Request<pb::CreateSnapshotRequest>) -> Rpc<pb::SnapshotOperation> {
         let r = req.into_inner();
         let name = records::parse_new_snapshot_name(&r.name)?;
+        let quiesce: pb::Quiesce = known("quiesce", r.quiesce)?;
+        if !r.vm.is_empty() {
+            if !r.volume_id.is_empty() {
+                return Err(ApiError::invalid("give a volume or a VM to snapshot, not both").into());
+            }
+            attach::check_vm_name(&r.vm)?;
+            return Ok(Response::new(self.start_vm_snapshot(&r.vm, None, &name, quiesce).await?));
+        }
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         let pool = records::pool(&self.app.repo, &current.pool_id).await?.value;
         require_feature(&pool, &current, VolumeFeature::Snapshot)?;
+        // A running VM has it open: only its QEMU may snapshot it.
+        if let Some((vm, _)) = vm_snapshot::open_by(&current) {
+            return Ok(Response::new(self.start_vm_snapshot(vm, Some(&current), &name, quiesce).await?));
+        }
+        if quiesce == pb::Quiesce::Required {
+            return Err(ApiError::precondition(format!(
+                "volume {} is not attached to a running VM: there is no guest to quiesce (a detached volume is snapshotted as it was left)",
+                current.name
+            ))
+            .into());
+        }
         let node = self.serving_node_in(&current, &pool).await?;
-        let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), created_unix_seconds: 0 };
+        let snap = pb::Snapshot { volume_id: current.id.clone(), name: name.clone(), ..Default::default() };
         let op = self
             .start(
                 &current.id,
                 Some(Change::Write("snapshotted")),
-                |v| require_available(v, "snapshots are taken of available (detached) volumes"),
+                |v| require_available(v, "snapshots of a volume attached read-only are taken once it is detached"),
                 |v| Ok((CreateSnapshot(target(v, &name, &node)), v.state)),
                 Some((keys::snapshot(&current.id, &name), &snap)),
             )
             .await?;
-        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap), task_id: op.task_id }))
+        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.clone()), task_id: op.task_id, snapshots: vec![snap] }))
     }
 
     async fn list_snapshots(&self, req: Request<pb::ListSnapshotsRequest>) -> Rpc<pb::ListSnapshotsResponse> {
@@ -356,11 +376,36 @@ impl VolumeService for VolumeApi {
         let name = parse_name("snapshot", &r.name)?;
         let current = records::volume(&self.app.repo, &r.volume_id).await?.value;
         let snap = records::snapshot(&self.app.repo, &current, &name).await?;
-        let node = self.serving_node(&current).await?;
+        // A running VM that has it open deletes it through its QEMU, on its node.
+        let open = vm_snapshot::open_by(&current).map(|(vm, node)| (vm.to_owned(), node.to_owned()));
+        let node = match &open {
+            Some((_, node)) => self.online_node(node).await?.id,
+            None => self.serving_node(&current).await?,
+        };
         let op = self
-            .start(&current.id, None, |_| Ok(()), |v| Ok((DeleteSnapshot(target(v, &name, &node)), v.state)), None)
+            .start(
+                &current.id,
+                None,
+                |v| match vm_snapshot::open_by(v) {
+                    found if found.map(|(vm, n)| (vm.to_owned(), n.to_owned())) != open => {
+                        Err(ApiError::precondition(format!("volume {} was attached or detached meanwhile; look again", v.name)))
+                    }
+                    _ if v.attachment.as_ref().is_some_and(|a| a.read_only) => Err(ApiError::precondition(format!(
+                        "volume {} is attached read-only to VM {}; its snapshots are deleted once it is detached",
+                        v.name,
+                        v.attachment.as_ref().map_or("", |a| a.vm.as_str())
+                    ))),
+                    _ => Ok(()),
+                },
+                |v| {
+                    let mut t = target(v, &name, &node);
+                    t.domain = open.as_ref().map(|(vm, _)| vm.clone()).unwrap_or_default();
+                    Ok((DeleteSnapshot(t), v.state))
+                },
+                None,
+            )
             .await?;
-        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.value), task_id: op.task_id }))
+        Ok(Response::new(pb::SnapshotOperation { snapshot: Some(snap.value.clone()), task_id: op.task_id, snapshots: vec![snap.value] }))
     }
 
     async fn attach_volume(&self, req: Request<pb::AttachVolumeRequest>) -> Rpc<pb::VolumeOperation> {
@@ -403,5 +448,6 @@ fn target(v: &pb::Volume, name: &str, node: &str) -> SnapshotTarget {
         node_id: node.to_owned(),
         name: name.to_owned(),
         volume_state: v.state,
+        domain: String::new(),
     }
 }
