@@ -174,6 +174,8 @@ test('volumes: create, clone linked and full, resize, sort, move, snapshot, reve
   await page.getByLabel('New snapshot').fill('before-upgrade');
   await page.getByRole('button', { name: 'Take snapshot' }).click();
   await expect(page.getByTestId('snapshot-before-upgrade')).toBeVisible();
+  await expect(page.getByTestId('snapshot-before-upgrade')).toContainText('Taken detached');
+  await expect(page.locator('#snapshot-quiesce')).toHaveCount(0);
   expect(lqctl(['snapshot', 'list', 'web1-full']).map((s: any) => s.name)).toEqual(['before-upgrade']);
   await page.getByTestId('snapshot-before-upgrade').getByRole('button', { name: 'Revert' }).click();
   await expect(page.getByText('What was written since is lost')).toBeVisible();

@@ -65,7 +65,7 @@ pub fn run(rt: &tokio::runtime::Runtime, libvirtd: &Libvirtd, work: &Path, sampl
                     };
                     let moved = node.finish(node.client().live_copy_volume(req).await?.into_inner()).await?;
                     ensure!(moved.pool_id == *to, "the volume did not move");
-                    node.client().delete_volume(pb::NodeDeleteVolumeRequest { pool_id: from.clone(), volume_id: volume.volume_id.clone() }).await?;
+                    node.client().delete_volume(pb::NodeDeleteVolumeRequest { pool_id: from.clone(), volume_id: volume.volume_id.clone(), ..Default::default() }).await?;
                     Ok(())
                 })
             })

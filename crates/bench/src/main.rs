@@ -15,6 +15,7 @@ mod measure;
 mod nfs_bench;
 mod node;
 mod node_bench;
+mod quiesce;
 
 use clap::{Parser, Subcommand};
 

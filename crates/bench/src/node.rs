@@ -108,7 +108,7 @@ impl BenchNode {
     }
 
     pub async fn delete(&mut self, pool: &str, volume: &pb::VolumeInfo) -> anyhow::Result<()> {
-        let req = pb::NodeDeleteVolumeRequest { pool_id: pool.into(), volume_id: volume.volume_id.clone() };
+        let req = pb::NodeDeleteVolumeRequest { pool_id: pool.into(), volume_id: volume.volume_id.clone(), ..Default::default() };
         self.client.delete_volume(req).await?;
         Ok(())
     }

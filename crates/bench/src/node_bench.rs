@@ -9,7 +9,10 @@
 //! - full clone of a 2 GiB volume holding 512 MiB of data vs `cp --sparse=always`;
 //! - GetVolume and ListVolumes (first page) in a pool of 10,000 volumes;
 //! - a live move (Storage vMotion) of an attached 1 GiB disk with 256 MiB of
-//!   data vs bare `virsh blockcopy --pivot` (see live_move.rs).
+//!   data vs bare `virsh blockcopy --pivot` (see live_move.rs);
+//! - how long a real guest stays frozen for a quiesced snapshot of one of its
+//!   volumes, and the call against `virsh snapshot-create-as --quiesce`
+//!   (see quiesce.rs).
 
 use std::path::Path;
 use std::process::Command;
@@ -37,6 +40,9 @@ pub struct Args {
     /// Live moves (Storage vMotion) measured against virsh blockcopy.
     #[arg(long, default_value_t = 6)]
     live_moves: usize,
+    /// Quiesced snapshots of a real guest's volume measured.
+    #[arg(long, default_value_t = 8)]
+    quiesced_snapshots: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -188,6 +194,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (live, blockcopy) = crate::live_move::run(&rt, &libvirtd, work.path(), args.live_moves)?;
     rows.push(("live move 1G (256M data): gRPC, source deleted".into(), live.summary()));
     rows.push(("live move: bare virsh blockcopy --pivot".into(), blockcopy.summary()));
+    let quiesce = crate::quiesce::run(&rt, &libvirtd, work.path(), args.quiesced_snapshots)?;
+    rows.push(("quiesced snapshot: guest frozen".into(), quiesce.frozen.summary()));
+    rows.push(("quiesced snapshot: gRPC call".into(), quiesce.ours.summary()));
+    rows.push(("quiesced snapshot: virsh --disk-only --quiesce".into(), quiesce.virsh.summary()));
     drop(libvirtd);
 
     println!("{:<44} median / p99 (ms, n)", "operation");
@@ -212,6 +222,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "live_move_vs_virsh_blockcopy": round(live.median_ms() / blockcopy.median_ms()),
             "live_move_ms": round(live.median_ms()),
             "virsh_blockcopy_ms": round(blockcopy.median_ms()),
+            "quiesce_frozen_ms": round(quiesce.frozen.median_ms()),
+            "quiesced_snapshot_ms": round(quiesce.ours.median_ms()),
+            "quiesced_snapshot_vs_virsh": round(quiesce.ours.median_ms() / quiesce.virsh.median_ms()),
         })
     );
     Ok(())

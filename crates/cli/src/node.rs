@@ -365,7 +365,7 @@ async fn volume(client: &mut Client, cmd: VolumeCommand, out: OutputFormat) -> a
             print_one(out, &VolumeView::from_pb(&v))
         }
         VolumeCommand::Delete { pool, volume } => {
-            client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.pool, volume_id: volume.clone() }).await?;
+            client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.pool, volume_id: volume.clone(), ..Default::default() }).await?;
             match out {
                 OutputFormat::Table => emit(format_args!("volume {volume} deleted")),
                 OutputFormat::Json => emit(serde_json::json!({ "volume_id": volume, "deleted": true })),

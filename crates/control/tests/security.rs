@@ -148,7 +148,7 @@ async fn callers_without_credentials_are_refused_by_the_control_plane_and_by_nod
     }
 
     // A node answers only the control plane and admins.
-    let delete = pb::NodeDeleteVolumeRequest { pool_id: uuid::Uuid::new_v4().to_string(), volume_id: uuid::Uuid::new_v4().to_string() };
+    let delete = pb::NodeDeleteVolumeRequest { pool_id: uuid::Uuid::new_v4().to_string(), volume_id: uuid::Uuid::new_v4().to_string(), ..Default::default() };
     // TLS 1.3 reports a missing client certificate on the first call.
     if let Ok(mut c) = s.node_client(None).await {
         assert!(c.delete_volume(delete.clone()).await.is_err(), "a node obeyed a caller without a certificate");

@@ -128,10 +128,6 @@ impl limiquantix_storage::LiveMirror for DomainMirror {
         let before = disk_with_serial(&live, &volume.to_string())?
             .ok_or_else(|| StorageError::precondition(format!("volume {volume} is not attached to VM {domain}")))?;
         let target = before.target_dev.clone();
-        // A copy an earlier try left running (the node restarted): abandoned first.
-        if libvirt.block_job(domain, &target).await?.is_some() {
-            libvirt.end_block_job(domain, &target, false).await?;
-        }
         libvirt.start_block_copy(domain, &target, destination_xml).await?;
         let mut job = AbandonOnDrop { libvirt: libvirt.clone(), domain: domain.to_owned(), target: target.clone(), armed: true };
         if let Some(rate) = self.copy_bytes_per_sec {
@@ -163,6 +159,20 @@ impl limiquantix_storage::LiveMirror for DomainMirror {
             Some(after) if after.xml != before.xml => Ok(()),
             _ => Err(StorageError::Internal(format!("VM {domain} did not switch volume {volume} to its copy"))),
         }
+    }
+
+    async fn abandon(&self, volume: VolumeId) -> StorageResult<()> {
+        let (libvirt, domain) = (&self.libvirt, self.domain.as_str());
+        let live = match libvirt.domain_xml(domain).await {
+            Err(limiquantix_storage::StorageError::NotFound(_)) => return Ok(()),
+            other => other?,
+        };
+        let Some(disk) = disk_with_serial(&live, &volume.to_string())? else { return Ok(()) };
+        if libvirt.block_job(domain, &disk.target_dev).await?.is_some() {
+            tracing::info!(%volume, %domain, "abandoning a block copy an earlier try left running");
+            libvirt.end_block_job(domain, &disk.target_dev, false).await?;
+        }
+        Ok(())
     }
 }
 
@@ -415,6 +425,9 @@ impl NodeStorage for NodeService {
         let req = req.into_inner();
         let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        if !req.mirroring_domain.is_empty() {
+            self.abandon_mirror(domain_name(&req.mirroring_domain)?, id).await.map_err(to_status)?;
+        }
         self.manager.delete_volume(pool, id).await.map_err(to_status)?;
         Ok(Response::new(pb::NodeDeleteVolumeResponse {}))
     }
@@ -550,6 +563,20 @@ impl NodeService {
         self.manager.resize_volume(pool, id, size, Some(&live)).await
     }
 
+    async fn abandon_mirror(&self, domain: &str, id: VolumeId) -> StorageResult<()> {
+        use limiquantix_storage::LiveMirror;
+        self.domain_mirror(domain.to_owned()).abandon(id).await
+    }
+
+    fn domain_mirror(&self, domain: String) -> DomainMirror {
+        DomainMirror {
+            libvirt: self.hypervisor.libvirt.clone(),
+            domain,
+            copy_bytes_per_sec: self.hypervisor.copy_bytes_per_sec,
+            stall: MIRROR_STALL,
+        }
+    }
+
     async fn live_copy(
         &self,
         to: PoolId,
@@ -560,12 +587,7 @@ impl NodeService {
     ) -> Rpc<EventStream> {
         // The destination pool's secret (Ceph key) must be known to libvirt before QEMU opens it.
         self.ensure_pool_secret(to).await.map_err(to_status)?;
-        let mirror = DomainMirror {
-            libvirt: self.hypervisor.libvirt.clone(),
-            domain,
-            copy_bytes_per_sec: self.hypervisor.copy_bytes_per_sec,
-            stall: MIRROR_STALL,
-        };
+        let mirror = self.domain_mirror(domain);
         Ok(Response::new(self.stream_operation(to, move |m, progress| {
             Box::pin(async move { m.live_copy(to, from, id, format, &mirror, progress).await })
         })))
@@ -663,6 +685,9 @@ impl NodeService {
         Err(Self::no_libvirt())
     }
     async fn delete_live_snapshot(&self, _: PoolId, _: VolumeId, _: &str, _: &str) -> StorageResult<()> {
+        Err(Self::no_libvirt())
+    }
+    async fn abandon_mirror(&self, _: &str, _: VolumeId) -> StorageResult<()> {
         Err(Self::no_libvirt())
     }
     async fn detach(&self, _: VolumeId, _: &str, _: std::time::Duration) -> StorageResult<()> {

@@ -129,8 +129,8 @@ async fn unknown_pools_and_volumes_are_not_found_and_conflicts_are_reported() {
     create(&mut node, &pool, &id, spec(GIB)).await.unwrap();
     assert_eq!(create(&mut node, &pool, &id, spec(GIB)).await.unwrap().volume_id, id, "same spec: success");
     assert_eq!(create(&mut node, &pool, &id, spec(2 * GIB)).await.unwrap_err().code(), Code::AlreadyExists);
-    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
-    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
+    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone(), ..Default::default() }).await.unwrap();
+    node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone(), ..Default::default() }).await.unwrap();
 
     let thick = Some(pb::VolumeSpec { size_bytes: 1 << 50, format: pb::VolumeFormat::Raw as i32, provisioning: pb::Provisioning::Thick as i32 });
     assert_eq!(create(&mut node, &pool, &new_id(), thick).await.unwrap_err().code(), Code::ResourceExhausted);

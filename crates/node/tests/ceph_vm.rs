@@ -91,7 +91,7 @@ fn qemu_opens_an_rbd_volume_through_librbd_with_the_nodes_secret() {
         let detach = pb::NodeDetachVolumeRequest { volume_id: vol.volume_id.clone(), domain: "lq-rbd-vm".into(), timeout_seconds: 20 };
         node.client.detach_volume(detach).await.unwrap();
         node.client
-            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: vol.volume_id.clone() })
+            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: vol.volume_id.clone(), ..Default::default() })
             .await
             .unwrap();
         node.client.destroy_storage_pool(pb::DestroyStoragePoolRequest { pool_id: pool.clone() }).await.unwrap();

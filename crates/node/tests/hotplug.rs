@@ -60,7 +60,7 @@ fn attach_resize_and_detach_on_a_running_vm() {
         assert_eq!(grown.size_bytes, 2 * GIB);
         assert_eq!(libvirtd.disk_capacity("lq-hotplug", "sda").unwrap(), 2 * GIB);
 
-        let del = pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: volumes[0].clone() };
+        let del = pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: volumes[0].clone(), ..Default::default() };
         assert_eq!(node.client.delete_volume(del.clone()).await.unwrap_err().code(), Code::FailedPrecondition);
 
         let detach = |volume: &str| pb::NodeDetachVolumeRequest { volume_id: volume.to_owned(), domain: "lq-hotplug".into(), timeout_seconds: 20 };

@@ -79,7 +79,7 @@ fn qemu_opens_a_lun_through_libiscsi_with_the_nodes_chap_secret() {
         };
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
         assert!(refused.message().contains("direct mode"), "{refused:?}");
-        let del = node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: big.volume_id.clone() }).await.unwrap_err();
+        let del = node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: big.volume_id.clone(), ..Default::default() }).await.unwrap_err();
         assert_eq!(del.code(), Code::FailedPrecondition, "{del:?}");
 
         // QEMU opens the LUN through libiscsi with the node's secret.

@@ -113,7 +113,7 @@ fn qemu_reaches_nfs_volumes_through_its_own_nfs_client() {
         node.client.detach_volume(detach).await.unwrap();
         assert!(qemu_io(&clone_info.location, "read -P 0x43 0 64k"), "the VM's write is in the clone's file");
         for id in [&clone, &base] {
-            node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone() }).await.unwrap();
+            node.client.delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: id.clone(), ..Default::default() }).await.unwrap();
         }
         node.stop().await;
     });

@@ -86,7 +86,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
         // While QEMU holds the disk, the node refuses to change it.
         let err = node
             .client
-            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
+            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), ..Default::default() })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
@@ -120,7 +120,7 @@ fn qemu_opens_a_linked_clone_of_an_imported_image_with_the_attach_xml() {
 
         libvirtd.virsh(&["destroy", "lq-e2e"]).unwrap();
         node.client
-            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone() })
+            .delete_volume(pb::NodeDeleteVolumeRequest { pool_id: pool.clone(), volume_id: clone_id.clone(), ..Default::default() })
             .await
             .expect("deletable once the VM is gone");
         node.stop().await;

@@ -1,14 +1,23 @@
 import { useCallback, useState } from 'react';
-import { Alert, Button, Form, FormGroup, Modal, ModalBody, ModalFooter, ModalHeader, Split, SplitItem, TextInput } from '@patternfly/react-core';
+import { Alert, Button, Checkbox, Form, FormGroup, Modal, ModalBody, ModalFooter, ModalHeader, Split, SplitItem, TextInput } from '@patternfly/react-core';
 import { Table, Tbody, Td, Th, Thead, Tr } from '@patternfly/react-table';
-import type { Volume } from '../gen/limiquantix/storage/v1/control_pb';
+import { VolumeState, type Snapshot, type Volume } from '../gen/limiquantix/storage/v1/control_pb';
+import { Quiesce } from '../gen/limiquantix/storage/v1/types_pb';
 import { errorText, formatTime } from '../api';
 import { useSession } from '../session';
 import { Empty, LoadError, Loading, useLoad } from '../components/common';
 import { followTask, TaskFailed } from '../tasks';
 import { nameError } from '../validate';
 
-/** A volume's snapshots: list, take, revert (confirmed) and delete. */
+/** How consistent a snapshot is, in words. */
+function consistency(s: Snapshot): string {
+  if (!s.vm) return 'Taken detached';
+  if (s.quiesced) return `Quiesced in ${s.vm} (frozen ${String(s.frozenMs)} ms)`;
+  return s.notQuiescedReason ? `Crash-consistent: ${s.notQuiescedReason}` : `Crash-consistent (${s.vm} running)`;
+}
+
+/** A volume's snapshots: list, take (quiesced when a VM has it open),
+ * revert (confirmed) and delete. */
 export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => void }) {
   const { api } = useSession();
   const load = useCallback(async () => (await api.volumes.listSnapshots({ volumeId: volume.id })).snapshots, [api, volume.id]);
@@ -17,6 +26,10 @@ export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => 
   const [opError, setOpError] = useState('');
   const [busy, setBusy] = useState(false);
   const [confirmRevert, setConfirmRevert] = useState('');
+  const running = volume.state === VolumeState.ATTACHED && !volume.attachment?.readOnly;
+  const [quiesce, setQuiesce] = useState(running);
+  const [bestEffort, setBestEffort] = useState(false);
+  const quiesceMode = !running || !quiesce ? Quiesce.NONE : bestEffort ? Quiesce.BEST_EFFORT : Quiesce.REQUIRED;
   const run = async (start: () => Promise<string>) => {
     setBusy(true);
     setOpError('');
@@ -38,7 +51,7 @@ export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => 
         <Form
           onSubmit={(e) => {
             e.preventDefault();
-            if (name && !nameErr) void run(async () => (await api.volumes.createSnapshot({ volumeId: volume.id, name })).taskId);
+            if (name && !nameErr) void run(async () => (await api.volumes.createSnapshot({ volumeId: volume.id, name, quiesce: quiesceMode })).taskId);
           }}
         >
           <FormGroup label="New snapshot" fieldId="snapshot-name">
@@ -53,6 +66,24 @@ export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => 
               </SplitItem>
             </Split>
           </FormGroup>
+          {running && (
+            <FormGroup fieldId="snapshot-quiesce">
+              <Checkbox
+                id="snapshot-quiesce"
+                label={`Quiesce: freeze ${volume.attachment?.vm ?? 'the VM'}'s filesystems through its guest agent`}
+                isChecked={quiesce}
+                onChange={(_e, v) => setQuiesce(v)}
+              />
+              {quiesce && (
+                <Checkbox
+                  id="snapshot-best-effort"
+                  label="If the agent does not answer, take it crash-consistent anyway"
+                  isChecked={bestEffort}
+                  onChange={(_e, v) => setBestEffort(v)}
+                />
+              )}
+            </FormGroup>
+          )}
         </Form>
         {opError && <Alert variant="danger" isInline title="Refused" data-testid="snapshot-error">{opError}</Alert>}
         {confirmRevert && (
@@ -87,6 +118,7 @@ export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => 
               <Tr>
                 <Th>Name</Th>
                 <Th>Taken</Th>
+                <Th>Consistency</Th>
                 <Th screenReaderText="Actions" />
               </Tr>
             </Thead>
@@ -95,6 +127,7 @@ export function Snapshots({ volume, onClose }: { volume: Volume; onClose: () => 
                 <Tr key={s.name} data-testid={`snapshot-${s.name}`}>
                   <Td>{s.name}</Td>
                   <Td>{formatTime(s.createdUnixSeconds)}</Td>
+                  <Td>{consistency(s)}</Td>
                   <Td>
                     <Button variant="link" isDisabled={busy} onClick={() => setConfirmRevert(s.name)}>
                       Revert

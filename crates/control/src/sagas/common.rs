@@ -91,8 +91,15 @@ pub async fn detach_from_vm(ctx: &SagaCtx, node_id: &str, volume_id: &str, vm: &
 
 /// Asks the node to delete the volume (idempotent there).
 pub async fn delete_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str) -> ApiResult<()> {
+    delete_mirror_destination_on_node(ctx, node_id, pool_id, volume_id, "").await
+}
+
+/// `delete_on_node` for the destination of a live move: a mirror of VM
+/// `domain`'s disk onto it that a node restart left running is abandoned
+/// first (the VM stays on its source).
+pub async fn delete_mirror_destination_on_node(ctx: &SagaCtx, node_id: &str, pool_id: &str, volume_id: &str, domain: &str) -> ApiResult<()> {
     let mut client = ctx.app.nodes.client(&ctx.app.repo, node_id).await?;
-    let req = pb::NodeDeleteVolumeRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned() };
+    let req = pb::NodeDeleteVolumeRequest { pool_id: pool_id.to_owned(), volume_id: volume_id.to_owned(), mirroring_domain: domain.to_owned() };
     let call = crate::nodes::call(node_id, "delete the volume", ctx.app.nodes.deadlines.call, client.delete_volume(req));
     crate::pool_locks::with_lock(ctx, "delete-on-node", pool_id, call).await.map(drop)
 }

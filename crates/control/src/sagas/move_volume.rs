@@ -170,7 +170,7 @@ fn delete_copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
         if at.as_deref() == Some(s.to_pool_id.as_bytes()) {
             return Ok(());
         }
-        common::delete_on_node(ctx, &s.node_id, &s.to_pool_id, &s.volume_id).await
+        common::delete_mirror_destination_on_node(ctx, &s.node_id, &s.to_pool_id, &s.volume_id, &s.live_domain).await
     })
 }
 

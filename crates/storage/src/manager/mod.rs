@@ -94,6 +94,10 @@ pub trait LiveResize: Send + Sync {
 #[async_trait::async_trait]
 pub trait LiveMirror: Send + Sync {
     async fn mirror(&self, volume: VolumeId, destination_xml: &str, progress: crate::model::ProgressSink<'_>) -> Result<()>;
+    /// Abandons a mirror of the volume's disk that an earlier try left
+    /// running (a node restart does not stop it): the VM stays on its
+    /// source and QEMU lets go of the destination.
+    async fn abandon(&self, volume: VolumeId) -> Result<()>;
 }
 
 /// Snapshots disks a running VM has open, through its QEMU, all at one

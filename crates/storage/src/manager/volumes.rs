@@ -201,8 +201,10 @@ impl StorageManager {
             return Err(StorageError::invalid(format!("{} pools do not store {format} volumes", backend.kind())));
         }
         let _guard = self.locks.exclusive(to, id, "a live move")?;
-        // A destination left by an earlier try (a node restart) is never in
-        // use: made again from scratch.
+        // A destination left by an earlier try (a node restart) may still be
+        // written by its mirror: the mirror is abandoned, the destination
+        // made again from scratch.
+        mirror.abandon(id).await?;
         if backend.get_volume(id).await?.is_some() {
             backend.delete_volume(id).await?;
         }
