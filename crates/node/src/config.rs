@@ -41,6 +41,11 @@ pub struct NodeConfig {
     /// The longest any libvirt call may take (a hung libvirtd gives an error).
     #[serde(default = "default_libvirt_timeout_secs")]
     pub libvirt_timeout_secs: u64,
+    /// The address volumes are exported on for another node to pull (a
+    /// move between nodes); default: the listen address's IP (which must
+    /// then not be 0.0.0.0 or ::).
+    #[serde(default)]
+    pub export_address: Option<std::net::IpAddr>,
     /// The longest a guest agent may take to freeze or thaw its filesystems
     /// for a quiesced snapshot (a silent agent gives an error).
     #[serde(default = "default_agent_timeout_secs")]

@@ -27,6 +27,8 @@ const PROGRESS_BUFFER: usize = 64;
 /// A long operation reports at least this often, even when nothing moved
 /// (an inspection, a flush): its caller tells a working node from a hung one.
 const PROGRESS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long an export lives unless its caller says otherwise or ends it.
+const DEFAULT_EXPORT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 /// A live mirror that moves no byte for this long is abandoned.
 #[cfg(feature = "libvirt")]
 const MIRROR_STALL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -43,6 +45,8 @@ pub struct Hypervisor {
     /// The node's copy limit, applied to live mirrors too.
     #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
     copy_bytes_per_sec: Option<u64>,
+    /// Where exports to other nodes listen (None: the node cannot export).
+    export_bind: Option<std::net::IpAddr>,
     /// One hot-plug at a time per domain: two would pick the same target.
     domain_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -56,6 +60,7 @@ impl Hypervisor {
             agent_timeout: std::time::Duration::from_secs(config.agent_timeout_secs.max(1)),
             copy_bytes_per_sec: Some(config.limits.copy_mib_per_sec << 20).filter(|r| *r > 0),
             domain_locks: Default::default(),
+            export_bind: config.export_address.or(Some(config.listen.ip()).filter(|ip| !ip.is_unspecified())),
         }
     }
 
@@ -485,6 +490,27 @@ impl NodeStorage for NodeService {
         let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
         let s = self.manager.create_snapshot(pool, id, &req.name).await.map_err(to_status)?;
         Ok(Response::new(convert::snapshot_out(id, &s)))
+    }
+
+    async fn export_volume(&self, req: Request<pb::ExportVolumeRequest>) -> Rpc<pb::ExportVolumeResponse> {
+        let req = req.into_inner();
+        let pool = convert::pool_id(&req.pool_id).map_err(to_status)?;
+        let id = convert::volume_id(&req.volume_id).map_err(to_status)?;
+        let psk = limiquantix_storage::nbd::Psk::parse(&req.psk_identity, &req.psk_key).map_err(to_status)?;
+        let bind = self.hypervisor.export_bind.ok_or_else(|| {
+            Status::failed_precondition("this node listens on every address: set export_address in its config to export volumes to other nodes")
+        })?;
+        let lifetime = match req.lifetime_seconds {
+            0 => DEFAULT_EXPORT_LIFETIME,
+            s => std::time::Duration::from_secs(s.into()),
+        };
+        let info = self.manager.export_volume(pool, id, &req.export_id, psk, bind, lifetime).await.map_err(to_status)?;
+        Ok(Response::new(pb::ExportVolumeResponse { host: info.host.to_string(), port: info.port.into(), size_bytes: info.size_bytes }))
+    }
+
+    async fn end_export(&self, req: Request<pb::EndExportRequest>) -> Rpc<pb::EndExportResponse> {
+        self.manager.end_export(&req.into_inner().export_id);
+        Ok(Response::new(pb::EndExportResponse {}))
     }
 
     async fn create_domain_snapshot(&self, req: Request<pb::CreateDomainSnapshotRequest>) -> Rpc<pb::CreateDomainSnapshotResponse> {

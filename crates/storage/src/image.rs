@@ -70,6 +70,8 @@ pub struct InspectedImage {
 pub enum ImageSource {
     Outside(ImageFile),
     Volume(crate::tools::qemu_img::VolumeLocation),
+    /// A volume another node exports (see `nbd`).
+    Remote(std::sync::Arc<crate::nbd::NbdSource>),
 }
 
 impl ImageSource {
@@ -77,6 +79,7 @@ impl ImageSource {
         match self {
             Self::Outside(file) => crate::tools::qemu_img::ImportSource::Outside(file),
             Self::Volume(location) => crate::tools::qemu_img::ImportSource::Volume(location),
+            Self::Remote(nbd) => crate::tools::qemu_img::ImportSource::Remote(nbd),
         }
     }
 }

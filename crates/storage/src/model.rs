@@ -380,6 +380,9 @@ pub enum VolumeSource {
     /// A full copy of a volume of another pool of this node (a move; a
     /// linked clone arrives flattened).
     OtherPool { pool: crate::ids::PoolId, volume: VolumeId },
+    /// A full copy of a volume another node exports (a move between nodes;
+    /// see `nbd`), pulled over NBD with the export's one-use key.
+    Remote { host: std::net::IpAddr, port: u16, export: VolumeId, psk: crate::nbd::Psk, size_bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,8 @@ use crate::tools::QemuImg;
 use crate::tools::qemu_img::ToolTimeouts;
 use crate::xml::{self, DiskDefinition};
 
+mod exports;
+pub use exports::ExportInfo;
 mod snapshots;
 mod volumes;
 
@@ -80,6 +82,8 @@ pub struct StorageManager {
     locks: VolumeLocks,
     /// Serialises pool init/destroy (rare, and they check each other's results).
     admin: tokio::sync::Mutex<()>,
+    /// Volumes exported to another node for a move, by export id.
+    exports: exports::Exports,
 }
 
 /// Grows a volume a VM has open, through the hypervisor.
@@ -140,6 +144,7 @@ impl StorageManager {
             pools: RwLock::new(HashMap::new()),
             locks: VolumeLocks::default(),
             admin: tokio::sync::Mutex::new(()),
+            exports: exports::Exports::default(),
         };
         for stored in manager.store.load_all()? {
             let state = match manager.activate(stored.pool_id, &stored.config, OpenMode::Reopen).await {

@@ -172,6 +172,20 @@ impl StorageManager {
                 let format = spec.format.unwrap_or(default_format);
                 self.create_from_other_pool(backend.as_ref(), id, from, volume, spec, format, provisioning, progress).await
             }
+            VolumeSource::Remote { host, port, export, psk, size_bytes } => {
+                let format = spec.format.unwrap_or(default_format);
+                let size = backend.round_size(self.size_from_source(spec.size_bytes, size_bytes, "exported volume")?);
+                let expected = Expected { format: Some(format), size_bytes: Some(size), backing: None };
+                if let Some(v) = self.existing(backend.as_ref(), id, &expected).await? {
+                    return Ok(v);
+                }
+                self.ensure_space(backend.as_ref(), provisioning, size).await?;
+                let psk_dir = crate::nbd::PskDir::create(&self.ctx.state_dir.join("pulls"), &id.to_string(), &psk)?;
+                let nbd = crate::nbd::NbdSource { host, port, export_name: export.to_string(), psk, psk_dir };
+                let image = InspectedImage { source: ImageSource::Remote(Arc::new(nbd)), format: crate::model::ImageFormat::Raw, virtual_size: size_bytes };
+                let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
+                backend.create_volume(&new, progress).await
+            }
         }
     }
 

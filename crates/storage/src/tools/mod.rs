@@ -7,6 +7,7 @@ pub mod iscsiadm;
 pub mod lvm;
 pub mod mount;
 pub mod qemu_img;
+pub mod qemu_nbd;
 
 pub use exec::{ResourceLimits, ToolCommand, ToolOutput};
 pub use qemu_img::QemuImg;

@@ -130,6 +130,8 @@ pub enum ImportSource<'a> {
     Outside(&'a ImageFile),
     /// A volume of this node (another pool's).
     Volume(&'a VolumeLocation),
+    /// A volume another node exports over NBD (raw data, TLS-PSK).
+    Remote(&'a crate::nbd::NbdSource),
 }
 
 /// The id of the secret object an iSCSI target's option string refers to.
@@ -306,10 +308,12 @@ impl QemuImg {
         // The target exists: fill it, create nothing (`-n`). A new one reads
         // as zeros: writing no zeros keeps it sparse (and a thick target's
         // space mapped). A device or LUN holds old data: zeros are written.
+        // An option string names its format itself: a remote source's, an
+        // iSCSI target's.
+        let source_format = (!matches!(source, ImportSource::Remote(_))).then_some(format);
         let mut cmd = match target {
-            // An option string names the target's format itself.
-            ImportTarget::Iscsi { .. } => self.convert_base(format),
-            _ => self.convert_command(format, target_format),
+            ImportTarget::Iscsi { .. } => self.convert_base(source_format),
+            _ => self.convert_base(source_format).args(["-O", target_format.as_str()]),
         }
         .arg("-n");
         if !matches!(target, ImportTarget::Device(_) | ImportTarget::Iscsi { .. }) {
@@ -332,6 +336,10 @@ impl QemuImg {
                 (cmd.arg("--").arg(rbd_filename(pool, namespace, image, conf, client_id)), Confinement::new().read_path(conf).read_path(keyring))
             }
             ImportSource::Volume(VolumeLocation::Nfs { url }) => (cmd.arg("--").arg(url), Confinement::new()),
+            ImportSource::Remote(nbd) => {
+                let cmd = cmd.arg("--object").arg(nbd.psk_dir.tls_object("client", Some(nbd.psk.identity())));
+                (cmd.arg("--image-opts").arg("--").arg(nbd.image_opts()), Confinement::new().read_path(nbd.psk_dir.path()))
+            }
         };
         let cmd = match target {
             ImportTarget::File(file) | ImportTarget::Device(file) => {
@@ -355,7 +363,7 @@ impl QemuImg {
         let limits = ResourceLimits { address_space_bytes: UNTRUSTED_LIMITS.address_space_bytes, cpu_seconds: self.timeouts.copy.as_secs() };
         let cmd = match source {
             ImportSource::Outside(image) => Self::untrusted(cmd, image, confinement, limits),
-            ImportSource::Volume(_) => cmd.confine(confinement).limits(limits),
+            ImportSource::Volume(_) | ImportSource::Remote(_) => cmd.confine(confinement).limits(limits),
         };
         Self::run_convert(cmd, on_progress).await
     }
@@ -363,18 +371,20 @@ impl QemuImg {
     /// `qemu-img convert` with progress, out-of-order writes and the copy
     /// bandwidth limit; source and target follow.
     fn convert_command(&self, source_format: ImageFormat, target_format: ImageFormat) -> ToolCommand {
-        self.convert_base(source_format).args(["-O", target_format.as_str()])
+        self.convert_base(Some(source_format)).args(["-O", target_format.as_str()])
     }
 
-    /// `convert` without a target format (a target option string names it).
-    fn convert_base(&self, source_format: ImageFormat) -> ToolCommand {
+    /// `convert` without a target format (a target option string names
+    /// it), and without a source format when an option string names that.
+    fn convert_base(&self, source_format: Option<ImageFormat>) -> ToolCommand {
         let mut cmd = self.command(self.timeouts.copy).args([
             "convert",
             "-p",
             "-W", // out-of-order writes: faster, and fine for a new target
-            "-f",
-            source_format.as_str(),
         ]);
+        if let Some(format) = source_format {
+            cmd = cmd.args(["-f", format.as_str()]);
+        }
         if let Some(rate) = self.copy_rate {
             cmd = cmd.arg("-r").arg(rate.to_string());
         }
@@ -486,7 +496,7 @@ fn qcow2_image_opts(path: &Path) -> std::ffi::OsString {
 /// `rbd:POOL/[NAMESPACE/]IMAGE:conf=PATH:id=ID`, with QEMU's backslash
 /// escape before the separators a part holds (`/` and `@` split names, `:`
 /// splits options).
-fn rbd_filename(pool: &str, namespace: &str, image: &str, conf: &Path, client_id: &str) -> std::ffi::OsString {
+pub(crate) fn rbd_filename(pool: &str, namespace: &str, image: &str, conf: &Path, client_id: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     fn escaped(out: &mut Vec<u8>, part: &[u8], separators: &[u8]) {
         for &b in part {
