@@ -181,9 +181,10 @@ pub enum VolumeCommand {
         #[arg(long, value_parser = parse_size)]
         size: u64,
     },
-    /// Move a volume into another pool of its node, keeping its id and name
-    /// (a copy, checked, then the source is deleted; a linked clone arrives
-    /// flattened). An attached volume moves while its VM runs.
+    /// Move a volume into another pool, of its node or of another node,
+    /// keeping its id and name (a copy, checked, then the source is deleted;
+    /// a linked clone arrives flattened). An attached volume moves while its
+    /// VM runs, within the VM's node.
     Move {
         /// The volume's name or id.
         volume: String,

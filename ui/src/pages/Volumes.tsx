@@ -363,7 +363,8 @@ function MoveVolume({ volume, pools, onDone, onClose }: { volume: Volume; pools:
     >
       <p>
         The volume is copied into the other pool, checked, then its old copy is deleted; it keeps its name and id. A linked clone arrives as an
-        independent volume. An attached volume moves while its VM runs: the VM switches to the copy when it is complete.
+        independent volume. A pool of another node pulls it from this one over an encrypted link made for this move only. An attached
+        volume moves while its VM runs (to a pool of the VM's node): the VM switches to the copy when it is complete.
       </p>
       <FormGroup label="Target pool" fieldId="move-pool">
         <FormSelect id="move-pool" value={pool} onChange={(_e, v) => setPool(v)}>

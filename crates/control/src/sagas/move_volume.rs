@@ -1,11 +1,16 @@
-//! Move a volume into another pool of the node that serves it, keeping its
-//! id and name.
+//! Move a volume into another pool, of the node that serves it or of
+//! another node, keeping its id and name.
 //!
 //! ```text
 //! 0. reserve         — done by the API call (state moving, busy, its size
 //!                      counted in the target pool).
 //!                      undo: back to its previous state, the space given back.
-//! 1. copy            — the node copies it into the target pool (same id;
+//! 1. export          — between nodes only: the source node exports the
+//!                      volume read-only over NBD on its address, reachable
+//!                      with a key made for this move only (TLS-PSK).
+//!                      undo: the export ends.
+//! 2. copy            — the target's node copies it into the target pool
+//!                      (from the export between nodes; same id;
 //!                      complete or absent there; streams progress,
 //!                      cancellable), and the copy is checked against the
 //!                      source: size, format, no backing volume. An attached
@@ -14,11 +19,12 @@
 //!                      source); from then on the VM writes to the copy.
 //!                      undo: the node deletes the copy — unless the record
 //!                      already points at it.
-//! 2. switch          — one write: the record, its name and its pool link
+//! 3. switch          — one write: the record, its name and its pool link
 //!                      move to the target pool, the source pool gives its
 //!                      space back, dropped snapshots' records go.
-//! 3. delete-source   — the node deletes the source (idempotent), and the
-//!                      volume is available again as the saga ends.
+//! 4. delete-source   — the source's node ends the export and deletes the
+//!                      source (idempotent), and the volume is available
+//!                      again as the saga ends.
 //! ```
 //!
 //! Before the switch a failure or a cancel unwinds and the volume is where
@@ -53,6 +59,34 @@ pub struct MoveVolume {
     /// (libvirt block copy, then the VM pivots onto it).
     #[serde(default)]
     pub live_domain: String,
+    /// A move between nodes: the node that holds the volume (it exports it
+    /// for `node_id`, the target's node, to pull). Empty within one node.
+    #[serde(default)]
+    pub source_node_id: String,
+    /// The export of a move between nodes, once made.
+    #[serde(default)]
+    pub export: Option<MoveExport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveExport {
+    pub host: String,
+    pub port: u32,
+    /// The one-use key (hex) both nodes get for this move only.
+    pub key: String,
+}
+
+/// The TLS-PSK identity of a move's export.
+const PSK_IDENTITY: &str = "lq-move";
+/// How long an export may wait for its copy (the copy's own limits are the
+/// target node's; a move that takes longer is retried with a new export).
+const EXPORT_LIFETIME_SECS: u32 = 24 * 3600;
+
+impl MoveVolume {
+    /// The node that holds the source.
+    fn source_node(&self) -> &str {
+        if self.source_node_id.is_empty() { &self.node_id } else { &self.source_node_id }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +102,7 @@ impl Saga for MoveVolume {
     fn steps() -> Vec<Step<Self>> {
         vec![
             Step::done_by_api("reserve", release),
+            Step { name: "export", action: export, undo: Some(end_export) },
             Step { name: "copy", action: copy, undo: Some(delete_copy) },
             Step { name: "switch", action: switch, undo: None },
             Step { name: "delete-source", action: delete_source, undo: None },
@@ -75,7 +110,7 @@ impl Saga for MoveVolume {
     }
 
     fn point_of_no_return() -> usize {
-        2
+        3
     }
 
     /// Past the switch the volume is whole in the target pool; what failed
@@ -114,25 +149,74 @@ fn release<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
     })
 }
 
+/// Between nodes: the source's node exports the volume with a new key (a
+/// re-run makes a new one: the node replaces an export whose key differs).
+fn export<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        if s.source_node_id.is_empty() {
+            return Ok(());
+        }
+        let key = limiquantix_identity::tokens::random_hex(32);
+        s.export = Some(MoveExport { host: String::new(), port: 0, key });
+        ensure_export(ctx, s).await
+    })
+}
+
+/// Asks the source's node for the export with the move's key: the running
+/// one, or a new one after that node restarted (its exports end with it).
+async fn ensure_export(ctx: &SagaCtx, s: &mut MoveVolume) -> ApiResult<()> {
+    let Some(export) = s.export.as_mut() else { return Ok(()) };
+    let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.source_node_id).await?;
+    let req = pb::ExportVolumeRequest {
+        pool_id: s.from_pool_id.clone(),
+        volume_id: s.volume_id.clone(),
+        export_id: ctx.task_id.clone(),
+        psk_identity: PSK_IDENTITY.into(),
+        psk_key: export.key.clone(),
+        lifetime_seconds: EXPORT_LIFETIME_SECS,
+    };
+    let made = crate::nodes::call(&s.source_node_id, "export the volume", ctx.app.nodes.deadlines.call, client.export_volume(req)).await?;
+    (export.host, export.port) = (made.host, made.port);
+    Ok(())
+}
+
+fn end_export<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
+    Box::pin(async move {
+        if s.source_node_id.is_empty() {
+            return Ok(());
+        }
+        let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.source_node_id).await?;
+        let req = pb::EndExportRequest { export_id: ctx.task_id.clone() };
+        crate::nodes::call(&s.source_node_id, "end the export", ctx.app.nodes.deadlines.call, client.end_export(req)).await.map(drop)
+    })
+}
+
 fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
     Box::pin(async move {
+        ensure_export(ctx, s).await?;
         let mut client = ctx.app.nodes.client(&ctx.app.repo, &s.node_id).await?;
         type Start<'c> = std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<tonic::Response<tonic::Streaming<pb::VolumeOperationEvent>>, tonic::Status>> + Send + 'c>,
         >;
         let (start, what): (Start<'_>, &str) = if s.live_domain.is_empty() {
+            let source = match &s.export {
+                None => pb::volume_source::Source::OtherPool(pb::OtherPoolSource { pool_id: s.from_pool_id.clone(), volume_id: s.volume_id.clone() }),
+                Some(e) => pb::volume_source::Source::Remote(pb::RemoteSource {
+                    host: e.host.clone(),
+                    port: e.port,
+                    volume_id: s.volume_id.clone(),
+                    psk_identity: PSK_IDENTITY.into(),
+                    psk_key: e.key.clone(),
+                    size_bytes: s.size_bytes,
+                }),
+            };
             let req = pb::NodeCreateVolumeRequest {
                 pool_id: s.to_pool_id.clone(),
                 volume_id: s.volume_id.clone(),
                 spec: Some(pb::VolumeSpec { size_bytes: s.size_bytes, format: s.format, provisioning: 0 }),
-                source: Some(pb::VolumeSource {
-                    source: Some(pb::volume_source::Source::OtherPool(pb::OtherPoolSource {
-                        pool_id: s.from_pool_id.clone(),
-                        volume_id: s.volume_id.clone(),
-                    })),
-                }),
+                source: Some(pb::VolumeSource { source: Some(source) }),
             };
-            (Box::pin(client.create_volume(req)), "the copy")
+            (Box::pin(client.create_volume(req)), if s.export.is_some() { "the copy from the other node" } else { "the copy" })
         } else {
             let req = pb::NodeLiveCopyRequest {
                 pool_id: s.to_pool_id.clone(),
@@ -221,7 +305,8 @@ fn switch<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
 
 fn delete_source<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
     Box::pin(async move {
-        common::delete_on_node(ctx, &s.node_id, &s.from_pool_id, &s.volume_id).await?;
+        end_export(ctx, s).await?;
+        common::delete_on_node(ctx, s.source_node(), &s.from_pool_id, &s.volume_id).await?;
         release_volume(ctx, &s.to_pool_id, &s.volume_id, s.previous_state).await
     })
 }

@@ -184,7 +184,14 @@ impl StorageManager {
                 let nbd = crate::nbd::NbdSource { host, port, export_name: export.to_string(), psk, psk_dir };
                 let image = InspectedImage { source: ImageSource::Remote(Arc::new(nbd)), format: crate::model::ImageFormat::Raw, virtual_size: size_bytes };
                 let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
-                backend.create_volume(&new, progress).await
+                // A pull that breaks off is most likely the exporting node gone
+                // (restarted, unreachable): worth trying again with a new export.
+                backend.create_volume(&new, progress).await.map_err(|e| match e {
+                    e @ (StorageError::Internal(_) | StorageError::Tool(_) | StorageError::Io { .. }) => {
+                        StorageError::Unavailable(format!("the copy from the exporting node broke off: {e}"))
+                    }
+                    other => other,
+                })
             }
         }
     }

@@ -62,7 +62,7 @@ impl VolumeApi {
                 records::snapshot(repo, &src, &snap_name).await?;
                 (new.spec.size_bytes.max(src.size_bytes), self.serving_node_in(&src, &pool).await?)
             }
-            Some(S::OtherPool(_)) => {
+            Some(S::OtherPool(_) | S::Remote(_)) => {
                 return Err(ApiError::invalid("a volume changes pools by a move (MoveVolume), not by a create"));
             }
             Some(S::Image(image)) => {

@@ -29,18 +29,32 @@ impl VolumeApi {
                 names.join(", ")
             )));
         }
-        // The node that serves the volume copies it (the VM's node for a
-        // live move): the target pool must be ready there.
-        let node = match current.attachment.as_ref().filter(|_| !live.is_empty()) {
+        // The node that serves the volume copies it when the target pool is
+        // ready there (the VM's node for a live move); otherwise a node of
+        // the target pool pulls it from the source's node.
+        let serving = match current.attachment.as_ref().filter(|_| !live.is_empty()) {
             Some(a) => self.online_node(&a.node_id).await?.id,
             None => self.serving_node_in(&current, &from).await?,
         };
-        if !to.nodes.iter().any(|s| s.node_id == node && s.phase == pb::PoolPhase::Ready as i32) {
+        let ready = |node: &str| to.nodes.iter().any(|s| s.node_id == node && s.phase == pb::PoolPhase::Ready as i32);
+        let (node, source_node_id) = if ready(&serving) {
+            (serving, String::new())
+        } else if !live.is_empty() {
             return Err(ApiError::precondition(format!(
-                "pool {} is not ready on node {node}, which holds volume {}; moves between nodes are not offered yet",
-                to.name, current.name
+                "volume {} is attached to VM {live} on node {serving}, where pool {} is not ready: a running VM's disk moves within its node (detach it to move it to another node)",
+                current.name, to.name
             )));
-        }
+        } else {
+            let mut target = None;
+            for s in to.nodes.iter().filter(|s| s.phase == pb::PoolPhase::Ready as i32) {
+                if self.online_node(&s.node_id).await.is_ok() {
+                    target = Some(s.node_id.clone());
+                    break;
+                }
+            }
+            let target = target.ok_or_else(|| ApiError::precondition(format!("pool {} is ready on no online node", to.name)))?;
+            (target, serving)
+        };
         let formats = to.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
         let format = match asked {
             pb::VolumeFormat::Unspecified if formats.contains(&current.format) => current.format,
@@ -80,6 +94,8 @@ impl VolumeApi {
                     to_local: !is_shared(&to),
                     copy: None,
                     live_domain: live.clone(),
+                    source_node_id: source_node_id.clone(),
+                    export: None,
                 };
                 v.task_id = task_id.clone();
                 v.state = pb::VolumeState::Moving as i32;
