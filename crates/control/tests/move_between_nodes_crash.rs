@@ -83,7 +83,7 @@ fn a_move_between_nodes_survives_either_node_killed_mid_copy() {
     std::fs::write(&cp_config, text).unwrap();
     let _cp = spawn_logged(&cp_config, &root.path().join("control.log"));
     let mut a = Node::start(root.path(), "a", &url);
-    let mut b = Node::start(root.path(), "b", &url);
+    let b = Node::start(root.path(), "b", &url);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let mut c = Clients::connect(&url).await;
