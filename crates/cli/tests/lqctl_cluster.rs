@@ -102,6 +102,16 @@ fn a_user_session_against_the_control_plane() {
     let created = &snaps[0]["created_unix_seconds"];
     let text = stdout(&lqctl(&server, &["snapshot", "list", "db"]));
     assert!(text.contains(&utc(created)) && !text.contains(&created.to_string()), "{text}");
+    assert!(text.contains("CONSISTENCY") && text.contains("detached"), "{text}");
+    // Quiescing needs a running VM with a guest agent; --vm names one.
+    let refused = lqctl(&server, &["snapshot", "create", "db", "app", "--quiesce"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("not attached to a running VM"), "{}", stderr(&refused));
+    let refused = lqctl(&server, &["snapshot", "create", "--vm", "web01", "app", "--quiesce=best-effort"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("no volume is attached read-write to VM web01"), "{}", stderr(&refused));
+    let refused = lqctl(&server, &["snapshot", "create", "--vm", "web01", "db", "app"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("with --vm give the snapshot's name only"), "{}", stderr(&refused));
+    let refused = lqctl(&server, &["snapshot", "create", "db", "app", "--quiesce=always"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("best-effort"), "the modes are named: {}", stderr(&refused));
     let clone = json(&server, &["volume", "clone", "db", "--name", "db-test"]);
     assert_eq!(clone["backing_volume_id"], v["id"]);
     // A base of linked clones is never written again.

@@ -123,11 +123,17 @@ fn a_vm_is_snapshotted_with_its_filesystems_frozen() {
         guest.exec_ok(&["sh", "-c", &writer]).unwrap();
         std::thread::sleep(Duration::from_millis(500));
 
-        let req = pb::CreateSnapshotRequest { vm: VM.into(), name: "app1".into(), quiesce: pb::Quiesce::Required as i32, ..Default::default() };
-        let op = k.c.volumes.create_snapshot(req).await.unwrap().into_inner();
-        assert_eq!(op.snapshots.len(), 2, "both volumes of the VM: {op:?}");
-        k.c.wait_ok(&op.task_id).await;
+        // What an admin types: both volumes of the VM, frozen, at one instant.
+        let lqctl = limiquantix_testkit::workspace_binary("lqctl").unwrap();
+        let server = k.cp.as_ref().unwrap().url();
+        let out = Command::new(&lqctl).args(["-o", "json", "snapshot", "create", "--vm", VM, "app1", "--quiesce", "--server", &server]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows.as_array().map(Vec::len), Some(2), "both volumes of the VM: {rows}");
+        assert!(rows.as_array().unwrap().iter().all(|r| r["quiesced"] == true && r["vm"] == VM), "{rows}");
         assert_eq!(frozen_state(&guest), "thawed");
+        let text = run(Command::new(&lqctl).args(["snapshot", "list", "app-data", "--server", &server]));
+        assert!(text.contains("quiesced (frozen") && text.contains(VM), "{text}");
         let mut frozen = Vec::new();
         for v in [&data, &log] {
             let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: v.id.clone() }).await.unwrap().into_inner().snapshots;
