@@ -216,7 +216,7 @@ fn moves(
         std::fs::copy(&template, &source)?;
         ours.push(time_once(|| {
             rt.block_on(async {
-                manager.create_volume(ceph_pool, id, VolumeSpec::default(), VolumeSource::OtherPool { pool: local, volume: id }, &|_| {}).await?;
+                manager.create_volume(ceph_pool, id, VolumeSpec::default(), VolumeSource::OtherPool { pool: local, volume: id, with_snapshots: false }, &|_| {}).await?;
                 manager.delete_volume(local, id).await
             })?;
             Ok(())

@@ -110,8 +110,13 @@ fn volumes_move_between_nodes_through_a_one_use_export() {
         }
         let big_ref = root.join("big.raw");
         raw_copy(&big_file, &big_ref);
-        let op = k.c.volumes.move_volume(pb::MoveVolumeRequest { volume_id: big.id.clone(), pool: "q1".into(), ..Default::default() }).await;
-        let task_id = op.unwrap().into_inner().task_id;
+        // Its snapshot cannot go to another node with it: refused, named.
+        let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: big.id.clone(), name: "keep".into(), ..Default::default() }).await;
+        k.c.wait_ok(&op.unwrap().into_inner().task_id).await;
+        let err = k.c.volumes.move_volume(pb::MoveVolumeRequest { volume_id: big.id.clone(), pool: "q1".into(), ..Default::default() }).await.unwrap_err();
+        assert!(err.code() == tonic::Code::FailedPrecondition && err.message().contains("keep"), "{err:?}");
+        let req = pb::MoveVolumeRequest { volume_id: big.id.clone(), pool: "q1".into(), drop_snapshots: true, ..Default::default() };
+        let task_id = k.c.volumes.move_volume(req).await.unwrap().into_inner().task_id;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let t = k.c.tasks.get_task(pb::GetTaskRequest { task_id: task_id.clone() }).await.unwrap().into_inner();
@@ -126,7 +131,7 @@ fn volumes_move_between_nodes_through_a_one_use_export() {
         let task = k.c.wait(&task_id).await;
         assert_eq!(task.state, pb::TaskState::Cancelled as i32, "{task:?}");
         let stayed = k.c.volume(&big.id).await.unwrap();
-        assert_eq!((stayed.node_id.as_str(), stayed.state), (k.node_id.as_str(), pb::VolumeState::Available as i32));
+        assert_eq!((stayed.node_id.as_str(), stayed.state, stayed.snapshot_count), (k.node_id.as_str(), pb::VolumeState::Available as i32, 1));
         assert!(same(&big_ref, &big_file), "whole where it was");
         assert!(empty_or_missing(&q_dir), "nothing in the target");
         let deadline = Instant::now() + Duration::from_secs(5);

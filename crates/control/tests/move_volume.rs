@@ -255,3 +255,32 @@ async fn a_cancelled_live_move_leaves_the_vm_on_its_source() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_move_with_a_qcow2_volume_between_local_pools() {
+    let mut k = Cluster::start().await;
+    let p2_dir = k.pool_dir().with_file_name("p2");
+    let node_id = k.node_id.clone();
+    k.c.local_pool("p2", &node_id, &p2_dir).await;
+    let v = k.c.create_volume("p1", "db", 64 * MIB).await;
+    let file = k.pool_dir().join(format!("lq-{}.qcow2", v.id));
+    for (pattern, snapshot) in [("0x41", Some("monday")), ("0x42", Some("tuesday")), ("0x43", None)] {
+        assert!(qemu_io("qcow2", file.to_str().unwrap(), &format!("write -P {pattern} 0 4M")));
+        if let Some(name) = snapshot {
+            let op = k.c.volumes.create_snapshot(pb::CreateSnapshotRequest { volume_id: v.id.clone(), name: name.into(), ..Default::default() }).await;
+            k.c.wait_ok(&op.unwrap().into_inner().task_id).await;
+        }
+    }
+    let op = k.c.volumes.move_volume(move_req(&v.id, "p2")).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    let moved = k.c.volume(&v.id).await.unwrap();
+    assert_eq!((moved.pool_id.as_str(), moved.snapshot_count), (k.c.pools.get_pool(pb::GetPoolRequest { pool: "p2".into() }).await.unwrap().into_inner().id.as_str(), 2));
+    let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: v.id.clone() }).await.unwrap().into_inner().snapshots;
+    assert_eq!(snaps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["monday", "tuesday"]);
+    let new_file = p2_dir.join(format!("lq-{}.qcow2", v.id));
+    assert!(qemu_io("qcow2", new_file.to_str().unwrap(), "read -P 0x43 0 4M"), "the current data moved");
+    assert!(!file.exists(), "the source is gone");
+    let op = k.c.volumes.revert_snapshot(pb::RevertSnapshotRequest { volume_id: v.id.clone(), name: "monday".into() }).await.unwrap().into_inner();
+    k.c.wait_ok(&op.task_id).await;
+    assert!(qemu_io("qcow2", new_file.to_str().unwrap(), "read -P 0x41 0 4M"), "a snapshot that moved reverts");
+}

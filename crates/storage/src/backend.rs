@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::ids::{Name, VolumeId};
 use crate::image::InspectedImage;
 use crate::model::{
@@ -22,6 +22,9 @@ pub enum NewVolumeContent<'a> {
     /// An independent copy of `source`, or of one of its snapshots.
     Copy { source: &'a VolumeInfo, snapshot: Option<&'a Name> },
     Image(&'a InspectedImage),
+    /// A self-contained qcow2 file of another pool of this node, copied as
+    /// it is (its internal snapshots with it): a move that keeps them.
+    WholeFile { path: &'a std::path::Path, source: &'a VolumeInfo },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -173,4 +176,10 @@ pub enum SecretUsage {
     Ceph(String),
     /// `<usage type='iscsi'><target>…</target></usage>`
     Iscsi(String),
+}
+
+/// A pool of `kind` cannot take a volume with its snapshots (only local
+/// pools copy a qcow2 file whole).
+pub fn no_whole_file_copy(kind: &str) -> StorageError {
+    StorageError::precondition(format!("{kind} pools cannot take a volume with its snapshots; move it without them (drop_snapshots)"))
 }

@@ -379,7 +379,8 @@ pub enum VolumeSource {
     Snapshot { volume: VolumeId, name: Name },
     /// A full copy of a volume of another pool of this node (a move; a
     /// linked clone arrives flattened).
-    OtherPool { pool: crate::ids::PoolId, volume: VolumeId },
+    /// `with_snapshots`: the file copied whole, its internal snapshots with it.
+    OtherPool { pool: crate::ids::PoolId, volume: VolumeId, with_snapshots: bool },
     /// A full copy of a volume another node exports (a move between nodes;
     /// see `nbd`), pulled over NBD with the export's one-use key.
     Remote { host: std::net::IpAddr, port: u16, export: VolumeId, psk: crate::nbd::Psk, size_bytes: u64 },

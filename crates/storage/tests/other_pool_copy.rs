@@ -30,7 +30,7 @@ fn local(root: &Path, name: &str) -> PoolConfig {
 }
 
 fn copy_of(pool: PoolId, volume: VolumeId) -> VolumeSource {
-    VolumeSource::OtherPool { pool, volume }
+    VolumeSource::OtherPool { pool, volume, with_snapshots: false }
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn a_linked_clone_copied_into_another_pool_arrives_flattened_and_whole() {
         m.init_pool(a, local(root.path(), "a")).await.unwrap();
         m.init_pool(b, local(root.path(), "b")).await.unwrap();
         let spec = VolumeSpec { size_bytes: Some(64 * MIB), format: Some(VolumeFormat::Qcow2), provisioning: Some(Provisioning::Thin) };
-        let base = m.create_volume(a, VolumeId::new_random(), spec, VolumeSource::Empty, &|_| {}).await.unwrap();
+        let base = m.create_volume(a, VolumeId::new_random(), spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
         common::write_pattern(Path::new(&base.location), "qcow2", 0x11, 0, 8 * MIB);
         let clone_src = VolumeSource::Clone { source: base.id, mode: Some(CloneMode::Linked) };
         let clone = m.create_volume(a, VolumeId::new_random(), VolumeSpec::default(), clone_src, &|_| {}).await.unwrap();
@@ -72,6 +72,26 @@ fn a_linked_clone_copied_into_another_pool_arrives_flattened_and_whole() {
         let err = m.create_volume(b, base.id, small, copy_of(a, base.id), &|_| {}).await.unwrap_err();
         assert!(matches!(err, StorageError::InvalidArgument(_)) && err.to_string().contains("never shrink"), "{err}");
         assert_eq!(m.list_volumes(b, None, 100).await.unwrap().0.len(), 1, "only the copy is in pool b");
+
+        // With its snapshots: a self-contained qcow2 arrives with them (its
+        // file copied whole); a linked clone cannot (it would need its base).
+        let snapshotted = m.create_volume(a, VolumeId::new_random(), spec.clone(), VolumeSource::Empty, &|_| {}).await.unwrap();
+        common::write_pattern(Path::new(&snapshotted.location), "qcow2", 0x31, 0, 4 * MIB);
+        m.create_snapshot(a, snapshotted.id, "first").await.unwrap();
+        common::write_pattern(Path::new(&snapshotted.location), "qcow2", 0x32, 0, 4 * MIB);
+        m.create_snapshot(a, snapshotted.id, "second").await.unwrap();
+        common::write_pattern(Path::new(&snapshotted.location), "qcow2", 0x33, 0, 4 * MIB);
+        let with = VolumeSource::OtherPool { pool: a, volume: snapshotted.id, with_snapshots: true };
+        let kept = m.create_volume(b, snapshotted.id, VolumeSpec::default(), with, &|_| {}).await.unwrap();
+        let names: Vec<String> = m.list_snapshots(b, kept.id).await.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["first", "second"], "the snapshots came along");
+        assert!(common::has_pattern(Path::new(&kept.location), "qcow2", 0x33, 0, 4 * MIB), "and the current data");
+        m.revert_snapshot(b, kept.id, "first").await.unwrap();
+        assert!(common::has_pattern(Path::new(&kept.location), "qcow2", 0x31, 0, 4 * MIB), "a snapshot that moved reverts");
+        let linked_with = VolumeSource::OtherPool { pool: a, volume: clone.id, with_snapshots: true };
+        let err = m.create_volume(b, VolumeId::new_random(), VolumeSpec::default(), linked_with, &|_| {}).await.unwrap_err();
+        assert!(matches!(err, StorageError::FailedPrecondition(_)) && err.to_string().contains("linked clone"), "{err}");
+        assert_eq!(m.list_volumes(b, None, 100).await.unwrap().0.len(), 2, "nothing else made in pool b");
     });
 }
 

@@ -356,7 +356,7 @@ function MoveVolume({ volume, pools, onDone, onClose }: { volume: Volume; pools:
     <OperationModal
       title={`Move ${volume.name}`}
       submitLabel="Move"
-      isValid={!!pool && (!snapshots || dropSnapshots)}
+      isValid={!!pool}
       onClose={onClose}
       onDone={onDone}
       start={async () => (await api.volumes.moveVolume({ volumeId: volume.id, pool, dropSnapshots })).taskId}
@@ -374,7 +374,7 @@ function MoveVolume({ volume, pools, onDone, onClose }: { volume: Volume; pools:
       {snapshots && (
         <Checkbox
           id="move-drop-snapshots"
-          label={`Delete its ${String(volume.snapshotCount)} snapshot(s): they cannot move with it`}
+          label={`Delete its ${String(volume.snapshotCount)} snapshot(s) (they move with it only between local pools of its node)`}
           isChecked={dropSnapshots}
           onChange={(_e, v) => setDropSnapshots(v)}
         />

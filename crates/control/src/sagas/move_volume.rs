@@ -21,7 +21,9 @@
 //!                      already points at it.
 //! 3. switch          — one write: the record, its name and its pool link
 //!                      move to the target pool, the source pool gives its
-//!                      space back, dropped snapshots' records go.
+//!                      space back, dropped snapshots' records go (between
+//!                      local pools of one node a self-contained qcow2
+//!                      volume keeps them: its file is copied whole).
 //! 4. delete-source   — the source's node ends the export and deletes the
 //!                      source (idempotent), and the volume is available
 //!                      again as the saga ends.
@@ -66,6 +68,10 @@ pub struct MoveVolume {
     /// The export of a move between nodes, once made.
     #[serde(default)]
     pub export: Option<MoveExport>,
+    /// The volume's snapshots move with it (its qcow2 file copied whole);
+    /// otherwise they are dropped.
+    #[serde(default)]
+    pub with_snapshots: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,7 +206,11 @@ fn copy<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
         >;
         let (start, what): (Start<'_>, &str) = if s.live_domain.is_empty() {
             let source = match &s.export {
-                None => pb::volume_source::Source::OtherPool(pb::OtherPoolSource { pool_id: s.from_pool_id.clone(), volume_id: s.volume_id.clone() }),
+                None => pb::volume_source::Source::OtherPool(pb::OtherPoolSource {
+                    pool_id: s.from_pool_id.clone(),
+                    volume_id: s.volume_id.clone(),
+                    with_snapshots: s.with_snapshots,
+                }),
                 Some(e) => pb::volume_source::Source::Remote(pb::RemoteSource {
                     host: e.host.clone(),
                     port: e.port,
@@ -277,15 +287,19 @@ fn switch<'a>(ctx: &'a SagaCtx, s: &'a mut MoveVolume) -> StepFuture<'a> {
             volume.allocated_bytes = made.allocated_bytes;
             volume.format = made.format;
             volume.backing_volume_id.clear();
-            volume.snapshot_count = 0;
+            if !s.with_snapshots {
+                volume.snapshot_count = 0;
+            }
             if !s.to_local {
                 volume.node_id.clear();
             } else {
                 volume.node_id = s.node_id.clone();
             }
             let mut txn = Txn::new();
-            for (key, _) in repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await? {
-                txn.delete(key);
+            if !s.with_snapshots {
+                for (key, _) in repo.list::<pb::Snapshot>(&keys::volume_snapshots(&s.volume_id), None, 0).await? {
+                    txn.delete(key);
+                }
             }
             txn.expect(&from_key, v.revision)
                 .delete(&from_key)

@@ -192,7 +192,9 @@ pub fn volume_source(src: Option<pb::VolumeSource>) -> R<VolumeSource> {
         Some(S::Snapshot(s)) => {
             VolumeSource::Snapshot { volume: volume_id(&s.volume_id)?, name: Name::parse("snapshot", &s.snapshot_name)? }
         }
-        Some(S::OtherPool(o)) => VolumeSource::OtherPool { pool: pool_id(&o.pool_id)?, volume: volume_id(&o.volume_id)? },
+        Some(S::OtherPool(o)) => {
+            VolumeSource::OtherPool { pool: pool_id(&o.pool_id)?, volume: volume_id(&o.volume_id)?, with_snapshots: o.with_snapshots }
+        }
         Some(S::Remote(r)) => VolumeSource::Remote {
             host: r.host.parse().map_err(|_| StorageError::invalid(format!("export host {:?} is not an IP address", r.host)))?,
             port: u16::try_from(r.port).ok().filter(|p| *p > 0).ok_or_else(|| StorageError::invalid(format!("export port {} is not a port", r.port)))?,

@@ -165,12 +165,13 @@ impl StorageManager {
                 let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
                 backend.create_volume(&new, progress).await
             }
-            VolumeSource::OtherPool { pool: from, volume } => {
+            VolumeSource::OtherPool { pool: from, volume, with_snapshots } => {
                 if from == pool {
                     return Err(StorageError::invalid("a copy into another pool needs another pool; clone within one"));
                 }
                 let format = spec.format.unwrap_or(default_format);
-                self.create_from_other_pool(backend.as_ref(), id, from, volume, spec, format, provisioning, progress).await
+                let source = OtherPoolCopy { pool: from, volume, with_snapshots };
+                self.create_from_other_pool(backend.as_ref(), id, source, spec, format, provisioning, progress).await
             }
             VolumeSource::Remote { host, port, export, psk, size_bytes } => {
                 let format = spec.format.unwrap_or(default_format);
@@ -250,19 +251,19 @@ impl StorageManager {
         }
     }
 
-    /// A copy of `volume` of `from` (another pool of this node) into `backend`.
+    /// A copy of a volume of another pool of this node into `backend`.
     #[allow(clippy::too_many_arguments)]
     async fn create_from_other_pool(
         &self,
         backend: &dyn Backend,
         id: VolumeId,
-        from: PoolId,
-        volume: VolumeId,
+        source: OtherPoolCopy,
         spec: VolumeSpec,
         format: VolumeFormat,
         provisioning: Provisioning,
         progress: ProgressSink<'_>,
     ) -> Result<VolumeInfo> {
+        let OtherPoolCopy { pool: from, volume, with_snapshots } = source;
         let source_backend = self.backend(from).await?;
         let _source_guard = self.locks.shared(from, volume, "a copy into another pool")?;
         let base = self.volume(source_backend.as_ref(), volume).await?;
@@ -273,6 +274,21 @@ impl StorageManager {
             return Ok(v);
         }
         self.ensure_space(backend, provisioning, size).await?;
+        if with_snapshots {
+            // The qcow2 file itself, its snapshots inside.
+            let self_contained = base.format == VolumeFormat::Qcow2 && format == VolumeFormat::Qcow2 && base.backing.is_none() && size == base.size_bytes;
+            let path = match &location {
+                crate::tools::qemu_img::VolumeLocation::File { path, .. } if self_contained => path,
+                _ => {
+                    return Err(StorageError::precondition(format!(
+                        "volume {volume}'s snapshots move with it only as a self-contained qcow2 file of the same size (not a linked clone, not from a {} pool)",
+                        source_backend.kind()
+                    )));
+                }
+            };
+            let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::WholeFile { path, source: &base } };
+            return backend.create_volume(&new, progress).await;
+        }
         let image = InspectedImage { source: ImageSource::Volume(location), format: base.format.into(), virtual_size: base.size_bytes };
         let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
         backend.create_volume(&new, progress).await
@@ -487,4 +503,11 @@ impl StorageManager {
         }
         Ok(chain)
     }
+}
+
+/// What a copy into another pool reads.
+struct OtherPoolCopy {
+    pool: PoolId,
+    volume: VolumeId,
+    with_snapshots: bool,
 }

@@ -20,15 +20,6 @@ impl VolumeApi {
         ensure_pool_ready(&to)?;
         let live = live_domain(&current)?;
         refuse_if_dependents(&self.app, &current, "moved (it is the base of linked clones)").await?;
-        if current.snapshot_count > 0 && !r.drop_snapshots {
-            let snaps = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&current.id), None, 0).await?;
-            let names: Vec<String> = snaps.into_iter().map(|(_, s)| s.value.name).collect();
-            return Err(ApiError::precondition(format!(
-                "volume {} has snapshots ({}) that cannot move with it; delete them, or move it with drop_snapshots (lqctl: --drop-snapshots)",
-                current.name,
-                names.join(", ")
-            )));
-        }
         // The node that serves the volume copies it when the target pool is
         // ready there (the VM's node for a live move); otherwise a node of
         // the target pool pulls it from the source's node.
@@ -55,6 +46,27 @@ impl VolumeApi {
             let target = target.ok_or_else(|| ApiError::precondition(format!("pool {} is ready on no online node", to.name)))?;
             (target, serving)
         };
+        // Snapshots move with the volume where its file can be copied whole.
+        let with_snapshots = current.snapshot_count > 0 && !r.drop_snapshots;
+        if with_snapshots {
+            let local = |p: &pb::Pool| p.kind == pb::PoolKind::Local as i32;
+            let whole_file = live.is_empty()
+                && source_node_id.is_empty()
+                && local(&from)
+                && local(&to)
+                && current.format == pb::VolumeFormat::Qcow2 as i32
+                && current.backing_volume_id.is_empty()
+                && matches!(asked, pb::VolumeFormat::Unspecified | pb::VolumeFormat::Qcow2);
+            if !whole_file {
+                let snaps = repo.list::<pb::Snapshot>(&keys::volume_snapshots(&current.id), None, 0).await?;
+                let names: Vec<String> = snaps.into_iter().map(|(_, s)| s.value.name).collect();
+                return Err(ApiError::precondition(format!(
+                    "volume {} has snapshots ({}) that cannot move with it (they do only for a detached, self-contained qcow2 volume between local pools of one node); delete them, or move it with drop_snapshots (lqctl: --drop-snapshots)",
+                    current.name,
+                    names.join(", ")
+                )));
+            }
+        }
         let formats = to.capabilities.as_ref().map(|c| c.formats.clone()).unwrap_or_default();
         let format = match asked {
             pb::VolumeFormat::Unspecified if formats.contains(&current.format) => current.format,
@@ -70,7 +82,7 @@ impl VolumeApi {
                 if live_domain(&v)? != live {
                     return Err(ApiError::precondition(format!("volume {} was attached or detached meanwhile; look again", v.name)));
                 }
-                if v.pool_id != from.id || (v.snapshot_count > 0 && !r.drop_snapshots) {
+                if v.pool_id != from.id || v.snapshot_count != current.snapshot_count {
                     return Err(ApiError::precondition(format!("volume {} changed meanwhile; look again", v.name)));
                 }
                 if repo.get_raw(&keys::volume_name(&to.id, &v.name)).await?.is_some() {
@@ -96,6 +108,7 @@ impl VolumeApi {
                     live_domain: live.clone(),
                     source_node_id: source_node_id.clone(),
                     export: None,
+                    with_snapshots,
                 };
                 v.task_id = task_id.clone();
                 v.state = pb::VolumeState::Moving as i32;

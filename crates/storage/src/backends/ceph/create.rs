@@ -64,6 +64,7 @@ pub(super) async fn create(backend: &CephBackend, new: &NewVolume<'_>, progress:
                 })
                 .await?;
         }
+        NewVolumeContent::WholeFile { .. } => return Err(crate::backend::no_whole_file_copy("ceph")),
         NewVolumeContent::Image(image) => {
             // The staging image is made first, at its final size; the
             // confined qemu-img only fills it.

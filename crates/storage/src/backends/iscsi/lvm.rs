@@ -235,6 +235,7 @@ impl LvmBackend {
                 crate::progress::convert(&self.qemu, &opts, source.size_bytes, progress).await.map_err(StorageError::Tool)
             }
             NewVolumeContent::Copy { snapshot: Some(_), .. } => Err(StorageError::precondition("plain LVM volumes have no snapshots")),
+            NewVolumeContent::WholeFile { .. } => Err(crate::backend::no_whole_file_copy("iscsi")),
             NewVolumeContent::Image(image) => {
                 let file = std::fs::OpenOptions::new()
                     .write(true)

@@ -164,6 +164,12 @@ impl LocalBackend {
                 }
                 source.size_bytes
             }
+            NewVolumeContent::WholeFile { path, source } => {
+                // QEMU's lock tells whether a running VM writes to it: never copy a disk mid-write.
+                self.qemu.info(path, source.format.into(), false).await.map_err(|e| self.tool_error(source.id, e))?;
+                copy_file(path, partial.path(), self.qemu.copy_rate(), progress).await?;
+                source.size_bytes
+            }
             NewVolumeContent::Image(image) => {
                 // The target is made first, at its final size; the confined
                 // qemu-img only fills it.

@@ -127,6 +127,7 @@ impl NfsBackend {
                     .map_err(|e| self.tool_error(source.id, e))?;
                 source.size_bytes
             }
+            NewVolumeContent::WholeFile { .. } => return Err(crate::backend::no_whole_file_copy("nfs")),
             NewVolumeContent::Image(image) => {
                 // Made first at its final size; the confined qemu-img only fills it.
                 self.qemu.create(&target, &empty(new.size_bytes)).await.map_err(tool_err)?;
