@@ -715,7 +715,12 @@ impl Clients {
                 let volume_id = self.volume_id(&volume).await?;
                 let req = pb::MoveVolumeRequest { volume_id, pool, format: format_pb(format), drop_snapshots };
                 let op = self.volumes.move_volume(req).await?.into_inner();
+                let base = op.volume.as_ref().map(|v| v.backing_volume_id.clone()).unwrap_or_default();
+                let name = op.volume.as_ref().map(|v| v.name.clone()).unwrap_or_default();
                 self.finish_volume(op).await?;
+                if self.wait && !base.is_empty() {
+                    eprintln!("note: {name} was a linked clone of volume {base}; it arrived flattened (a full copy that no longer needs its base)");
+                }
             }
             VolumeCommand::Clone { source, name, full, size, format, id } => {
                 let source_volume_id = self.volume_id(&source).await?;

@@ -204,7 +204,9 @@ fn a_user_session_against_the_control_plane() {
     let third = root.path().join("node/pools/ssd3");
     let ssd3 = json(&server, &["pool", "create", "ssd3", "--local-path", third.to_str().unwrap(), "--node", &node_id]);
     let before = json(&server, &["volume", "get", "db-test"]);
-    let moved = json(&server, &["volume", "move", "db-test", "--pool", "ssd3"]);
+    let out = lqctl(&server, &["-o", "json", "volume", "move", "db-test", "--pool", "ssd3"]);
+    assert!(out.status.success() && stderr(&out).contains("arrived flattened"), "the result says it was flattened: {}", stderr(&out));
+    let moved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((&moved["id"], &moved["name"], &moved["pool_id"]), (&before["id"], &before["name"], &ssd3["id"]), "{moved}");
     assert!(moved["backing_volume_id"].is_null() && moved["state"] == "available", "{moved}");
     let refused = stderr(&lqctl(&server, &["volume", "move", "db-test", "--pool", "ssd3"]));

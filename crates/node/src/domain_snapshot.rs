@@ -57,8 +57,8 @@ impl LiveSnapshot for DomainSnapshot {
             Err(e) => Some(e.error().to_string()),
         };
         if let Err(e) = &thawed {
-            let level = if frozen.is_ok() { "the guest may still be frozen: thaw it (virsh domfsthaw)" } else { "thaw after a failed freeze failed too" };
-            tracing::error!(%domain, error = %e, "{level}");
+            let what = if frozen.is_ok() { "the guest may still be frozen: thaw it (virsh domfsthaw)" } else { "thaw after a failed freeze failed too" };
+            tracing::error!(%domain, error = %e, "{what}");
         }
         match (not_frozen, snapshot, thawed) {
             (None, Ok(()), Ok(_)) => Ok(LiveSnapshotOutcome { quiesced: true, frozen_ms, not_quiesced_reason: String::new() }),

@@ -213,8 +213,9 @@ pub(crate) async fn drive<S: Saga>(app: Arc<App>, record: SagaRecord, revision: 
                     if ctx.is_cancelled() && i < no_return {
                         let error = ApiError::cancelled("cancelled on request");
                         // A step already begun (e.g. one waiting to be retried after
-                        // its node died) may have left something: its undo runs too.
-                        let begun = stored.record.running.as_deref() == Some(steps[i].name);
+                        // its node died) may have left something the saga says its
+                        // undo must clear: then that undo runs too.
+                        let begun = stored.record.running.as_deref() == Some(steps[i].name) && S::undo_begun_step(steps[i].name);
                         stored.record.phase = SagaPhase::Unwinding { remaining: if begun { i + 1 } else { i }, error };
                         stored.save(&app).await?;
                         continue;

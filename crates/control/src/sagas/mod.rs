@@ -65,6 +65,15 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
         usize::MAX
     }
 
+    /// Whether a cancel that arrives while step `step` waits to be retried
+    /// (it began, then failed for a while) runs that step's undo too, not
+    /// only the undos of the steps before it. For steps whose half-done work
+    /// outlives them (a live mirror, an export); others are left alone, so a
+    /// cancel of a step that cannot reach its node ends at once.
+    fn undo_begun_step(_step: &str) -> bool {
+        false
+    }
+
     /// A step after the point of no return was refused for good: leave what
     /// the saga works on in a state the user can see and act on (the task
     /// fails with the refusal).

@@ -119,6 +119,11 @@ impl Saga for MoveVolume {
         3
     }
 
+    /// A live mirror or an export outlives a copy step whose node died.
+    fn undo_begun_step(step: &str) -> bool {
+        matches!(step, "export" | "copy")
+    }
+
     /// Past the switch the volume is whole in the target pool; what failed
     /// is the source's removal, which the message says.
     fn abandon<'a>(ctx: &'a SagaCtx, s: &'a mut Self, error: &'a ApiError) -> StepFuture<'a> {
