@@ -719,7 +719,7 @@ impl Clients {
                 let name = op.volume.as_ref().map(|v| v.name.clone()).unwrap_or_default();
                 self.finish_volume(op).await?;
                 if self.wait && !base.is_empty() {
-                    eprintln!("note: {name} was a linked clone of volume {base}; it arrived flattened (a full copy that no longer needs its base)");
+                    crate::output::warn(format_args!("note: {name} was a linked clone of volume {base}; it arrived flattened (a full copy that no longer needs its base)"));
                 }
             }
             VolumeCommand::Clone { source, name, full, size, format, id } => {
