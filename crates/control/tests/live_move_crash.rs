@@ -5,8 +5,9 @@
 //! copy in the target pool, the source deleted, and nothing else left in
 //! either pool. A move cancelled while its node is down ends with the VM on
 //! its source once the node is back, the mirror abandoned and nothing in the
-//! target. The node and the control plane are real processes; the VM is a
-//! TCG domain of a private libvirtd.
+//! target. The node and the control plane are real processes; the VM is the
+//! recipe's TCG guest (qemu-guest-agent) on a private libvirtd, which still
+//! answers and reads the same data from the disk after all of it.
 
 mod common;
 
@@ -18,14 +19,31 @@ use std::time::{Duration, Instant};
 use common::Clients;
 use common::process::{spawn_logged, spawn_node, write_config, write_node_config};
 use limiquantix_api::v1 as pb;
-use limiquantix_testkit::libvirt::minimal_domain;
-use limiquantix_testkit::{Libvirtd, free_port};
+use limiquantix_testkit::{Guest, GuestImage, GuestOptions, Libvirtd, free_port};
 
 const MIB: u64 = 1 << 20;
 const VM: &str = "lq-crash-move";
 /// 192 MiB of data at 24 MiB/s: about 8 s of mirroring to kill the node in.
 const DATA_MIB: u64 = 192;
 const COPY_MIB_PER_SEC: u64 = 24;
+/// How much of the disk the guest checks (reading all of it takes long on TCG).
+const GUEST_READ_MIB: u64 = 96;
+
+/// The first `GUEST_READ_MIB` MiB of the disk as the guest reads it (not from its cache).
+fn guest_md5(guest: &Guest<'_>, dev: &str) -> String {
+    let cmd = format!("dd if={dev} bs=1M count={GUEST_READ_MIB} iflag=direct 2>/dev/null | md5sum");
+    guest.exec_ok(&["sh", "-c", &cmd]).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+/// The same of a qcow2 file, read on the host.
+fn reference_md5(qcow2: &Path, scratch: &Path) -> String {
+    let raw = scratch.join("reference.raw");
+    assert!(Command::new("qemu-img").args(["convert", "-U", "-f", "qcow2", "-O", "raw"]).arg(qcow2).arg(&raw).status().unwrap().success());
+    std::fs::OpenOptions::new().write(true).open(&raw).unwrap().set_len(GUEST_READ_MIB * MIB).unwrap();
+    let out = Command::new("md5sum").arg(&raw).output().unwrap();
+    std::fs::remove_file(&raw).unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
+}
 
 fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -54,7 +72,8 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
     let libvirtd = Libvirtd::start().expect("private libvirtd");
     let root = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    libvirtd.create_domain(&minimal_domain(VM, "")).unwrap();
+    let image = GuestImage::build(&root.path().join("image"), &GuestOptions::default()).unwrap();
+    let guest = Guest::boot(&libvirtd, &image, VM, "").unwrap_or_else(|e| panic!("{e}"));
     let cp_port = free_port().unwrap();
     let url = format!("http://127.0.0.1:{cp_port}");
     let cp_config = write_config(root.path(), cp_port);
@@ -88,6 +107,9 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
         std::fs::copy(&source, &reference).unwrap();
         let op = c.volumes.attach_volume(pb::AttachVolumeRequest { volume_id: v.id.clone(), vm: VM.into(), ..Default::default() }).await;
         c.wait_ok(&op.unwrap().into_inner().task_id).await;
+        let dev = guest.disk_by_serial(&v.id).unwrap();
+        let seen_before = guest_md5(&guest, &dev);
+        assert_eq!(seen_before, reference_md5(&reference, root.path()), "the guest reads the volume's data");
 
         let task_id = start_move(&mut c, &v.id, "p2").await;
         node.kill();
@@ -106,6 +128,8 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
         assert_eq!(files(&p2), vec![format!("lq-{}.qcow2", v.id)], "one whole copy in the target");
         let out = Command::new("qemu-img").args(["compare", "-U", "-f", "qcow2", "-F", "qcow2"]).arg(&reference).arg(&target).output().unwrap();
         assert!(out.status.success(), "the copy equals the source: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(guest.agent_command(r#"{"execute":"guest-ping"}"#).is_ok(), "the guest answers after the pivot");
+        assert_eq!(guest_md5(&guest, &dev), seen_before, "and reads the same data from the copy");
 
         // Back towards p1, the node killed again, and the move cancelled while
         // the node is down: once it is back the mirror it left is abandoned,
@@ -122,6 +146,8 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
         assert!(files(&p1).is_empty(), "nothing left in the target: {:?}", files(&p1));
         let stayed = c.volume(&v.id).await.unwrap();
         assert_eq!((stayed.state, stayed.pool_id), (pb::VolumeState::Attached as i32, moved.pool_id.clone()));
+        assert_eq!(guest_md5(&guest, &dev), seen_before, "the guest still reads its data");
     });
     drop(node);
+    drop(guest);
 }
