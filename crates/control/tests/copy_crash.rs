@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -111,16 +111,6 @@ async fn pool_id(c: &mut Clients, name: &str) -> String {
     c.pools.get_pool(pb::GetPoolRequest { pool: name.into() }).await.unwrap().into_inner().id
 }
 
-/// Any qemu-img still running on this test's files after its node died.
-fn orphan_copies(root: &Path) -> Vec<String> {
-    let needle = root.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("qemu-img") && c.contains(&needle))
-        .collect()
-}
 
 async fn start_copies(w: &World, c: &mut Clients, round: usize, ids: &Sources) -> Vec<Copy> {
     let mut copies = Vec::new();
@@ -366,7 +356,7 @@ fn copies_are_complete_or_absent_when_a_daemon_is_killed_mid_copy() {
             w.kill(victim);
             if victim == Victim::Node {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let orphans = orphan_copies(w.root.path());
+                let orphans = common::tools_running_on(w.root.path(), &["qemu-img"]);
                 assert!(orphans.is_empty(), "round {round}: copies outlived the killed node: {orphans:?}");
             }
             w.restart(victim);

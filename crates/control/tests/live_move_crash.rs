@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Clients;
+use common::{Clients, file_names};
 use common::process::{spawn_logged, spawn_node, write_config, write_node_config};
 use limiquantix_api::v1 as pb;
 use limiquantix_testkit::{Guest, GuestImage, GuestOptions, Libvirtd, free_port};
@@ -45,11 +45,6 @@ fn reference_md5(qcow2: &Path, scratch: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_owned()
 }
 
-fn files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
 
 /// Starts a live move and returns its task once the mirror is a quarter through.
 async fn start_move(c: &mut Clients, volume_id: &str, pool: &str) -> String {
@@ -124,8 +119,8 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
         let target = p2.join(format!("lq-{}.qcow2", v.id));
         let xml = libvirtd.virsh(&["dumpxml", VM]).unwrap();
         assert!(xml.contains(&target.display().to_string()) && !xml.contains("<mirror"), "the VM runs on the copy, no job left: {xml}");
-        assert!(files(&p1).is_empty(), "the source is deleted: {:?}", files(&p1));
-        assert_eq!(files(&p2), vec![format!("lq-{}.qcow2", v.id)], "one whole copy in the target");
+        assert!(file_names(&p1).is_empty(), "the source is deleted: {:?}", file_names(&p1));
+        assert_eq!(file_names(&p2), vec![format!("lq-{}.qcow2", v.id)], "one whole copy in the target");
         let out = Command::new("qemu-img").args(["compare", "-U", "-f", "qcow2", "-F", "qcow2"]).arg(&reference).arg(&target).output().unwrap();
         assert!(out.status.success(), "the copy equals the source: {}", String::from_utf8_lossy(&out.stdout));
         assert!(guest.agent_command(r#"{"execute":"guest-ping"}"#).is_ok(), "the guest answers after the pivot");
@@ -143,7 +138,7 @@ fn a_live_move_survives_a_node_killed_mid_mirror() {
         let xml = libvirtd.virsh(&["dumpxml", VM]).unwrap();
         let logs = format!("{}\n{}", std::fs::read_to_string(&node_log).unwrap_or_default(), std::fs::read_to_string(root.path().join("control.log")).unwrap_or_default());
         assert!(xml.contains(&target.display().to_string()) && !xml.contains("<mirror"), "the VM stays on its source, no job left: {xml}\n{logs}");
-        assert!(files(&p1).is_empty(), "nothing left in the target: {:?}", files(&p1));
+        assert!(file_names(&p1).is_empty(), "nothing left in the target: {:?}", file_names(&p1));
         let stayed = c.volume(&v.id).await.unwrap();
         assert_eq!((stayed.state, stayed.pool_id), (pb::VolumeState::Attached as i32, moved.pool_id.clone()));
         assert_eq!(guest_md5(&guest, &dev), seen_before, "the guest still reads its data");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{Cluster, file_names, tools_running_on};
 use limiquantix_api::v1 as pb;
 
 const MIB: u64 = 1 << 20;
@@ -31,20 +31,7 @@ fn same(reference_raw: &Path, file: &Path) -> bool {
     Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "qcow2"]).arg(reference_raw).arg(file).status().unwrap().success()
 }
 
-/// qemu-nbd processes serving this test's files.
-fn exports_running(root: &Path) -> Vec<String> {
-    let needle = root.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("qemu-nbd") && c.contains(&needle))
-        .collect()
-}
 
-fn empty_or_missing(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(true)
-}
 
 #[test]
 fn volumes_move_between_nodes_through_a_one_use_export() {
@@ -92,8 +79,8 @@ fn volumes_move_between_nodes_through_a_one_use_export() {
         assert!(same(&reference, &on_b), "the copy on node b holds the clone's data and its base's");
         assert!(!app_file.exists(), "the source is deleted on node a");
         assert!(p_dir.join(format!("lq-{}.qcow2", base.id)).exists(), "the base stays");
-        assert!(exports_running(&root).is_empty(), "the export ended: {:?}", exports_running(&root));
-        assert!(empty_or_missing(&root.join("node/state/exports")) && empty_or_missing(&root.join("b/node/state/pulls")), "no key left");
+        assert!(tools_running_on(&root, &["qemu-nbd"]).is_empty(), "the export ended: {:?}", tools_running_on(&root, &["qemu-nbd"]));
+        assert!(file_names(&root.join("node/state/exports")).is_empty() && file_names(&root.join("b/node/state/pulls")).is_empty(), "no key left");
 
         // b → a, back.
         let op = k.c.volumes.move_volume(pb::MoveVolumeRequest { volume_id: app.id.clone(), pool: "p1".into(), ..Default::default() }).await;
@@ -126,19 +113,19 @@ fn volumes_move_between_nodes_through_a_one_use_export() {
             assert!(t.state == pb::TaskState::Running as i32 && Instant::now() < deadline, "the copy never got going: {t:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(exports_running(&root).len(), 1, "one export while the copy runs");
+        assert_eq!(tools_running_on(&root, &["qemu-nbd"]).len(), 1, "one export while the copy runs");
         k.c.tasks.cancel_task(pb::CancelTaskRequest { task_id: task_id.clone() }).await.unwrap();
         let task = k.c.wait(&task_id).await;
         assert_eq!(task.state, pb::TaskState::Cancelled as i32, "{task:?}");
         let stayed = k.c.volume(&big.id).await.unwrap();
         assert_eq!((stayed.node_id.as_str(), stayed.state, stayed.snapshot_count), (k.node_id.as_str(), pb::VolumeState::Available as i32, 1));
         assert!(same(&big_ref, &big_file), "whole where it was");
-        assert!(empty_or_missing(&q_dir), "nothing in the target");
+        assert!(file_names(&q_dir).is_empty(), "nothing in the target");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !exports_running(&root).is_empty() {
+        while !tools_running_on(&root, &["qemu-nbd"]).is_empty() {
             assert!(Instant::now() < deadline, "the export outlived the cancel");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(empty_or_missing(&root.join("node/state/exports")) && empty_or_missing(&root.join("b/node/state/pulls")), "no key left");
+        assert!(file_names(&root.join("node/state/exports")).is_empty() && file_names(&root.join("b/node/state/pulls")).is_empty(), "no key left");
     });
 }

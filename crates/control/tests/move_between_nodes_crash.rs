@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Clients;
+use common::{Clients, file_names, tools_running_on};
 use common::process::{spawn_logged, spawn_node, write_config, write_node_config};
 use limiquantix_api::v1 as pb;
 use limiquantix_testkit::{ChildGuard, free_port};
@@ -45,20 +45,7 @@ impl Node {
     }
 }
 
-/// qemu-nbd or qemu-img processes working on this test's files.
-fn copy_processes(root: &Path) -> Vec<String> {
-    let needle = root.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| (c.starts_with("qemu-nbd") || c.starts_with("qemu-img")) && c.contains(&needle))
-        .collect()
-}
 
-fn files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
-}
 
 async fn wait_copying(c: &mut Clients, task_id: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -120,14 +107,14 @@ fn a_move_between_nodes_survives_either_node_killed_mid_copy() {
             let file = target.pool().join(format!("lq-{}.qcow2", v.id));
             let same = Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "qcow2"]).arg(&reference).arg(&file).output().unwrap();
             assert!(same.status.success(), "round {round}: the copy equals the source: {}", String::from_utf8_lossy(&same.stdout));
-            assert!(files(&source.pool()).is_empty(), "round {round}: the source on {from_node} is deleted: {:?}", files(&source.pool()));
-            assert_eq!(files(&target.pool()), vec![format!("lq-{}.qcow2", v.id)], "round {round}: one whole copy");
+            assert!(file_names(&source.pool()).is_empty(), "round {round}: the source on {from_node} is deleted: {:?}", file_names(&source.pool()));
+            assert_eq!(file_names(&target.pool()), vec![format!("lq-{}.qcow2", v.id)], "round {round}: one whole copy");
             for n in [&a, &b] {
-                assert!(files(&n.dir.join("state/exports")).is_empty() && files(&n.dir.join("state/pulls")).is_empty(), "round {round}: no key left");
+                assert!(file_names(&n.dir.join("state/exports")).is_empty() && file_names(&n.dir.join("state/pulls")).is_empty(), "round {round}: no key left");
             }
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !copy_processes(root.path()).is_empty() {
-                assert!(Instant::now() < deadline, "round {round}: left running: {:?}", copy_processes(root.path()));
+            while !tools_running_on(root.path(), &["qemu-nbd", "qemu-img"]).is_empty() {
+                assert!(Instant::now() < deadline, "round {round}: left running: {:?}", tools_running_on(root.path(), &["qemu-nbd", "qemu-img"]));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

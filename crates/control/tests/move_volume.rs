@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, GIB};
+use common::{Cluster, GIB, file_names};
 use limiquantix_api::v1 as pb;
 use limiquantix_testkit::Ceph;
 use limiquantix_testkit::ceph::TEST_POOL;
@@ -27,11 +26,6 @@ fn move_req(volume: &str, pool: &str) -> pb::MoveVolumeRequest {
     pb::MoveVolumeRequest { volume_id: volume.into(), pool: pool.into(), ..Default::default() }
 }
 
-fn volume_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_volume_moves_to_another_pool_with_its_id_name_and_data() {
@@ -97,7 +91,7 @@ async fn a_volume_moves_to_another_pool_with_its_id_name_and_data() {
         assert!(qemu_io("qcow2", new_file.to_str().unwrap(), &format!("read -P {pattern} {at} 4M")), "{pattern} at {at} moved");
     }
     assert!(!web_file.exists(), "the source is gone");
-    assert!(volume_files(&p2_dir).iter().all(|f| !f.contains(".partial")), "{:?}", volume_files(&p2_dir));
+    assert!(file_names(&p2_dir).iter().all(|f| !f.contains(".partial")), "{:?}", file_names(&p2_dir));
     let snaps = k.c.volumes.list_snapshots(pb::ListSnapshotsRequest { volume_id: web.id.clone() }).await.unwrap().into_inner().snapshots;
     assert!(snaps.is_empty(), "{snaps:?}");
     let p1_after = provisioned(k.c.pools.get_pool(pb::GetPoolRequest { pool: "p1".into() }).await.unwrap().into_inner());
@@ -137,8 +131,8 @@ async fn a_cancelled_move_leaves_the_volume_where_it_was() {
     assert_eq!((back.pool_id.as_str(), back.state), (k.pool.id.as_str(), pb::VolumeState::Available as i32));
     assert!(qemu_io("qcow2", file.to_str().unwrap(), "read -P 0x5a 0 512M"), "the source is intact");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !volume_files(&p2_dir).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "left in the target: {:?}", volume_files(&p2_dir));
+    while !file_names(&p2_dir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left in the target: {:?}", file_names(&p2_dir));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let p2 = k.c.pools.get_pool(pb::GetPoolRequest { pool: "p2".into() }).await.unwrap().into_inner();
@@ -247,11 +241,11 @@ async fn a_cancelled_live_move_leaves_the_vm_on_its_source() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let xml = libvirtd.virsh(&["dumpxml", "lq-live-cancel"]).unwrap();
-        let done = xml.contains(old_file.to_str().unwrap()) && !xml.contains("<mirror") && volume_files(&p2_dir).is_empty();
+        let done = xml.contains(old_file.to_str().unwrap()) && !xml.contains("<mirror") && file_names(&p2_dir).is_empty();
         if done {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "left behind: {xml} {:?}", volume_files(&p2_dir));
+        assert!(std::time::Instant::now() < deadline, "left behind: {xml} {:?}", file_names(&p2_dir));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

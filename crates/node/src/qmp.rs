@@ -52,9 +52,7 @@ impl Libvirt {
             nodes.iter().map(|n| json!({ "type": "blockdev-snapshot-internal-sync", "data": { "device": n, "name": name } })).collect();
         self.qmp(domain, json!({ "execute": "transaction", "arguments": { "actions": actions } })).await.map(drop)
     }
-}
 
-impl Libvirt {
     /// Deletes internal snapshot `name` of one node.
     pub async fn delete_block_node_snapshot(&self, domain: &str, node: &str, name: &str) -> Result<(), StorageError> {
         let command = json!({ "execute": "blockdev-snapshot-delete-internal-sync", "arguments": { "device": node, "name": name } });

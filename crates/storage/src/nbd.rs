@@ -51,14 +51,13 @@ pub struct PskDir {
 }
 
 impl PskDir {
-    /// Makes `parent/name/keys.psk` (the directory 0700, the file 0600).
-    /// `name` is an id the caller checked (a UUID), never user text.
-    pub fn create(parent: &Path, name: &str, psk: &Psk) -> Result<Self> {
+    /// Makes `parent/<id>/keys.psk` (the directory 0700, the file 0600).
+    pub fn create(parent: &Path, id: &uuid::Uuid, psk: &Psk) -> Result<Self> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let io = |e: std::io::Error| StorageError::Internal(format!("cannot keep the export key under {}: {e}", parent.display()));
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io)?;
-        let dir = parent.join(name);
+        let dir = parent.join(id.to_string());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io)?;
         }
@@ -132,7 +131,7 @@ mod tests {
         let psk = Psk::parse("move-1", &"AB".repeat(32)).unwrap();
         assert!(!format!("{psk:?}").contains("ab"), "the key is never printed");
         let parent = tempfile::tempdir().unwrap();
-        let dir = PskDir::create(parent.path(), "e1", &psk).unwrap();
+        let dir = PskDir::create(parent.path(), &uuid::Uuid::new_v4(), &psk).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let file = dir.path().join("keys.psk");
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);

@@ -200,12 +200,7 @@ impl Cluster {
 
     /// The volume files on the node's disk (lq-<id>.*).
     pub fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.pool_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
+        file_names(&self.pool_dir())
     }
 
     pub fn node_addr(&self) -> SocketAddr {
@@ -223,4 +218,24 @@ pub async fn http_get(url: &str) -> std::io::Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)
+}
+
+/// The names in `dir`, sorted; none when it does not exist.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The command lines of `programs` (e.g. qemu-img, qemu-nbd) running on
+/// files under `root`: what a test's daemons must not leave behind.
+pub fn tools_running_on(root: &Path, programs: &[&str]) -> Vec<String> {
+    let needle = root.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| programs.iter().any(|p| c.starts_with(p)) && c.contains(&needle))
+        .collect()
 }

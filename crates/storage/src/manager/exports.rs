@@ -61,9 +61,8 @@ impl StorageManager {
         bind: IpAddr,
         lifetime: Duration,
     ) -> Result<ExportInfo> {
-        let export_id = uuid::Uuid::parse_str(export_id)
-            .map_err(|_| StorageError::invalid(format!("export id {export_id:?} is not a UUID")))?
-            .to_string();
+        let export_uuid = uuid::Uuid::parse_str(export_id).map_err(|_| StorageError::invalid(format!("export id {export_id:?} is not a UUID")))?;
+        let export_id = export_uuid.to_string();
         {
             let mut running = self.exports.running.lock().expect("export table poisoned");
             match running.get(&export_id) {
@@ -76,7 +75,7 @@ impl StorageManager {
         let volume_guard = self.locks.shared(pool, id, "an export to another node")?;
         let volume = self.volume(backend.as_ref(), id).await?;
         let location = backend.read_location(&volume)?;
-        let key = PskDir::create(&self.ctx.state_dir.join("exports"), &export_id, &psk)?;
+        let key = PskDir::create(&self.ctx.state_dir.join("exports"), &export_uuid, &psk)?;
         let export_name = volume.id.to_string();
         let mut last_error = None;
         for _ in 0..3 {

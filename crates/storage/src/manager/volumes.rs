@@ -176,18 +176,13 @@ impl StorageManager {
             VolumeSource::Remote { host, port, export, psk, size_bytes } => {
                 let format = spec.format.unwrap_or(default_format);
                 let size = backend.round_size(self.size_from_source(spec.size_bytes, size_bytes, "exported volume")?);
-                let expected = Expected { format: Some(format), size_bytes: Some(size), backing: None };
-                if let Some(v) = self.existing(backend.as_ref(), id, &expected).await? {
-                    return Ok(v);
-                }
-                self.ensure_space(backend.as_ref(), provisioning, size).await?;
-                let psk_dir = crate::nbd::PskDir::create(&self.ctx.state_dir.join("pulls"), &id.to_string(), &psk)?;
+                let psk_dir = crate::nbd::PskDir::create(&self.ctx.state_dir.join("pulls"), id.as_uuid(), &psk)?;
                 let nbd = crate::nbd::NbdSource { host, port, export_name: export.to_string(), psk, psk_dir };
                 let image = InspectedImage { source: ImageSource::Remote(Arc::new(nbd)), format: crate::model::ImageFormat::Raw, virtual_size: size_bytes };
-                let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
+                let content = NewVolumeContent::Image(&image);
                 // A pull that breaks off is most likely the exporting node gone
                 // (restarted, unreachable): worth trying again with a new export.
-                backend.create_volume(&new, progress).await.map_err(|e| match e {
+                self.create_copy(backend.as_ref(), id, format, size, provisioning, content, progress).await.map_err(|e| match e {
                     e @ (StorageError::Internal(_) | StorageError::Tool(_) | StorageError::Io { .. }) => {
                         StorageError::Unavailable(format!("the copy from the exporting node broke off: {e}"))
                     }
@@ -269,12 +264,8 @@ impl StorageManager {
         let base = self.volume(source_backend.as_ref(), volume).await?;
         let location = source_backend.read_location(&base)?;
         let size = backend.round_size(self.size_from_source(spec.size_bytes, base.size_bytes, "source volume")?);
-        let expected = Expected { format: Some(format), size_bytes: Some(size), backing: None };
-        if let Some(v) = self.existing(backend, id, &expected).await? {
-            return Ok(v);
-        }
-        self.ensure_space(backend, provisioning, size).await?;
-        if with_snapshots {
+        let image;
+        let content = if with_snapshots {
             // The qcow2 file itself, its snapshots inside.
             let self_contained = base.format == VolumeFormat::Qcow2 && format == VolumeFormat::Qcow2 && base.backing.is_none() && size == base.size_bytes;
             let path = match &location {
@@ -286,12 +277,12 @@ impl StorageManager {
                     )));
                 }
             };
-            let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::WholeFile { path, source: &base } };
-            return backend.create_volume(&new, progress).await;
-        }
-        let image = InspectedImage { source: ImageSource::Volume(location), format: base.format.into(), virtual_size: base.size_bytes };
-        let new = NewVolume { id, format, size_bytes: size, provisioning, content: NewVolumeContent::Image(&image) };
-        backend.create_volume(&new, progress).await
+            NewVolumeContent::WholeFile { path, source: &base }
+        } else {
+            image = InspectedImage { source: ImageSource::Volume(location), format: base.format.into(), virtual_size: base.size_bytes };
+            NewVolumeContent::Image(&image)
+        };
+        self.create_copy(backend, id, format, size, provisioning, content, progress).await
     }
 
     #[allow(clippy::too_many_arguments)]
